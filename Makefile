@@ -1,0 +1,58 @@
+# LSIC developer entry points. `make demo` and `make test` are the README's two commands.
+SHELL := /bin/bash
+PY ?= python3
+VENV := .venv
+EDGE_VENV := .venv-edge
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+EDGE_STAMP := $(EDGE_VENV)/.installed
+SOURCE ?= builtin
+PROTO := proto/lsic/v1/lsic.proto
+
+.PHONY: setup setup-edge proto demo test test-main test-edge lint bench-rd bench-speed clean
+
+# --- environments -------------------------------------------------------------------------
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip setuptools wheel
+	$(BIN)/pip install -q -e '.[edge,cloud,train,dev]'
+	@touch $(STAMP)
+
+setup: $(STAMP)
+
+$(EDGE_STAMP): pyproject.toml
+	@test -x $(EDGE_VENV)/bin/python || $(PY) -m venv $(EDGE_VENV)
+	$(EDGE_VENV)/bin/pip install -q --upgrade pip setuptools wheel
+	$(EDGE_VENV)/bin/pip install -q -e '.[edge]' pytest pytest-timeout
+	@touch $(EDGE_STAMP)
+
+setup-edge: $(EDGE_STAMP)
+
+# --- generated gRPC code (committed; tests/test_proto.py fails when it is stale) -----------
+proto: setup
+	$(BIN)/python -m grpc_tools.protoc -Iproto --python_out=proto --grpc_python_out=proto --pyi_out=proto $(PROTO)
+
+# --- the two commands -----------------------------------------------------------------------
+demo: setup
+	$(BIN)/python -m lsic.demo --source '$(SOURCE)'
+
+test: setup setup-edge
+	$(MAKE) --no-print-directory test-main test-edge
+
+test-main:
+	$(BIN)/python -m pytest -q
+
+test-edge:
+	cd tests && ../$(EDGE_VENV)/bin/python -m pytest -q -m "not torch" -p no:cacheprovider --confcutdir=. edge_env
+
+lint: setup
+	$(BIN)/ruff check .
+
+bench-rd: setup
+	$(BIN)/lsic bench rd --data ../shared/data/eval/kodak
+
+bench-speed: setup
+	$(BIN)/lsic bench speed
+
+clean:
+	rm -rf $(VENV) $(EDGE_VENV) .pytest_cache .ruff_cache

@@ -1,0 +1,34 @@
+"""`lsic bench ...`: heavy measurements kept out of the test suite (results in docs/benchmarks.md)."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+
+BENCHES = {
+    "rd": ("lsic.codec.bench.rd", "rate-distortion on an image folder against JPEG, WebP, AVIF, JPEG XL"),
+    "speed": ("lsic.codec.bench.speed", "encode/decode megapixels per second"),
+    "fuzz": ("lsic.codec.bench.fuzz", "mutated/truncated/random bitstreams through the decoder"),
+    "tiling": ("lsic.codec.bench.tiling", "rate and PSNR cost of tiling, large-image memory, region decode speed"),
+    "edge": ("lsic.edge.bench", "edge agent frames/s, kbps and RSS against a local cloud service"),
+    "ingest": ("lsic.cloud.bench", "concurrent simulated devices against the cloud service"),
+}
+
+
+def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
+    sub = parser.add_subparsers(dest="bench", required=True)
+    for name, (module, help_text) in BENCHES.items():
+        p = sub.add_parser(name, help=help_text)
+        p.set_defaults(bench_module=module)
+        try:
+            importlib.import_module(module).add_arguments(p)
+        except ImportError as exc:  # an extra that is not installed (e.g. torch on the edge)
+            p.set_defaults(bench_missing=str(exc))
+
+
+def run_bench(args: argparse.Namespace) -> int:
+    missing = getattr(args, "bench_missing", None)
+    if missing:
+        print(f"lsic: error: this benchmark needs an extra that is not installed ({missing})")
+        return 2
+    return int(importlib.import_module(args.bench_module).run(args) or 0)

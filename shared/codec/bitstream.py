@@ -1,0 +1,154 @@
+"""The .lsic container: versioned, self-describing, checksummed (docs/bitstream.md).
+
+All integers little-endian. Header, then the tile table, then the header CRC32C, then the tile
+payloads back to back. Every tile has its own CRC32C, so a damaged tile is detected and the
+others still decode.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass, field
+
+import google_crc32c
+
+from lsic.codec.errors import BitstreamError, ChecksumError, TruncatedBitstreamError, UnsupportedVersionError
+from lsic.codec.tiling import Grid
+
+MAGIC = b"LSIC"
+VERSION = 1
+_FIXED = struct.Struct("<4sBBIIHB32sB")  # magic ver flags width height tile quality hash id_len
+_TILE = struct.Struct("<BII")  # kind, length, crc32c
+MAX_DIM = 1 << 20
+
+TILE_CODED = 0
+TILE_SAME_AS_PREVIOUS = 1  # unchanged since the previous frame of the stream: reuse its pixels
+TILE_KINDS = (TILE_CODED, TILE_SAME_AS_PREVIOUS)
+
+
+def crc32c(data: bytes) -> int:
+    return google_crc32c.value(data)
+
+
+@dataclass
+class TileEntry:
+    kind: int
+    payload: bytes = b""
+
+
+@dataclass
+class Container:
+    width: int
+    height: int
+    tile_size: int
+    quality: int  # 1..n_rates
+    model_id: str
+    model_hash: bytes
+    tiles: list[TileEntry] = field(default_factory=list)
+
+    @property
+    def grid(self) -> Grid:
+        return Grid(self.width, self.height, self.tile_size)
+
+    def to_bytes(self) -> bytes:
+        mid = self.model_id.encode()
+        if len(mid) > 255 or len(self.model_hash) != 32:
+            raise BitstreamError("model id too long or model hash not 32 bytes")
+        if len(self.tiles) != len(self.grid):
+            raise BitstreamError("tile count does not match the tile grid")
+        head = bytearray(_FIXED.pack(MAGIC, VERSION, 0, self.width, self.height, self.tile_size, self.quality, self.model_hash, len(mid)))
+        head += mid
+        head += struct.pack("<I", len(self.tiles))
+        for t in self.tiles:
+            head += _TILE.pack(t.kind, len(t.payload), crc32c(t.payload))
+        head += struct.pack("<I", crc32c(bytes(head)))
+        return bytes(head) + b"".join(t.payload for t in self.tiles)
+
+
+@dataclass
+class ParsedContainer:
+    """A parsed header with lazy, checked access to tile payloads."""
+
+    header: Container
+    data: bytes
+    offsets: list[int]
+    lengths: list[int]
+    crcs: list[int]
+    kinds: list[int]
+
+    def tile_payload(self, i: int) -> bytes:
+        payload = self.data[self.offsets[i] : self.offsets[i] + self.lengths[i]]
+        if crc32c(payload) != self.crcs[i]:
+            raise ChecksumError(f"tile {i}: checksum mismatch (corrupted data)")
+        return payload
+
+    def info(self) -> dict:
+        h = self.header
+        return {
+            "format_version": VERSION,
+            "width": h.width,
+            "height": h.height,
+            "tile_size": h.tile_size,
+            "tiles": {"cols": h.grid.cols, "rows": h.grid.rows, "count": len(self.kinds)},
+            "quality": h.quality,
+            "model_id": h.model_id,
+            "model_hash": h.model_hash.hex(),
+            "bytes": len(self.data),
+            "header_bytes": self.offsets[0] if self.offsets else len(self.data),
+            "bpp": round(8 * len(self.data) / (h.width * h.height), 6),
+            "tile_table": [
+                {"index": i, "kind": "coded" if k == TILE_CODED else "same_as_previous", "offset": o, "length": n, "crc32c": f"{c:08x}"}
+                for i, (k, o, n, c) in enumerate(zip(self.kinds, self.offsets, self.lengths, self.crcs, strict=True))
+            ],
+        }
+
+
+def parse(data: bytes) -> ParsedContainer:
+    """Parse and validate header and tile table; payloads are checked when read."""
+    if len(data) < _FIXED.size:
+        raise TruncatedBitstreamError(f"bitstream is {len(data)} bytes, shorter than a header")
+    magic, version, _flags, width, height, tile, quality, mhash, id_len = _FIXED.unpack_from(data, 0)
+    if magic != MAGIC:
+        raise BitstreamError("not an LSIC bitstream (bad magic)")
+    if version > VERSION:
+        raise UnsupportedVersionError(f"bitstream format version {version} is newer than this decoder ({VERSION})")
+    if version < 1:
+        raise BitstreamError(f"invalid format version {version}")
+    pos = _FIXED.size
+    need = pos + id_len + 4
+    if len(data) < need:
+        raise TruncatedBitstreamError("bitstream ends inside its header")
+    try:
+        model_id = data[pos : pos + id_len].decode()
+    except UnicodeDecodeError as exc:
+        raise BitstreamError("model id is not valid text") from exc
+    pos += id_len
+    (n_tiles,) = struct.unpack_from("<I", data, pos)
+    pos += 4
+    table_end = pos + n_tiles * _TILE.size
+    if len(data) < table_end + 4:
+        raise TruncatedBitstreamError("bitstream ends inside its tile table")
+    (head_crc,) = struct.unpack_from("<I", data, table_end)
+    if crc32c(data[:table_end]) != head_crc:
+        raise ChecksumError("header checksum mismatch (corrupted header)")
+    if not (0 < width <= MAX_DIM and 0 < height <= MAX_DIM) or tile % 64 or not tile:
+        raise BitstreamError(f"invalid geometry {width}x{height}, tile {tile}")
+    header = Container(width, height, tile, quality, model_id, mhash)
+    if n_tiles != len(header.grid):
+        raise BitstreamError(f"tile table has {n_tiles} entries, the grid needs {len(header.grid)}")
+    kinds, lengths, crcs, offsets = [], [], [], []
+    off = table_end + 4
+    for i in range(n_tiles):
+        kind, length, crc = _TILE.unpack_from(data, pos + i * _TILE.size)
+        if kind not in TILE_KINDS:
+            raise BitstreamError(f"tile {i}: unknown kind {kind}")
+        kinds.append(kind)
+        lengths.append(length)
+        crcs.append(crc)
+        offsets.append(off)
+        off += length
+    if off > len(data):
+        raise TruncatedBitstreamError(f"bitstream truncated: {len(data)} bytes, tile table needs {off}")
+    if off < len(data):
+        raise BitstreamError(f"{len(data) - off} unexpected bytes after the last tile")
+    return ParsedContainer(header, data, offsets, lengths, crcs, kinds)

@@ -1,0 +1,182 @@
+"""`lsic`: the codec command line (encode, decode, info, models, train, export, bench).
+
+Every LsicError becomes a one-line message on stderr and its own exit code; no traceback
+reaches a user.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+
+from lsic import __version__
+from lsic.codec.errors import LsicError
+from lsic.logs import setup_logging
+
+log = logging.getLogger("lsic")
+
+
+def cmd_encode(args: argparse.Namespace) -> int:
+    from lsic.codec.encoder import Encoder
+    from lsic.codec.image_io import read_rgb
+
+    rgb = read_rgb(args.input)
+    t0 = time.perf_counter()
+    data = Encoder(args.model, threads=args.threads).encode(rgb, args.quality, args.tile_size)
+    dt = time.perf_counter() - t0
+    out = Path(args.output or Path(args.input).with_suffix(".lsic"))
+    out.write_bytes(data)
+    h, w = rgb.shape[:2]
+    print(json.dumps({"output": str(out), "bytes": len(data), "bpp": round(8 * len(data) / (h * w), 4), "seconds": round(dt, 3)}))
+    return 0
+
+
+def cmd_decode(args: argparse.Namespace) -> int:
+    from lsic.codec.decoder import Decoder
+    from lsic.codec.image_io import write_rgb
+
+    data = Path(args.input).read_bytes()
+    region = tuple(int(v) for v in args.region.split(",")) if args.region else None
+    if region is not None and len(region) != 4:
+        raise SystemExit("--region takes x,y,w,h")
+    t0 = time.perf_counter()
+    frame = Decoder(backend=args.backend, device=args.device, threads=args.threads).decode(data, region=region)
+    out = Path(args.output or Path(args.input).with_suffix(".png"))
+    write_rgb(out, frame.rgb)
+    print(json.dumps({"output": str(out), "width": frame.rgb.shape[1], "height": frame.rgb.shape[0], "seconds": round(time.perf_counter() - t0, 3)}))
+    return 0
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    from lsic.codec.bitstream import parse
+
+    info = parse(Path(args.input).read_bytes()).info()
+    if not args.tiles:
+        info.pop("tile_table")
+    print(json.dumps(info, indent=2))
+    return 0
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    from lsic.codec.package import available_models, load_package
+
+    rows = []
+    for mid in available_models():
+        pkg = load_package(mid)
+        rows.append({"id": mid, "path": str(pkg.root), "qualities": pkg.n_rates, "hash": pkg.hash.hex()[:16], "kodak": pkg.meta.get("kodak")})
+    print(json.dumps(rows, indent=2))
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from lsic.codec.networks.train import TrainConfig, train
+
+    cfg = TrainConfig(
+        data=Path(args.data), out=Path(args.out), eval_data=Path(args.eval_data) if args.eval_data else None,
+        N=args.N, M=args.M, batch_size=args.batch_size, crop=args.crop, lr=args.lr, max_steps=args.max_steps,
+        max_minutes=args.max_minutes, checkpoint_minutes=args.checkpoint_minutes, eval_every=args.eval_every,
+        threads=args.threads, device=args.device,
+    )
+    train(cfg)
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from lsic.codec.networks.export import export_package
+
+    export_package(Path(args.checkpoint), Path(args.out), args.id, Path(args.calibration))
+    print(json.dumps({"package": args.out}))
+    return 0
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from lsic.codec.bench import run_bench
+
+    return run_bench(args)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="lsic", description="LSIC learned image codec: encode, decode, inspect, train, export, benchmark.")
+    p.add_argument("--version", action="version", version=f"lsic {__version__}")
+    p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    e = sub.add_parser("encode", help="encode an image to .lsic")
+    e.add_argument("input", help="8-bit image (PNG, JPEG, ...); grayscale/RGBA are converted")
+    e.add_argument("-o", "--output", help="output .lsic (default: input with .lsic)")
+    e.add_argument("-q", "--quality", type=int, default=4, help="operating point 1..N, higher is better (default 4)")
+    e.add_argument("-m", "--model", default="default", help="model package id or folder (default: default)")
+    e.add_argument("--tile-size", type=int, default=256, help="tile size in pixels, multiple of 64 (default 256)")
+    e.add_argument("--threads", type=int, default=2, help="ONNX Runtime threads (default 2)")
+    e.set_defaults(func=cmd_encode)
+
+    d = sub.add_parser("decode", help="decode .lsic to an image")
+    d.add_argument("input")
+    d.add_argument("-o", "--output", help="output image; format by extension (default: input with .png)")
+    d.add_argument("--region", help="decode only x,y,w,h (touches only the tiles it needs)")
+    d.add_argument("--backend", choices=["auto", "torch", "onnx"], default="auto", help="synthesis backend (default: torch if installed)")
+    d.add_argument("--device", default="auto", help="torch device: auto, cpu, cuda (default auto)")
+    d.add_argument("--threads", type=int, default=0, help="CPU threads (0: library default)")
+    d.set_defaults(func=cmd_decode)
+
+    i = sub.add_parser("info", help="print a .lsic header as JSON")
+    i.add_argument("input")
+    i.add_argument("--tiles", action="store_true", help="include the tile table")
+    i.set_defaults(func=cmd_info)
+
+    m = sub.add_parser("models", help="list installed model packages")
+    m.set_defaults(func=cmd_models)
+
+    t = sub.add_parser("train", help="train (or resume) a variable-rate model")
+    t.add_argument("--data", required=True, help="folder of training images")
+    t.add_argument("--out", required=True, help="run folder (checkpoint.pt, log.jsonl); resumes if present")
+    t.add_argument("--eval-data", help="held-out image folder evaluated every --eval-every steps")
+    t.add_argument("--N", type=int, default=64)
+    t.add_argument("--M", type=int, default=96)
+    t.add_argument("--batch-size", type=int, default=8)
+    t.add_argument("--crop", type=int, default=192, help="random crop size, multiple of 64")
+    t.add_argument("--lr", type=float, default=2e-4)
+    t.add_argument("--max-steps", type=int, default=1_000_000)
+    t.add_argument("--max-minutes", type=float, default=0.0, help="stop after this many minutes (0: no limit)")
+    t.add_argument("--checkpoint-minutes", type=float, default=4.0)
+    t.add_argument("--eval-every", type=int, default=2000)
+    t.add_argument("--threads", type=int, default=2)
+    t.add_argument("--device", default="cpu", help="cpu or cuda")
+    t.set_defaults(func=cmd_train)
+
+    x = sub.add_parser("export", help="export a checkpoint to a model package")
+    x.add_argument("checkpoint")
+    x.add_argument("--out", required=True, help="package folder to write")
+    x.add_argument("--id", required=True, help="model id (e.g. default, lite)")
+    x.add_argument("--calibration", required=True, help="image folder for int8 calibration")
+    x.set_defaults(func=cmd_export)
+
+    b = sub.add_parser("bench", help="benchmarks: rd, speed, tiling, fuzz, memory")
+    from lsic.codec.bench import add_bench_arguments
+
+    add_bench_arguments(b)
+    b.set_defaults(func=cmd_bench)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    setup_logging(verbose=args.verbose)
+    try:
+        return args.func(args)
+    except LsicError as exc:
+        print(f"lsic: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except OSError as exc:
+        print(f"lsic: error: {exc.strerror or exc}: {getattr(exc, 'filename', '') or ''}".rstrip(": "), file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

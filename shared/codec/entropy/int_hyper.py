@@ -1,0 +1,101 @@
+"""Integer hyper-synthesis: the network that picks each latent's probability table.
+
+Encoder and decoder must pick the same table for every symbol, on any hardware. So this network
+runs on integers only: integer weights, integer activations, integer shifts, integer table index
+out (Ballé et al. 2019, "Integer networks for data compression"). The arithmetic is carried out
+in float64 BLAS for speed, which is exact here: every weight is below 2^11, every activation is
+clamped below 2^20, no fan-in exceeds 2^14 and every bias is below 2^50, so every product and
+partial sum is an integer below 2^53 and no summation order can round.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+WEIGHT_BITS = 11  # |w| < 2^11
+ACT_LIMIT = (1 << 20) - 1  # activations clamped to +-ACT_LIMIT
+ACT_FRAC_BITS = 8  # hidden activations and outputs carry 8 fractional bits
+MAX_FAN_IN = 1 << 14
+MAX_BIAS = 1 << 50
+LEAKY_NUM, LEAKY_SHIFT = 41, 12  # LeakyReLU slope 41/4096 ~ 0.01
+
+
+@dataclass(frozen=True)
+class IntLayer:
+    """One integer convolution: weights (C_out, C_in, k, k) as stored integers."""
+
+    weight: np.ndarray  # int32, already flipped/transposed to a direct convolution
+    bias: np.ndarray  # int64, at scale 2^(w_frac + in_frac)
+    shift: int  # right shift from accumulator scale to output scale
+    upsample: int  # 2 for a transposed stride-2 convolution, 1 for a plain one
+    leaky: bool  # LeakyReLU after the layer
+
+    def check(self) -> None:
+        c_out, c_in, k, _ = self.weight.shape
+        too_wide = c_in * k * k > MAX_FAN_IN or np.abs(self.bias).max(initial=0) >= MAX_BIAS
+        if too_wide or np.abs(self.weight).max(initial=0) >= (1 << WEIGHT_BITS):
+            raise ValueError("integer layer outside the exact float64 range")
+
+
+def _im2col(x: np.ndarray, k: int, pad_lo: int, pad_hi: int) -> tuple[np.ndarray, int, int]:
+    """(C, H, W) -> (C*k*k, H_out*W_out) patches of a stride-1 convolution."""
+    c, h, w = x.shape
+    xp = np.pad(x, ((0, 0), (pad_lo, pad_hi), (pad_lo, pad_hi)))
+    ho, wo = xp.shape[1] - k + 1, xp.shape[2] - k + 1
+    s0, s1, s2 = xp.strides
+    cols = np.lib.stride_tricks.as_strided(xp, (c, k, k, ho, wo), (s0, s1, s2, s1, s2))
+    return cols.reshape(c * k * k, ho * wo), ho, wo
+
+
+def _layer(x: np.ndarray, layer: IntLayer) -> np.ndarray:
+    c_out, c_in, k, _ = layer.weight.shape
+    if layer.upsample == 2:
+        # Transposed conv (k=5, s=2, p=2, output_padding=1) == zero-stuffed input, asymmetric pad.
+        c, h, w = x.shape
+        up = np.zeros((c, 2 * h - 1, 2 * w - 1), dtype=np.float64)
+        up[:, ::2, ::2] = x
+        cols, ho, wo = _im2col(up, k, k - 1 - k // 2, k - k // 2)
+    else:
+        cols, ho, wo = _im2col(x, k, k // 2, k // 2)
+    acc = layer.weight.reshape(c_out, -1).astype(np.float64) @ cols
+    acc += layer.bias.astype(np.float64)[:, None]
+    # Rounding right shift: floor((acc + 2^(s-1)) / 2^s), exact on integers below 2^53.
+    out = np.floor((acc + float(1 << (layer.shift - 1))) / float(1 << layer.shift)) if layer.shift > 0 else acc
+    if layer.leaky:
+        out = np.where(out >= 0, out, np.floor(out * LEAKY_NUM / (1 << LEAKY_SHIFT)))
+    np.clip(out, -ACT_LIMIT, ACT_LIMIT, out=out)
+    return out.reshape(c_out, ho, wo)
+
+
+def run_int_hyper(z_hat: np.ndarray, layers: list[IntLayer]) -> np.ndarray:
+    """Integer z_hat (N, h, w) -> integer outputs (2M, 4h, 4w) with ACT_FRAC_BITS fraction."""
+    x = np.clip(z_hat.astype(np.float64), -ACT_LIMIT, ACT_LIMIT)
+    for layer in layers:
+        x = _layer(x, layer)
+    return x.astype(np.int64)
+
+
+def scale_indexes(scales_fx: np.ndarray, thresholds_fx: np.ndarray) -> np.ndarray:
+    """Table index per symbol: how many scale-table boundaries lie strictly below the scale."""
+    return np.searchsorted(thresholds_fx, scales_fx, side="left").astype(np.int32)
+
+
+def layers_from_arrays(arrays: dict[str, np.ndarray]) -> list[IntLayer]:
+    """Rebuild the integer layers from the arrays of a model package's tables.npz."""
+    layers = []
+    i = 0
+    while f"hs{i}_w" in arrays:
+        meta = arrays[f"hs{i}_meta"]
+        layer = IntLayer(
+            weight=arrays[f"hs{i}_w"].astype(np.int32),
+            bias=arrays[f"hs{i}_b"].astype(np.int64),
+            shift=int(meta[0]),
+            upsample=int(meta[1]),
+            leaky=bool(meta[2]),
+        )
+        layer.check()
+        layers.append(layer)
+        i += 1
+    return layers

@@ -1,0 +1,74 @@
+"""Reading and writing images as 8-bit RGB arrays, with specific errors for what we refuse."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from lsic.codec.errors import InputImageError
+
+log = logging.getLogger("lsic.image")
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
+
+
+def list_images(folder: Path) -> list[Path]:
+    """Image files of a folder in name order (the order frames are sent in)."""
+    return sorted(p for p in Path(folder).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+
+
+def to_rgb8(img: np.ndarray, source: str = "image", quiet: bool = False) -> np.ndarray:
+    """Normalize a decoded array (H,W), (H,W,1|3|4), uint8, to contiguous RGB uint8.
+
+    Grayscale and RGBA are converted with a notice; other depths are refused, since silently
+    rescaling 16-bit data would lose what the user asked to keep.
+    """
+    if img.size == 0:
+        raise InputImageError(f"{source}: empty image")
+    if img.dtype != np.uint8:
+        raise InputImageError(f"{source}: {img.dtype} samples are not supported (8-bit only)")
+    if img.ndim == 2 or (img.ndim == 3 and img.shape[2] == 1):
+        if not quiet:
+            log.warning("%s: grayscale converted to RGB", source)
+        return np.ascontiguousarray(np.repeat(img.reshape(img.shape[0], img.shape[1], 1), 3, axis=2))
+    if img.ndim == 3 and img.shape[2] == 4:
+        if not quiet:
+            log.warning("%s: alpha channel dropped", source)
+        return np.ascontiguousarray(img[:, :, :3])
+    if img.ndim == 3 and img.shape[2] == 3:
+        return np.ascontiguousarray(img)
+    raise InputImageError(f"{source}: unsupported layout {img.shape}")
+
+
+def read_rgb(path: str | Path, quiet: bool = False) -> np.ndarray:
+    """Read an image file as (H, W, 3) uint8 RGB."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputImageError(f"{path}: no such file")
+    if path.stat().st_size == 0:
+        raise InputImageError(f"{path}: empty file")
+    data = np.fromfile(path, dtype=np.uint8)
+    img = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
+    if img is None:
+        raise InputImageError(f"{path}: not a readable image")
+    if img.ndim == 3 and img.shape[2] >= 3:
+        code = cv2.COLOR_BGRA2RGBA if img.shape[2] == 4 else cv2.COLOR_BGR2RGB
+        img = cv2.cvtColor(img, code)
+    return to_rgb8(img, str(path), quiet=quiet)
+
+
+def encode_image(rgb: np.ndarray, suffix: str = ".png") -> bytes:
+    """Encode RGB uint8 to an image file format chosen by suffix."""
+    ok, buf = cv2.imencode(suffix, cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+    if not ok:
+        raise InputImageError(f"cannot write images of type {suffix}")
+    return buf.tobytes()
+
+
+def write_rgb(path: str | Path, rgb: np.ndarray) -> None:
+    """Write RGB uint8 to a file, format by extension (PNG, JPEG, ...)."""
+    path = Path(path)
+    path.write_bytes(encode_image(rgb, path.suffix.lower() or ".png"))

@@ -1,0 +1,192 @@
+"""Export a trained checkpoint to a model package (see lsic.codec.package).
+
+Writes: the analysis transform (g_a with the per-point gain, and h_a) as int8 ONNX, statically
+quantized with ONNX Runtime and calibrated on training crops; the synthesis transform as fp32
+ONNX (torch-free decoder) and as a torch state dict (GPU decoder); the integer tables (factorized
+prior, Gaussian, integer hyper-synthesis, gains); and model.json with hashes and provenance.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import platform
+import random
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from lsic.codec.entropy import int_hyper, tables
+from lsic.codec.networks.model import LAMBDAS, Architecture, GainedHyperprior
+from lsic.codec.package import FILES, load_package_dir, sha256_file
+
+log = logging.getLogger("lsic.export")
+FX = 1 << int_hyper.ACT_FRAC_BITS
+
+
+class AnalysisGraph(nn.Module):
+    """x (B,3,H,W) in [0,1], gain (1,M,1,1) -> y = g_a(x)*gain and z = h_a(y)."""
+
+    def __init__(self, net: GainedHyperprior) -> None:
+        super().__init__()
+        self.g_a, self.h_a = net.g_a, net.h_a
+
+    def forward(self, x: torch.Tensor, gain: torch.Tensor):
+        y = self.g_a(x) * gain
+        return y, self.h_a(y)
+
+
+def load_checkpoint(path: Path) -> tuple[GainedHyperprior, dict]:
+    state = torch.load(path, map_location="cpu", weights_only=False)
+    net = GainedHyperprior(Architecture(**state["arch"]))
+    net.load_state_dict(state["state_dict"])
+    net.update(force=True)
+    net.eval()
+    return net, state
+
+
+def factorized_arrays(net: GainedHyperprior) -> dict[str, np.ndarray]:
+    """Per-channel tables of z_int = round(z - median) from the learned factorized density."""
+    eb = net.entropy_bottleneck
+    q = eb.quantiles.detach()[:, 0, :].double()  # (C, 3): lower, median, upper
+    medians = q[:, 1]
+    medians_fx = torch.round(medians * FX)
+    lo = torch.floor(q[:, 0] - medians).long()
+    hi = torch.ceil(q[:, 2] - medians).long()
+    pmfs, tails, origins = [], [], []
+    with torch.no_grad():
+        for c in range(q.shape[0]):
+            v = torch.arange(int(lo[c]), int(hi[c]) + 1, dtype=torch.float32)
+            values = (v + medians_fx[c].float() / FX).reshape(1, 1, -1).repeat(q.shape[0], 1, 1)
+            lik = eb._likelihood(values)[0][c, 0].double().numpy()
+            pmfs.append(lik)
+            tails.append(max(1.0 - float(lik.sum()), 1e-9))
+            origins.append(int(lo[c]))
+    freqs, lengths = tables.factorized_tables(pmfs, tails)
+    return {
+        "z_freqs": freqs,
+        "z_lengths": lengths,
+        "z_origins": np.array(origins, dtype=np.int32),
+        "z_medians_fx": medians_fx.long().numpy(),
+    }
+
+
+def _quantize_layer(weight: torch.Tensor, bias: torch.Tensor, transposed: bool, leaky: bool) -> dict:
+    w = weight.detach().double()
+    if transposed:  # ConvTranspose2d (C_in, C_out, k, k) -> direct conv on zero-stuffed input
+        w = w.flip(2, 3).transpose(0, 1)
+    max_abs = float(w.abs().max())
+    w_frac = min(16, int(np.floor(np.log2(((1 << int_hyper.WEIGHT_BITS) - 1) / max_abs))))
+    w_int = torch.round(w * (1 << w_frac)).long().numpy().astype(np.int32)
+    b_int = torch.round(bias.detach().double() * (1 << (w_frac + int_hyper.ACT_FRAC_BITS))).long().numpy()
+    layer = int_hyper.IntLayer(w_int, b_int, shift=w_frac, upsample=2 if transposed else 1, leaky=leaky)
+    layer.check()
+    return {"w": w_int, "b": b_int, "meta": np.array([w_frac, layer.upsample, int(leaky)], dtype=np.int64)}
+
+
+def int_hyper_arrays(net: GainedHyperprior) -> dict[str, np.ndarray]:
+    convs = [m for m in net.h_s if isinstance(m, nn.Conv2d | nn.ConvTranspose2d)]
+    out = {}
+    for i, m in enumerate(convs):
+        q = _quantize_layer(m.weight, m.bias, isinstance(m, nn.ConvTranspose2d), leaky=i < len(convs) - 1)
+        out.update({f"hs{i}_w": q["w"], f"hs{i}_b": q["b"], f"hs{i}_meta": q["meta"]})
+    scales = tables.scale_table()
+    out["scale_thresholds_fx"] = np.ceil(scales[:-1] * FX).astype(np.int64)
+    out["y_freqs"], out["y_lengths"] = tables.gaussian_tables(scales)
+    return out
+
+
+def export_onnx(net: GainedHyperprior, folder: Path) -> None:
+    m = net.arch.M
+    x = torch.rand(1, 3, 256, 256)
+    gain = torch.ones(1, m, 1, 1)
+    torch.onnx.export(
+        AnalysisGraph(net), (x, gain), str(folder / "analysis.fp32.onnx"),
+        input_names=["x", "gain"], output_names=["y", "z"], opset_version=17, dynamo=False,
+        dynamic_axes={"x": {0: "b", 2: "h", 3: "w"}, "y": {0: "b", 2: "h16", 3: "w16"}, "z": {0: "b", 2: "h64", 3: "w64"}},
+    )
+    y = torch.rand(1, m, 16, 16)
+    torch.onnx.export(
+        net.g_s, (y,), str(folder / "synthesis.fp32.onnx"), input_names=["y_hat"], output_names=["x_hat"],
+        opset_version=17, dynamo=False, dynamic_axes={"y_hat": {0: "b", 2: "h", 3: "w"}, "x_hat": {0: "b", 2: "H", 3: "W"}},
+    )
+
+
+def quantize_analysis(folder: Path, calib_images: list[np.ndarray], gains: np.ndarray, n: int = 48) -> None:
+    """Static int8 quantization (QDQ, per-channel weights) calibrated on training crops."""
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    rng = random.Random(0)
+    feeds = []
+    for i in range(n):
+        img = calib_images[rng.randrange(len(calib_images))]
+        h, w = img.shape[:2]
+        yy, xx = rng.randrange(h - 255), rng.randrange(w - 255)
+        x = img[yy : yy + 256, xx : xx + 256].transpose(2, 0, 1)[None].astype(np.float32) / 255.0
+        feeds.append({"x": x, "gain": gains[i % len(gains)][None, :, None, None].astype(np.float32)})
+
+    class Reader(CalibrationDataReader):
+        def __init__(self) -> None:
+            self.it = iter(feeds)
+
+        def get_next(self):
+            return next(self.it, None)
+
+    pre = folder / "analysis.pre.onnx"
+    quant_pre_process(str(folder / "analysis.fp32.onnx"), str(pre), skip_symbolic_shape=True)
+    quantize_static(
+        str(pre), str(folder / "analysis.int8.onnx"), Reader(), quant_format=QuantFormat.QDQ,
+        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, per_channel=True,
+        op_types_to_quantize=["Conv"],
+    )
+    pre.unlink()
+
+
+def export_package(checkpoint: Path, out: Path, model_id: str, calib_dir: Path, notes: dict | None = None) -> Path:
+    """Checkpoint -> package folder `out` (replaced atomically when complete)."""
+    from lsic.codec.networks.train import load_images
+
+    net, state = load_checkpoint(checkpoint)
+    tmp = Path(tempfile.mkdtemp(prefix=".export-", dir=out.parent if out.parent.exists() else None))
+    try:
+        export_onnx(net, tmp)
+        gains = net.log_gain.detach().exp().numpy()
+        quantize_analysis(tmp, load_images(calib_dir, 256), gains)
+        torch.save(net.g_s.state_dict(), tmp / "synthesis.pt")
+        arrays = {**factorized_arrays(net), **int_hyper_arrays(net)}
+        arrays["gain"] = gains.astype(np.float32)
+        arrays["inv_gain"] = net.log_inv_gain.detach().exp().numpy().astype(np.float32)
+        np.savez_compressed(tmp / "tables.npz", **arrays)
+        meta = {
+            "id": model_id,
+            "format": 1,
+            "architecture": {**net.arch.to_dict(), "family": "gained-mean-scale-hyperprior"},
+            "lambdas": list(LAMBDAS[: net.arch.n_rates]),
+            "training": {
+                "steps": int(state["step"]),
+                "wall_seconds": round(float(state["wall_seconds"]), 1),
+                "data": str(state["config"].get("data", "")),
+                "hardware": f"{platform.machine()} {platform.processor() or ''} torch {torch.__version__}".strip(),
+                "crop": state["config"].get("crop"),
+                "batch_size": state["config"].get("batch_size"),
+            },
+            "exported": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "files": {name: sha256_file(tmp / name) for name in FILES},
+            **(notes or {}),
+        }
+        (tmp / "model.json").write_text(json.dumps(meta, indent=2) + "\n")
+        load_package_dir(tmp)  # verify before replacing
+        if out.exists():
+            shutil.rmtree(out)
+        tmp.rename(out)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    log.info("exported %s (step %d) to %s", model_id, state["step"], out)
+    return out

@@ -1,0 +1,79 @@
+"""The LSIC network: a variable-rate mean-scale hyperprior built from CompressAI layers.
+
+One model serves every operating point: a learned gain vector per point scales the latent
+before quantization (finer steps, more bits) and an inverse gain undoes it before synthesis
+(Cui et al. 2021, "asymmetric gained" compression). Training samples one point per batch, so
+one run costs the steps of one model instead of one per rate.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from compressai.models import MeanScaleHyperprior
+from torch import Tensor, nn
+
+# Rate-distortion trade-offs of CompressAI's published MSE models (qualities 1..8), used as the
+# operating points of the variable-rate model. Loss = lambda * 255^2 * MSE + bpp.
+LAMBDAS: tuple[float, ...] = (0.0018, 0.0035, 0.0067, 0.0130, 0.0250, 0.0483, 0.0932, 0.1800)
+
+
+@dataclass(frozen=True)
+class Architecture:
+    """Sizes that define a network; stored in model.json so a package rebuilds its net."""
+
+    N: int = 64
+    M: int = 96
+    n_rates: int = len(LAMBDAS)
+
+    def to_dict(self) -> dict[str, int]:
+        return {"N": self.N, "M": self.M, "n_rates": self.n_rates}
+
+
+def ste_round(x: Tensor) -> Tensor:
+    """Round in the forward pass, identity gradient in the backward pass."""
+    return (torch.round(x) - x).detach() + x
+
+
+class GainedHyperprior(MeanScaleHyperprior):
+    """Mean-scale hyperprior with one gain / inverse-gain vector per operating point."""
+
+    def __init__(self, arch: Architecture) -> None:
+        super().__init__(N=arch.N, M=arch.M)
+        self.arch = arch
+        # Log-spaced initial gains separate the operating points from the first step on.
+        init = torch.logspace(-2.0, 1.0, arch.n_rates, base=2.0)[:, None].repeat(1, arch.M)
+        self.log_gain = nn.Parameter(init.log())
+        self.log_inv_gain = nn.Parameter(-init.log())
+
+    def gain(self, q: int) -> Tensor:
+        return self.log_gain[q].exp()[None, :, None, None]
+
+    def inv_gain(self, q: int) -> Tensor:
+        return self.log_inv_gain[q].exp()[None, :, None, None]
+
+    def forward(self, x: Tensor, q: int = 0) -> dict[str, object]:  # type: ignore[override]
+        y = self.g_a(x) * self.gain(q)
+        z = self.h_a(y)
+        z_hat, z_likelihoods = self.entropy_bottleneck(z)
+        scales_hat, means_hat = self.h_s(z_hat).chunk(2, 1)
+        _, y_likelihoods = self.gaussian_conditional(y, scales_hat, means=means_hat)
+        # Mixed quantization: noisy latents for the rate term, rounded ones (STE) for synthesis.
+        y_hat = ste_round(y - means_hat) + means_hat
+        x_hat = self.g_s(y_hat * self.inv_gain(q))
+        return {"x_hat": x_hat, "likelihoods": {"y": y_likelihoods, "z": z_likelihoods}}
+
+
+def rd_loss(out: dict[str, object], x: Tensor, lmbda: float) -> dict[str, Tensor]:
+    """Rate-distortion loss in CompressAI's convention (bpp + lambda * 255^2 * MSE)."""
+    n, _, h, w = x.shape
+    num_pixels = n * h * w
+    likelihoods = out["likelihoods"]
+    assert isinstance(likelihoods, dict)
+    bits = sum(torch.log2(lk).sum() for lk in likelihoods.values())
+    bpp = -bits / num_pixels
+    x_hat = out["x_hat"]
+    assert isinstance(x_hat, Tensor)
+    mse = torch.mean((x_hat - x) ** 2)
+    return {"loss": lmbda * 255**2 * mse + bpp, "bpp": bpp, "mse": mse}

@@ -1,0 +1,190 @@
+"""Training loop for the variable-rate hyperprior: resumable, logged, evaluated as it goes.
+
+Training on this project's machines runs for hours in the background, so everything here is
+built around interruption: a checkpoint every few minutes (atomic rename), resume from the last
+one, a JSONL log of steps and evaluations that the learning-curve plot reads back.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import random
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from lsic.codec.image_io import list_images, read_rgb
+from lsic.codec.networks.model import LAMBDAS, Architecture, GainedHyperprior, rd_loss
+
+log = logging.getLogger("lsic.train")
+
+
+@dataclass
+class TrainConfig:
+    data: Path
+    out: Path
+    eval_data: Path | None = None
+    N: int = 64
+    M: int = 96
+    batch_size: int = 12
+    crop: int = 160
+    lr: float = 2e-4
+    max_steps: int = 1_000_000
+    max_minutes: float = 0.0
+    checkpoint_minutes: float = 5.0
+    eval_every: int = 2000
+    threads: int = 2
+    device: str = "cpu"
+    seed: int = 0
+
+
+def load_images(folder: Path, min_side: int) -> list[np.ndarray]:
+    """Decode every training image once; crops are then cut from memory at no I/O cost."""
+    images = []
+    for path in list_images(folder):
+        img = read_rgb(path, quiet=True)
+        if min(img.shape[:2]) >= min_side:
+            images.append(img)
+    if not images:
+        raise SystemExit(f"no usable training images (>= {min_side}px) in {folder}")
+    return images
+
+
+def random_batch(images: list[np.ndarray], n: int, crop: int, rng: random.Random) -> torch.Tensor:
+    out = np.empty((n, crop, crop, 3), dtype=np.uint8)
+    for i in range(n):
+        img = images[rng.randrange(len(images))]
+        h, w = img.shape[:2]
+        y, x = rng.randrange(h - crop + 1), rng.randrange(w - crop + 1)
+        patch = img[y : y + crop, x : x + crop]
+        if rng.random() < 0.5:
+            patch = patch[:, ::-1]
+        if rng.random() < 0.5:
+            patch = patch[::-1]
+        out[i] = patch
+    return torch.from_numpy(out).permute(0, 3, 1, 2).float().div_(255.0)
+
+
+def make_optimizers(net: GainedHyperprior, lr: float):
+    main = [p for n, p in net.named_parameters() if not n.endswith(".quantiles")]
+    aux = [p for n, p in net.named_parameters() if n.endswith(".quantiles")]
+    return torch.optim.Adam(main, lr=lr), torch.optim.Adam(aux, lr=1e-3)
+
+
+@torch.no_grad()
+def evaluate(net: GainedHyperprior, images: list[np.ndarray], device: str) -> list[dict]:
+    """Estimated rate (likelihoods) and PSNR per operating point on held-out images."""
+    net.eval()
+    rows = []
+    for q in range(net.arch.n_rates):
+        bpps, psnrs = [], []
+        for img in images:
+            h, w = (img.shape[0] // 64) * 64, (img.shape[1] // 64) * 64
+            x = torch.from_numpy(img[:h, :w].copy()).permute(2, 0, 1)[None].float().div(255).to(device)
+            out = net(x, q)
+            bpps.append(float(rd_loss(out, x, 0.0)["bpp"]))
+            mse = float(torch.mean((out["x_hat"].clamp(0, 1) - x) ** 2))
+            psnrs.append(10 * math.log10(1.0 / max(mse, 1e-12)))
+        rows.append({"q": q, "bpp": float(np.mean(bpps)), "psnr": float(np.mean(psnrs))})
+    net.train()
+    return rows
+
+
+def save_checkpoint(path: Path, net, opt, aux_opt, step: int, wall: float, cfg: TrainConfig) -> None:
+    tmp = path.with_suffix(".tmp")
+    torch.save(
+        {
+            "state_dict": net.state_dict(),
+            "optimizer": opt.state_dict(),
+            "aux_optimizer": aux_opt.state_dict(),
+            "step": step,
+            "wall_seconds": wall,
+            "arch": net.arch.to_dict(),
+            "config": {k: str(v) for k, v in vars(cfg).items()},
+        },
+        tmp,
+    )
+    os.replace(tmp, path)
+
+
+def train(cfg: TrainConfig) -> Path:
+    """Train (or resume) until max_steps or max_minutes; returns the checkpoint path."""
+    torch.set_num_threads(cfg.threads)
+    cfg.out.mkdir(parents=True, exist_ok=True)
+    ckpt_path = cfg.out / "checkpoint.pt"
+    log_path = cfg.out / "log.jsonl"
+    rng = random.Random(cfg.seed)
+    torch.manual_seed(cfg.seed)
+
+    arch = Architecture(N=cfg.N, M=cfg.M)
+    net = GainedHyperprior(arch).to(cfg.device)
+    opt, aux_opt = make_optimizers(net, cfg.lr)
+    step, wall = 0, 0.0
+    if ckpt_path.exists():
+        state = torch.load(ckpt_path, map_location=cfg.device, weights_only=False)
+        net.load_state_dict(state["state_dict"])
+        opt.load_state_dict(state["optimizer"])
+        aux_opt.load_state_dict(state["aux_optimizer"])
+        step, wall = int(state["step"]), float(state["wall_seconds"])
+        rng = random.Random(cfg.seed + step)
+        log.info("resumed from %s at step %d (%.1f h trained)", ckpt_path, step, wall / 3600)
+    for group in opt.param_groups:
+        group["lr"] = cfg.lr
+
+    images = load_images(cfg.data, cfg.crop)
+    eval_images = load_images(cfg.eval_data, 64)[:6] if cfg.eval_data else []
+    log.info("training on %d images from %s, %d threads, device %s", len(images), cfg.data, cfg.threads, cfg.device)
+
+    try:
+        from tqdm import tqdm
+
+        bar = tqdm(total=cfg.max_steps, initial=step, mininterval=30, unit="step")
+    except ImportError:  # pragma: no cover - tqdm ships with the train extra
+        bar = None
+    session_start = time.monotonic()
+    last_ckpt = time.monotonic()
+    running: dict[str, float] = {}
+    with log_path.open("a") as log_file:
+        while step < cfg.max_steps:
+            if cfg.max_minutes and time.monotonic() - session_start > cfg.max_minutes * 60:
+                break
+            t0 = time.monotonic()
+            q = rng.randrange(arch.n_rates)
+            x = random_batch(images, cfg.batch_size, cfg.crop, rng).to(cfg.device)
+            opt.zero_grad(set_to_none=True)
+            aux_opt.zero_grad(set_to_none=True)
+            losses = rd_loss(net(x, q), x, LAMBDAS[q])
+            losses["loss"].backward()
+            torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
+            opt.step()
+            aux = net.aux_loss()
+            aux.backward()
+            aux_opt.step()
+            step += 1
+            wall += time.monotonic() - t0
+            for k in ("loss", "bpp", "mse"):
+                running[k] = 0.98 * running.get(k, float(losses[k])) + 0.02 * float(losses[k])
+            if bar is not None:
+                bar.update(1)
+                bar.set_postfix(loss=f"{running['loss']:.3f}", bpp=f"{running['bpp']:.3f}")
+            if step % 100 == 0:
+                log_file.write(json.dumps({"step": step, "wall_s": round(wall, 1), "q": q, **{k: round(v, 6) for k, v in running.items()}, "aux": float(aux)}) + "\n")
+                log_file.flush()
+            if eval_images and step % cfg.eval_every == 0:
+                rows = evaluate(net, eval_images, cfg.device)
+                log_file.write(json.dumps({"step": step, "wall_s": round(wall, 1), "eval": rows}) + "\n")
+                log_file.flush()
+            if time.monotonic() - last_ckpt > cfg.checkpoint_minutes * 60:
+                save_checkpoint(ckpt_path, net, opt, aux_opt, step, wall, cfg)
+                last_ckpt = time.monotonic()
+    save_checkpoint(ckpt_path, net, opt, aux_opt, step, wall, cfg)
+    if bar is not None:
+        bar.close()
+    log.info("stopped at step %d; checkpoint %s", step, ckpt_path)
+    return ckpt_path

@@ -1,0 +1,72 @@
+"""Synthesis backends: latent -> pixels. PyTorch (GPU or CPU, batched) or fp32 ONNX (no torch)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from lsic.codec.package import ModelPackage
+
+
+def to_rgb8(x_hat: np.ndarray) -> np.ndarray:
+    """(3, H, W) float in [0, 1] -> (H, W, 3) uint8."""
+    return np.clip(np.rint(x_hat.transpose(1, 2, 0) * 255.0), 0, 255).astype(np.uint8)
+
+
+class OnnxSynthesis:
+    """fp32 ONNX synthesis on ONNX Runtime: the decoder for machines without PyTorch."""
+
+    name = "onnx"
+
+    def __init__(self, pkg: ModelPackage, threads: int = 2) -> None:
+        from lsic.codec.encoder import make_session
+
+        self.session = make_session(str(pkg.path("synthesis.fp32.onnx")), threads)
+
+    def run(self, y_hat: np.ndarray) -> np.ndarray:
+        (x,) = self.session.run(["x_hat"], {"y_hat": y_hat.astype(np.float32)})
+        return x
+
+
+class TorchSynthesis:
+    """PyTorch synthesis built from CompressAI layers; CUDA when available, else CPU."""
+
+    name = "torch"
+
+    def __init__(self, pkg: ModelPackage, device: str = "auto", threads: int = 0, half: bool = False) -> None:
+        import torch
+
+        from lsic.codec.networks.model import Architecture, GainedHyperprior
+
+        if device == "auto":
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        if threads:
+            torch.set_num_threads(threads)
+        arch = pkg.architecture
+        net = GainedHyperprior(Architecture(N=arch["N"], M=arch["M"], n_rates=arch["n_rates"]))
+        g_s = net.g_s
+        g_s.load_state_dict(torch.load(pkg.path("synthesis.pt"), map_location="cpu", weights_only=True))
+        self.half = half and device.startswith("cuda")
+        self.g_s = (g_s.half() if self.half else g_s).to(device).eval()
+        self.device = device
+        self.torch = torch
+
+    def run(self, y_hat: np.ndarray) -> np.ndarray:
+        torch = self.torch
+        with torch.inference_mode():
+            y = torch.from_numpy(y_hat).to(self.device)
+            y = y.half() if self.half else y
+            return self.g_s(y).float().cpu().numpy()
+
+
+def make_synthesis(pkg: ModelPackage, backend: str = "auto", device: str = "auto", threads: int = 0):
+    """'auto' picks PyTorch when it is installed, else ONNX Runtime."""
+    if backend == "auto":
+        try:
+            import torch  # noqa: F401
+
+            backend = "torch"
+        except ImportError:
+            backend = "onnx"
+    if backend == "torch":
+        return TorchSynthesis(pkg, device=device, threads=threads)
+    return OnnxSynthesis(pkg, threads=threads or 2)

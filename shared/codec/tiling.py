@@ -1,0 +1,118 @@
+"""The tile grid: independent tiles give random access, region decoding and bounded memory.
+
+Tiles are coded independently; each is padded (edge replication) to a multiple of the model's
+stride before coding and cropped back after decoding. Stitching places tile cores side by side
+and smooths the few pixels on either side of each seam.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from lsic.codec.errors import RegionError
+
+DEFAULT_TILE = 256
+SEAM_RADIUS = 2
+
+
+@dataclass(frozen=True)
+class Tile:
+    index: int
+    x: int
+    y: int
+    w: int
+    h: int
+
+
+@dataclass(frozen=True)
+class Grid:
+    width: int
+    height: int
+    tile: int
+
+    @property
+    def cols(self) -> int:
+        return max(1, -(-self.width // self.tile))
+
+    @property
+    def rows(self) -> int:
+        return max(1, -(-self.height // self.tile))
+
+    def __len__(self) -> int:
+        return self.cols * self.rows
+
+    def tiles(self) -> list[Tile]:
+        out = []
+        for r in range(self.rows):
+            for c in range(self.cols):
+                x, y = c * self.tile, r * self.tile
+                out.append(Tile(r * self.cols + c, x, y, min(self.tile, self.width - x), min(self.tile, self.height - y)))
+        return out
+
+    def tiles_in(self, x: int, y: int, w: int, h: int) -> list[Tile]:
+        """Tiles that a window touches (the only ones a region decode needs)."""
+        if w <= 0 or h <= 0 or x < 0 or y < 0 or x + w > self.width or y + h > self.height:
+            raise RegionError(f"region {x},{y},{w},{h} is not inside the {self.width}x{self.height} image")
+        c0, c1 = x // self.tile, (x + w - 1) // self.tile
+        r0, r1 = y // self.tile, (y + h - 1) // self.tile
+        all_tiles = self.tiles()
+        return [all_tiles[r * self.cols + c] for r in range(r0, r1 + 1) for c in range(c0, c1 + 1)]
+
+
+def padded_size(n: int, stride: int) -> int:
+    return max(stride, -(-n // stride) * stride)
+
+
+def cut(img: np.ndarray, tile: Tile, stride: int) -> np.ndarray:
+    """A tile's pixels, padded by edge replication to a multiple of the stride."""
+    core = img[tile.y : tile.y + tile.h, tile.x : tile.x + tile.w]
+    ph, pw = padded_size(tile.h, stride) - tile.h, padded_size(tile.w, stride) - tile.w
+    if ph or pw:
+        core = np.pad(core, ((0, ph), (0, pw), (0, 0)), mode="edge")
+    return core
+
+
+def stitch(grid: Grid, tiles: dict[int, np.ndarray], x0: int = 0, y0: int = 0, w: int | None = None, h: int | None = None) -> np.ndarray:
+    """Place decoded tiles (padded arrays keyed by tile index) into the window x0,y0,w,h."""
+    w = grid.width - x0 if w is None else w
+    h = grid.height - y0 if h is None else h
+    out = np.zeros((h, w, 3), dtype=np.uint8)
+    for t in grid.tiles_in(x0, y0, w, h):
+        px = tiles[t.index][: t.h, : t.w]
+        ix0, iy0 = max(t.x, x0), max(t.y, y0)
+        ix1, iy1 = min(t.x + t.w, x0 + w), min(t.y + t.h, y0 + h)
+        out[iy0 - y0 : iy1 - y0, ix0 - x0 : ix1 - x0] = px[iy0 - t.y : iy1 - t.y, ix0 - t.x : ix1 - t.x]
+    smooth_seams(out, grid, x0, y0)
+    return out
+
+
+def smooth_seams(img: np.ndarray, grid: Grid, x0: int, y0: int) -> None:
+    """Blend the pixels next to each internal tile border to hide blocking (in place)."""
+    h, w = img.shape[:2]
+    r = SEAM_RADIUS
+    for sx in range(grid.tile, grid.width, grid.tile):
+        c = sx - x0
+        if r <= c <= w - r:
+            _blend(img, c, r, axis=1)
+    for sy in range(grid.tile, grid.height, grid.tile):
+        c = sy - y0
+        if r <= c <= h - r:
+            _blend(img, c, r, axis=0)
+
+
+def _blend(img: np.ndarray, c: int, r: int, axis: int) -> None:
+    band = np.take(img, range(c - r, c + r), axis=axis).astype(np.float32)
+    left = np.take(band, [0], axis=axis)
+    right = np.take(band, [2 * r - 1], axis=axis)
+    # Pull each side towards the seam's linear ramp by a weight falling off with distance.
+    steps = 2 * r
+    ramp = np.arange(steps, dtype=np.float32).reshape([-1 if a == axis else 1 for a in range(3)]) / (steps - 1)
+    linear = left * (1 - ramp) + right * ramp
+    weight = np.array([0.25, 0.5, 0.5, 0.25] if r == 2 else [0.5] * steps, dtype=np.float32)
+    weight = weight.reshape([-1 if a == axis else 1 for a in range(3)])
+    blended = band * (1 - weight) + linear * weight
+    idx = [slice(None)] * 3
+    idx[axis] = slice(c - r, c + r)
+    img[tuple(idx)] = np.clip(np.rint(blended), 0, 255).astype(np.uint8)
