@@ -11,8 +11,12 @@ import struct
 from dataclasses import dataclass, field
 
 import google_crc32c
-
-from lsic.codec.errors import BitstreamError, ChecksumError, TruncatedBitstreamError, UnsupportedVersionError
+from lsic.codec.errors import (
+    BitstreamError,
+    ChecksumError,
+    TruncatedBitstreamError,
+    UnsupportedVersionError,
+)
 from lsic.codec.tiling import Grid
 
 MAGIC = b"LSIC"
@@ -56,7 +60,11 @@ class Container:
             raise BitstreamError("model id too long or model hash not 32 bytes")
         if len(self.tiles) != len(self.grid):
             raise BitstreamError("tile count does not match the tile grid")
-        head = bytearray(_FIXED.pack(MAGIC, VERSION, 0, self.width, self.height, self.tile_size, self.quality, self.model_hash, len(mid)))
+        head = bytearray(
+            _FIXED.pack(
+                MAGIC, VERSION, 0, self.width, self.height, self.tile_size, self.quality, self.model_hash, len(mid)
+            )
+        )
         head += mid
         head += struct.pack("<I", len(self.tiles))
         for t in self.tiles:
@@ -97,7 +105,13 @@ class ParsedContainer:
             "header_bytes": self.offsets[0] if self.offsets else len(self.data),
             "bpp": round(8 * len(self.data) / (h.width * h.height), 6),
             "tile_table": [
-                {"index": i, "kind": "coded" if k == TILE_CODED else "same_as_previous", "offset": o, "length": n, "crc32c": f"{c:08x}"}
+                {
+                    "index": i,
+                    "kind": "coded" if k == TILE_CODED else "same_as_previous",
+                    "offset": o,
+                    "length": n,
+                    "crc32c": f"{c:08x}",
+                }
                 for i, (k, o, n, c) in enumerate(zip(self.kinds, self.offsets, self.lengths, self.crcs, strict=True))
             ],
         }

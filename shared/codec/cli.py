@@ -31,7 +31,11 @@ def cmd_encode(args: argparse.Namespace) -> int:
     out = Path(args.output or Path(args.input).with_suffix(".lsic"))
     out.write_bytes(data)
     h, w = rgb.shape[:2]
-    print(json.dumps({"output": str(out), "bytes": len(data), "bpp": round(8 * len(data) / (h * w), 4), "seconds": round(dt, 3)}))
+    print(
+        json.dumps(
+            {"output": str(out), "bytes": len(data), "bpp": round(8 * len(data) / (h * w), 4), "seconds": round(dt, 3)}
+        )
+    )
     return 0
 
 
@@ -47,7 +51,16 @@ def cmd_decode(args: argparse.Namespace) -> int:
     frame = Decoder(backend=args.backend, device=args.device, threads=args.threads).decode(data, region=region)
     out = Path(args.output or Path(args.input).with_suffix(".png"))
     write_rgb(out, frame.rgb)
-    print(json.dumps({"output": str(out), "width": frame.rgb.shape[1], "height": frame.rgb.shape[0], "seconds": round(time.perf_counter() - t0, 3)}))
+    print(
+        json.dumps(
+            {
+                "output": str(out),
+                "width": frame.rgb.shape[1],
+                "height": frame.rgb.shape[0],
+                "seconds": round(time.perf_counter() - t0, 3),
+            }
+        )
+    )
     return 0
 
 
@@ -67,7 +80,15 @@ def cmd_models(args: argparse.Namespace) -> int:
     rows = []
     for mid in available_models():
         pkg = load_package(mid)
-        rows.append({"id": mid, "path": str(pkg.root), "qualities": pkg.n_rates, "hash": pkg.hash.hex()[:16], "kodak": pkg.meta.get("kodak")})
+        rows.append(
+            {
+                "id": mid,
+                "path": str(pkg.root),
+                "qualities": pkg.n_rates,
+                "hash": pkg.hash.hex()[:16],
+                "kodak": pkg.meta.get("kodak"),
+            }
+        )
     print(json.dumps(rows, indent=2))
     return 0
 
@@ -76,10 +97,20 @@ def cmd_train(args: argparse.Namespace) -> int:
     from lsic.codec.networks.train import TrainConfig, train
 
     cfg = TrainConfig(
-        data=Path(args.data), out=Path(args.out), eval_data=Path(args.eval_data) if args.eval_data else None,
-        N=args.N, M=args.M, batch_size=args.batch_size, crop=args.crop, lr=args.lr, max_steps=args.max_steps,
-        max_minutes=args.max_minutes, checkpoint_minutes=args.checkpoint_minutes, eval_every=args.eval_every,
-        threads=args.threads, device=args.device,
+        data=Path(args.data),
+        out=Path(args.out),
+        eval_data=Path(args.eval_data) if args.eval_data else None,
+        N=args.N,
+        M=args.M,
+        batch_size=args.batch_size,
+        crop=args.crop,
+        lr=args.lr,
+        max_steps=args.max_steps,
+        max_minutes=args.max_minutes,
+        checkpoint_minutes=args.checkpoint_minutes,
+        eval_every=args.eval_every,
+        threads=args.threads,
+        device=args.device,
     )
     train(cfg)
     return 0
@@ -100,7 +131,9 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="lsic", description="LSIC learned image codec: encode, decode, inspect, train, export, benchmark.")
+    p = argparse.ArgumentParser(
+        prog="lsic", description="LSIC learned image codec: encode, decode, inspect, train, export, benchmark."
+    )
     p.add_argument("--version", action="version", version=f"lsic {__version__}")
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = p.add_subparsers(dest="command", required=True)
@@ -118,7 +151,12 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("input")
     d.add_argument("-o", "--output", help="output image; format by extension (default: input with .png)")
     d.add_argument("--region", help="decode only x,y,w,h (touches only the tiles it needs)")
-    d.add_argument("--backend", choices=["auto", "torch", "onnx"], default="auto", help="synthesis backend (default: torch if installed)")
+    d.add_argument(
+        "--backend",
+        choices=["auto", "torch", "onnx"],
+        default="auto",
+        help="synthesis backend (default: torch if installed)",
+    )
     d.add_argument("--device", default="auto", help="torch device: auto, cpu, cuda (default auto)")
     d.add_argument("--threads", type=int, default=0, help="CPU threads (0: library default)")
     d.set_defaults(func=cmd_decode)

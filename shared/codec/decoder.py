@@ -10,7 +10,6 @@ from collections import defaultdict
 from dataclasses import dataclass
 
 import numpy as np
-
 from lsic.codec.bitstream import TILE_SAME_AS_PREVIOUS, ParsedContainer, parse
 from lsic.codec.entropy.latents import TileSymbols, decode_tile
 from lsic.codec.errors import BitstreamError, ModelHashError, OperatingPointError
@@ -38,7 +37,7 @@ class Decoder:
         pkg = load_package(h.model_id)
         if pkg.hash != h.model_hash:
             raise ModelHashError(f"bitstream was made by a different build of model '{h.model_id}' (hash mismatch)")
-        pkg.check_quality(h.quality) if 1 <= h.quality else None
+        pkg.check_quality(h.quality) if h.quality >= 1 else None
         if not 1 <= h.quality <= pkg.n_rates:
             raise OperatingPointError(f"bitstream quality {h.quality} is not an operating point of {h.model_id}")
         return pkg
@@ -63,7 +62,12 @@ class Decoder:
             for t in parsed.header.grid.tiles()
         ]
 
-    def decode(self, data: bytes, region: tuple[int, int, int, int] | None = None, previous: dict[int, np.ndarray] | None = None) -> DecodedFrame:
+    def decode(
+        self,
+        data: bytes,
+        region: tuple[int, int, int, int] | None = None,
+        previous: dict[int, np.ndarray] | None = None,
+    ) -> DecodedFrame:
         parsed = parse(data)
         pkg = self.package_for(parsed)
         grid = parsed.header.grid

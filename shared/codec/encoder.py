@@ -10,7 +10,6 @@ from collections.abc import Iterable
 
 import numpy as np
 import onnxruntime as ort
-
 from lsic.codec.bitstream import TILE_CODED, TILE_SAME_AS_PREVIOUS, Container, TileEntry
 from lsic.codec.entropy.latents import encode_tile
 from lsic.codec.errors import InputImageError
@@ -56,7 +55,9 @@ class Encoder:
         results = self.analyse([cut(rgb, t, STRIDE) for t in tiles], op)
         return {t.index: encode_tile(self.pkg, y, z) for t, (y, z) in zip(tiles, results, strict=True)}
 
-    def encode(self, rgb: np.ndarray, quality: int, tile_size: int = DEFAULT_TILE, unchanged: Iterable[int] = ()) -> bytes:
+    def encode(
+        self, rgb: np.ndarray, quality: int, tile_size: int = DEFAULT_TILE, unchanged: Iterable[int] = ()
+    ) -> bytes:
         """Encode an image; tiles listed in `unchanged` are sent as references to the previous frame."""
         rgb = to_rgb8(rgb)
         if tile_size <= 0 or tile_size % STRIDE:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import numpy as np
-
 from lsic.codec.package import ModelPackage
 
 
@@ -34,7 +33,6 @@ class TorchSynthesis:
 
     def __init__(self, pkg: ModelPackage, device: str = "auto", threads: int = 0, half: bool = False) -> None:
         import torch
-
         from lsic.codec.networks.model import Architecture, GainedHyperprior
 
         if device == "auto":

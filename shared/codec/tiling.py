@@ -10,7 +10,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-
 from lsic.codec.errors import RegionError
 
 DEFAULT_TILE = 256
@@ -48,7 +47,9 @@ class Grid:
         for r in range(self.rows):
             for c in range(self.cols):
                 x, y = c * self.tile, r * self.tile
-                out.append(Tile(r * self.cols + c, x, y, min(self.tile, self.width - x), min(self.tile, self.height - y)))
+                out.append(
+                    Tile(r * self.cols + c, x, y, min(self.tile, self.width - x), min(self.tile, self.height - y))
+                )
         return out
 
     def tiles_in(self, x: int, y: int, w: int, h: int) -> list[Tile]:
@@ -74,7 +75,9 @@ def cut(img: np.ndarray, tile: Tile, stride: int) -> np.ndarray:
     return core
 
 
-def stitch(grid: Grid, tiles: dict[int, np.ndarray], x0: int = 0, y0: int = 0, w: int | None = None, h: int | None = None) -> np.ndarray:
+def stitch(
+    grid: Grid, tiles: dict[int, np.ndarray], x0: int = 0, y0: int = 0, w: int | None = None, h: int | None = None
+) -> np.ndarray:
     """Place decoded tiles (padded arrays keyed by tile index) into the window x0,y0,w,h."""
     w = grid.width - x0 if w is None else w
     h = grid.height - y0 if h is None else h

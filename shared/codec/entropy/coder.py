@@ -12,11 +12,9 @@ everything needed to decode a symbol is an already-decoded integer.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from functools import cached_property
 
 import constriction
 import numpy as np
-
 from lsic.codec.entropy.tables import TOTAL
 from lsic.codec.errors import BitstreamError
 

@@ -33,40 +33,58 @@ class IntLayer:
     leaky: bool  # LeakyReLU after the layer
 
     def check(self) -> None:
-        c_out, c_in, k, _ = self.weight.shape
+        _, c_in, k, _ = self.weight.shape
         too_wide = c_in * k * k > MAX_FAN_IN or np.abs(self.bias).max(initial=0) >= MAX_BIAS
         if too_wide or np.abs(self.weight).max(initial=0) >= (1 << WEIGHT_BITS):
             raise ValueError("integer layer outside the exact float64 range")
 
 
-def _im2col(x: np.ndarray, k: int, pad_lo: int, pad_hi: int) -> tuple[np.ndarray, int, int]:
-    """(C, H, W) -> (C*k*k, H_out*W_out) patches of a stride-1 convolution."""
-    c, h, w = x.shape
-    xp = np.pad(x, ((0, 0), (pad_lo, pad_hi), (pad_lo, pad_hi)))
-    ho, wo = xp.shape[1] - k + 1, xp.shape[2] - k + 1
+def _im2col(x: np.ndarray, kh: int, kw: int, pads: tuple[int, int, int, int]) -> tuple[np.ndarray, int, int]:
+    """(C, H, W) -> (C*kh*kw, H_out*W_out) patches of a stride-1 convolution.
+
+    pads = (top, bottom, left, right) zero padding.
+    """
+    c = x.shape[0]
+    xp = np.pad(x, ((0, 0), pads[:2], pads[2:]))
+    ho, wo = xp.shape[1] - kh + 1, xp.shape[2] - kw + 1
     s0, s1, s2 = xp.strides
-    cols = np.lib.stride_tricks.as_strided(xp, (c, k, k, ho, wo), (s0, s1, s2, s1, s2))
-    return cols.reshape(c * k * k, ho * wo), ho, wo
+    cols = np.lib.stride_tricks.as_strided(xp, (c, kh, kw, ho, wo), (s0, s1, s2, s1, s2))
+    return cols.reshape(c * kh * kw, ho * wo), ho, wo
+
+
+def _conv(x: np.ndarray, w: np.ndarray, pads: tuple[int, int, int, int]) -> np.ndarray:
+    """Exact integer convolution in float64 (see module docstring)."""
+    c_out, _, kh, kw = w.shape
+    cols, ho, wo = _im2col(x, kh, kw, pads)
+    return (w.reshape(c_out, -1).astype(np.float64) @ cols).reshape(c_out, ho, wo)
+
+
+# Polyphase split of the transposed convolution (k=5, s=2, p=2, output_padding=1): output
+# phase r along an axis uses the direct-conv taps r, r+2, ... on the original input, with
+# these (before, after) paddings. Four small convolutions instead of one on a zero-stuffed
+# input that is three-quarters zeros.
+_PHASE_PADS = {0: (1, 1), 1: (0, 1)}
 
 
 def _layer(x: np.ndarray, layer: IntLayer) -> np.ndarray:
-    c_out, c_in, k, _ = layer.weight.shape
+    w = layer.weight
+    c_out, _, k, _ = w.shape
     if layer.upsample == 2:
-        # Transposed conv (k=5, s=2, p=2, output_padding=1) == zero-stuffed input, asymmetric pad.
-        c, h, w = x.shape
-        up = np.zeros((c, 2 * h - 1, 2 * w - 1), dtype=np.float64)
-        up[:, ::2, ::2] = x
-        cols, ho, wo = _im2col(up, k, k - 1 - k // 2, k - k // 2)
+        _, h, wd = x.shape
+        acc = np.empty((c_out, 2 * h, 2 * wd), dtype=np.float64)
+        for ry in (0, 1):
+            for rx in (0, 1):
+                pads = (*_PHASE_PADS[ry], *_PHASE_PADS[rx])
+                acc[:, ry::2, rx::2] = _conv(x, w[:, :, ry::2, rx::2], pads)
     else:
-        cols, ho, wo = _im2col(x, k, k // 2, k // 2)
-    acc = layer.weight.reshape(c_out, -1).astype(np.float64) @ cols
-    acc += layer.bias.astype(np.float64)[:, None]
+        acc = _conv(x, w, (k // 2, k // 2, k // 2, k // 2))
+    acc += layer.bias.astype(np.float64)[:, None, None]
     # Rounding right shift: floor((acc + 2^(s-1)) / 2^s), exact on integers below 2^53.
     out = np.floor((acc + float(1 << (layer.shift - 1))) / float(1 << layer.shift)) if layer.shift > 0 else acc
     if layer.leaky:
         out = np.where(out >= 0, out, np.floor(out * LEAKY_NUM / (1 << LEAKY_SHIFT)))
     np.clip(out, -ACT_LIMIT, ACT_LIMIT, out=out)
-    return out.reshape(c_out, ho, wo)
+    return out
 
 
 def run_int_hyper(z_hat: np.ndarray, layers: list[IntLayer]) -> np.ndarray:

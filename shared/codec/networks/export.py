@@ -19,11 +19,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch import nn
-
 from lsic.codec.entropy import int_hyper, tables
 from lsic.codec.networks.model import LAMBDAS, Architecture, GainedHyperprior
 from lsic.codec.package import FILES, load_package_dir, sha256_file
+from torch import nn
 
 log = logging.getLogger("lsic.export")
 FX = 1 << int_hyper.ACT_FRAC_BITS
@@ -106,20 +105,40 @@ def export_onnx(net: GainedHyperprior, folder: Path) -> None:
     x = torch.rand(1, 3, 256, 256)
     gain = torch.ones(1, m, 1, 1)
     torch.onnx.export(
-        AnalysisGraph(net), (x, gain), str(folder / "analysis.fp32.onnx"),
-        input_names=["x", "gain"], output_names=["y", "z"], opset_version=17, dynamo=False,
-        dynamic_axes={"x": {0: "b", 2: "h", 3: "w"}, "y": {0: "b", 2: "h16", 3: "w16"}, "z": {0: "b", 2: "h64", 3: "w64"}},
+        AnalysisGraph(net),
+        (x, gain),
+        str(folder / "analysis.fp32.onnx"),
+        input_names=["x", "gain"],
+        output_names=["y", "z"],
+        opset_version=17,
+        dynamo=False,
+        dynamic_axes={
+            "x": {0: "b", 2: "h", 3: "w"},
+            "y": {0: "b", 2: "h16", 3: "w16"},
+            "z": {0: "b", 2: "h64", 3: "w64"},
+        },
     )
     y = torch.rand(1, m, 16, 16)
     torch.onnx.export(
-        net.g_s, (y,), str(folder / "synthesis.fp32.onnx"), input_names=["y_hat"], output_names=["x_hat"],
-        opset_version=17, dynamo=False, dynamic_axes={"y_hat": {0: "b", 2: "h", 3: "w"}, "x_hat": {0: "b", 2: "H", 3: "W"}},
+        net.g_s,
+        (y,),
+        str(folder / "synthesis.fp32.onnx"),
+        input_names=["y_hat"],
+        output_names=["x_hat"],
+        opset_version=17,
+        dynamo=False,
+        dynamic_axes={"y_hat": {0: "b", 2: "h", 3: "w"}, "x_hat": {0: "b", 2: "H", 3: "W"}},
     )
 
 
 def quantize_analysis(folder: Path, calib_images: list[np.ndarray], gains: np.ndarray, n: int = 48) -> None:
     """Static int8 quantization (QDQ, per-channel weights) calibrated on training crops."""
-    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization import (
+        CalibrationDataReader,
+        QuantFormat,
+        QuantType,
+        quantize_static,
+    )
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     rng = random.Random(0)
@@ -141,8 +160,13 @@ def quantize_analysis(folder: Path, calib_images: list[np.ndarray], gains: np.nd
     pre = folder / "analysis.pre.onnx"
     quant_pre_process(str(folder / "analysis.fp32.onnx"), str(pre), skip_symbolic_shape=True)
     quantize_static(
-        str(pre), str(folder / "analysis.int8.onnx"), Reader(), quant_format=QuantFormat.QDQ,
-        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, per_channel=True,
+        str(pre),
+        str(folder / "analysis.int8.onnx"),
+        Reader(),
+        quant_format=QuantFormat.QDQ,
+        activation_type=QuantType.QUInt8,
+        weight_type=QuantType.QInt8,
+        per_channel=True,
         op_types_to_quantize=["Conv"],
     )
     pre.unlink()

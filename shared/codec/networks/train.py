@@ -18,7 +18,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-
 from lsic.codec.image_io import list_images, read_rgb
 from lsic.codec.networks.model import LAMBDAS, Architecture, GainedHyperprior, rd_loss
 
@@ -174,7 +173,18 @@ def train(cfg: TrainConfig) -> Path:
                 bar.update(1)
                 bar.set_postfix(loss=f"{running['loss']:.3f}", bpp=f"{running['bpp']:.3f}")
             if step % 100 == 0:
-                log_file.write(json.dumps({"step": step, "wall_s": round(wall, 1), "q": q, **{k: round(v, 6) for k, v in running.items()}, "aux": float(aux)}) + "\n")
+                log_file.write(
+                    json.dumps(
+                        {
+                            "step": step,
+                            "wall_s": round(wall, 1),
+                            "q": q,
+                            **{k: round(v, 6) for k, v in running.items()},
+                            "aux": float(aux),
+                        }
+                    )
+                    + "\n"
+                )
                 log_file.flush()
             if eval_images and step % cfg.eval_every == 0:
                 rows = evaluate(net, eval_images, cfg.device)

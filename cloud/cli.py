@@ -1,0 +1,236 @@
+"""`lsic-cloud`: run the service, and operator commands over its gRPC API."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+
+import grpc
+from lsic import __version__
+from lsic.cloud.auth import OPERATOR_TOKEN_FILE
+from lsic.codec.errors import LsicError
+from lsic.logs import setup_logging
+
+DEFAULT_SERVER = "127.0.0.1:50051"
+DEFAULT_DATA = os.environ.get("LSIC_DATA", ".lsic-data")
+log = logging.getLogger("lsic.cloud")
+
+
+def operator_channel(args: argparse.Namespace):
+    """(stubs, metadata) for operator calls; token from --token, $LSIC_OPERATOR_TOKEN or DATA."""
+    from lsic.v1 import lsic_pb2_grpc as pb_grpc
+
+    token = args.token or os.environ.get("LSIC_OPERATOR_TOKEN")
+    if not token:
+        path = Path(args.data) / OPERATOR_TOKEN_FILE
+        if not path.is_file():
+            raise SystemExit(
+                f"lsic-cloud: no operator token: pass --token, set LSIC_OPERATOR_TOKEN, or --data pointing at the service's data folder ({path} not found)"
+            )
+        token = path.read_text().strip()
+    if args.insecure:
+        channel = grpc.insecure_channel(args.server)
+    else:
+        ca = Path(args.ca).read_bytes() if args.ca else None
+        channel = grpc.secure_channel(args.server, grpc.ssl_channel_credentials(root_certificates=ca))
+    md = (("authorization", f"Bearer {token}"),)
+    return pb_grpc.ArchiveStub(channel), pb_grpc.AdminStub(channel), md
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from lsic.cloud.ingest import IngestLimits
+    from lsic.cloud.server import CloudServer, ServerConfig
+
+    cfg = ServerConfig(
+        listen=args.listen,
+        data=Path(args.data),
+        insecure=args.insecure,
+        tls_cert=Path(args.tls_cert) if args.tls_cert else None,
+        tls_key=Path(args.tls_key) if args.tls_key else None,
+        client_ca=Path(args.client_ca) if args.client_ca else None,
+        metadata_url=args.metadata,
+        blob_url=args.blobs,
+        metrics_port=args.metrics_port,
+        http_port=args.http_port,
+        decode=not args.no_decode,
+        decode_backend=args.decode_backend,
+        decode_device=args.decode_device,
+        decode_threads=args.decode_threads,
+        max_message_bytes=args.max_message_mb * 1024 * 1024,
+        limits=IngestLimits(
+            frames_per_second=args.max_fps_per_device,
+            burst=int(args.max_fps_per_device * 2),
+            streams_per_device=args.max_streams_per_device,
+        ),
+    )
+    CloudServer(cfg).serve_forever()
+    return 0
+
+
+def cmd_device(args: argparse.Namespace) -> int:
+    from lsic.v1 import lsic_pb2 as pb
+
+    archive, admin, md = operator_channel(args)
+    if args.action == "add":
+        r = admin.RegisterDevice(pb.RegisterDeviceRequest(device_id=args.device_id), metadata=md, timeout=args.timeout)
+        print(r.token)
+    elif args.action == "token":
+        print(admin.IssueToken(pb.DeviceRef(device_id=args.device_id), metadata=md, timeout=args.timeout).token)
+    elif args.action == "revoke":
+        admin.RevokeDevice(pb.DeviceRef(device_id=args.device_id), metadata=md, timeout=args.timeout)
+        print(f"revoked {args.device_id}")
+    else:
+        for d in archive.ListDevices(pb.ListDevicesRequest(), metadata=md, timeout=args.timeout).devices:
+            print(json.dumps({"device_id": d.device_id, "revoked": d.revoked, "frames": d.frames}))
+    return 0
+
+
+def cmd_frames(args: argparse.Namespace) -> int:
+    from lsic.v1 import lsic_pb2 as pb
+
+    archive, _, md = operator_channel(args)
+    if args.action == "ls":
+        frames = archive.ListFrames(
+            pb.ListFramesRequest(device_id=args.device, stream_id=args.stream or "", limit=args.limit),
+            metadata=md,
+            timeout=args.timeout,
+        ).frames
+        rows = [
+            {
+                "stream": f.key.stream_id,
+                "seq": f.key.sequence,
+                "capture_time_us": f.capture_time_us,
+                "width": f.width,
+                "height": f.height,
+                "quality": f.quality,
+                "bytes": f.bytes,
+                "reference_tiles": f.reference_tiles,
+                "decoded": f.decoded,
+            }
+            for f in frames
+        ]
+        if args.json:
+            print(json.dumps(rows, indent=2))
+        else:
+            print(f"{'stream':<12} {'seq':>8} {'size':>11} {'bytes':>9} {'q':>2} decoded")
+            for r in rows:
+                print(
+                    f"{r['stream']:<12} {r['seq']:>8} {r['width']:>5}x{r['height']:<5} {r['bytes']:>9} {r['quality']:>2} {r['decoded']}"
+                )
+        return 0
+    key = pb.FrameKey(device_id=args.device, stream_id=args.stream or "main", sequence=args.seq)
+    if args.action == "bitstream":
+        data = archive.GetBitstream(key, metadata=md, timeout=args.timeout).bitstream
+        Path(args.output).write_bytes(data)
+        print(json.dumps({"output": args.output, "bytes": len(data)}))
+        return 0
+    req = pb.ReconstructRequest(key=key, downscale=args.downscale)
+    if args.region:
+        x, y, w, h = (int(v) for v in args.region.split(","))
+        req.x, req.y, req.width, req.height = x, y, w, h
+    r = archive.Reconstruct(req, metadata=md, timeout=args.timeout)
+    Path(args.output).write_bytes(r.png)
+    print(
+        json.dumps(
+            {
+                "output": args.output,
+                "width": r.width,
+                "height": r.height,
+                "tiles_decoded": r.tiles_decoded,
+                "seconds": round(r.decode_seconds, 3),
+            }
+        )
+    )
+    return 0
+
+
+def add_client_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--server",
+        default=os.environ.get("LSIC_SERVER", DEFAULT_SERVER),
+        help=f"service address (default {DEFAULT_SERVER})",
+    )
+    p.add_argument(
+        "--data",
+        default=DEFAULT_DATA,
+        help="service data folder holding operator.token (default $LSIC_DATA or .lsic-data)",
+    )
+    p.add_argument("--token", help="operator token (default: $LSIC_OPERATOR_TOKEN or DATA/operator.token)")
+    p.add_argument("--insecure", action="store_true", help="plaintext connection (service started with --insecure)")
+    p.add_argument("--ca", help="CA certificate that signed the service's TLS certificate")
+    p.add_argument("--timeout", type=float, default=60.0, help="deadline of each call in seconds")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="lsic-cloud", description="LSIC cloud service: ingest, archive, decode and serve frames from edge devices."
+    )
+    p.add_argument("--version", action="version", version=f"lsic-cloud {__version__}")
+    p.add_argument("-v", "--verbose", action="store_true")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    s = sub.add_parser("serve", help="run the service")
+    s.add_argument("--listen", default=DEFAULT_SERVER, help=f"gRPC address (default {DEFAULT_SERVER})")
+    s.add_argument("--data", default=DEFAULT_DATA, help="data folder: SQLite metadata, blobs, operator.token")
+    s.add_argument("--insecure", action="store_true", help="no TLS; allowed on loopback addresses only")
+    s.add_argument("--tls-cert", help="server certificate (PEM)")
+    s.add_argument("--tls-key", help="server private key (PEM)")
+    s.add_argument("--client-ca", help="require client certificates signed by this CA")
+    s.add_argument("--metadata", default="", help="metadata store: default SQLite in DATA, or postgresql://...")
+    s.add_argument("--blobs", default="", help="blob store: default DATA/blobs, a folder, or s3://bucket/prefix")
+    s.add_argument("--metrics-port", type=int, default=0, help="Prometheus metrics on 127.0.0.1:PORT (0: off)")
+    s.add_argument("--http-port", type=int, default=0, help="web viewer on 127.0.0.1:PORT (0: off)")
+    s.add_argument("--no-decode", action="store_true", help="ingest only; no background decoding")
+    s.add_argument("--decode-backend", choices=["auto", "torch", "onnx"], default="auto")
+    s.add_argument("--decode-device", default="auto", help="auto, cpu or cuda")
+    s.add_argument("--decode-threads", type=int, default=0)
+    s.add_argument("--max-message-mb", type=int, default=32, help="largest accepted message (default 32 MiB)")
+    s.add_argument("--max-fps-per-device", type=float, default=60.0)
+    s.add_argument("--max-streams-per-device", type=int, default=8)
+    s.set_defaults(func=cmd_serve)
+
+    d = sub.add_parser("device", help="register, revoke, list devices")
+    d.add_argument("action", choices=["add", "revoke", "token", "ls"])
+    d.add_argument("device_id", nargs="?", default="")
+    add_client_args(d)
+    d.set_defaults(func=cmd_device)
+
+    f = sub.add_parser("frames", help="list frames, reconstruct one (or a region) to PNG, fetch its bitstream")
+    f.add_argument("action", choices=["ls", "get", "bitstream"])
+    f.add_argument("--device", required=True)
+    f.add_argument("--stream", default="", help="stream id (default: all for ls, 'main' otherwise)")
+    f.add_argument("--seq", type=int, default=0)
+    f.add_argument("-o", "--output", default="frame.png")
+    f.add_argument("--region", help="x,y,w,h in full-resolution pixels")
+    f.add_argument("--downscale", type=int, default=1, choices=[1, 2, 4, 8])
+    f.add_argument("--limit", type=int, default=1000)
+    f.add_argument("--json", action="store_true")
+    add_client_args(f)
+    f.set_defaults(func=cmd_frames)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    setup_logging(verbose=args.verbose)
+    if args.command == "device" and args.action != "ls" and not args.device_id:
+        print("lsic-cloud: error: device add/revoke/token need a device id", file=sys.stderr)
+        return 2
+    try:
+        return args.func(args)
+    except grpc.RpcError as exc:
+        print(f"lsic-cloud: error: {exc.code().name}: {exc.details()}", file=sys.stderr)
+        return 3
+    except LsicError as exc:
+        print(f"lsic-cloud: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

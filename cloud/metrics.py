@@ -1,0 +1,23 @@
+"""Prometheus metrics of the cloud service."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+REGISTRY = CollectorRegistry()
+
+FRAMES_IN = Counter("lsic_frames_ingested_total", "Frames durably stored", ["device"], registry=REGISTRY)
+DUPLICATES = Counter("lsic_frames_duplicate_total", "Frames received again and not rewritten", registry=REGISTRY)
+BYTES_IN = Counter("lsic_bytes_ingested_total", "Bitstream bytes durably stored", registry=REGISTRY)
+REJECTED = Counter("lsic_frames_rejected_total", "Frames rejected", ["code"], registry=REGISTRY)
+ERRORS = Counter("lsic_rpc_errors_total", "Calls ended with an error status", ["method", "code"], registry=REGISTRY)
+ACK_LATENCY = Histogram(
+    "lsic_ack_latency_seconds",
+    "Receipt to acknowledgement of a frame",
+    registry=REGISTRY,
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
+)
+DECODE_LATENCY = Histogram("lsic_decode_seconds", "Decode time of one frame", registry=REGISTRY)
+DECODE_QUEUE = Gauge("lsic_decode_queue_depth", "Frames stored but not yet decoded", registry=REGISTRY)
+DECODE_LAG = Gauge("lsic_decode_lag_seconds", "Age of the oldest frame waiting to be decoded", registry=REGISTRY)
+ACTIVE_STREAMS = Gauge("lsic_active_streams", "Open ingest streams", registry=REGISTRY)

@@ -1,0 +1,188 @@
+"""The edge agent: capture -> rate control -> unchanged tiles -> int8 encode -> spool -> send.
+
+Capture and encoding run in the main loop; a sender thread drains the spool over gRPC. The
+agent runs without PyTorch.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from lsic.codec.encoder import Encoder
+from lsic.codec.tiling import DEFAULT_TILE, Grid
+from lsic.edge import metrics
+from lsic.edge.changes import ChangeDetector
+from lsic.edge.ratecontrol import RateController
+from lsic.edge.sources import SourceOptions, frames
+from lsic.edge.spool import Spool
+from lsic.edge.transport import LinkOptions, Sender
+from lsic.v1 import lsic_pb2 as pb
+
+log = logging.getLogger("lsic.edge")
+
+
+@dataclass
+class AgentConfig:
+    source: str
+    link: LinkOptions
+    stream_id: str = "main"
+    model: str = "default"
+    quality: int = 4
+    target_kbps: float = 0.0
+    tile_size: int = DEFAULT_TILE
+    threads: int = 2
+    max_frames: int = 0  # stop once this many frames are acknowledged (0: run until the source ends)
+    timeout_s: float = 0.0  # with max_frames: give up after this long (exit non-zero)
+    spool_dir: Path = Path(".lsic-spool")
+    spool_max_mb: float = 512.0
+    spool_policy: str = "drop-oldest"
+    change_threshold: float = 0.0  # 0: code every tile of every frame
+    refresh_every: int = 100
+    status_every_s: float = 5.0
+    source_opts: SourceOptions = field(default_factory=SourceOptions)
+
+
+@dataclass
+class AgentReport:
+    captured: int = 0
+    encoded: int = 0
+    acknowledged: int = 0
+    dropped_rate: int = 0
+    dropped_spool: int = 0
+    rejected: int = 0
+    raw_bytes: int = 0
+    coded_bytes: int = 0
+    tiles: int = 0
+    reference_tiles: int = 0
+    seconds: float = 0.0
+    achieved_kbps: float = 0.0
+    encode_seconds: float = 0.0
+
+    @property
+    def fps(self) -> float:
+        return self.encoded / self.seconds if self.seconds else 0.0
+
+    @property
+    def ratio(self) -> float:
+        return self.raw_bytes / self.coded_bytes if self.coded_bytes else 0.0
+
+    def as_dict(self) -> dict:
+        d = dict(vars(self))
+        d.update(fps=round(self.fps, 2), compression_ratio=round(self.ratio, 1))
+        return d
+
+
+class Agent:
+    def __init__(self, cfg: AgentConfig) -> None:
+        self.cfg = cfg
+        self.encoder = Encoder(cfg.model, threads=cfg.threads)
+        self.spool = Spool(cfg.spool_dir, cfg.stream_id, int(cfg.spool_max_mb * 1024 * 1024), cfg.spool_policy)
+        self.sender = Sender(self.spool, cfg.link)
+        self.rate = RateController(self.encoder.pkg.n_rates, cfg.quality, cfg.target_kbps)
+        self.changes = ChangeDetector(cfg.change_threshold, cfg.refresh_every)
+        self.stopping = threading.Event()
+        self.report = AgentReport()
+        self.on_frame = None  # optional callback (seq, frame, bitstream), e.g. for quality reports
+
+    def stop(self) -> None:
+        self.stopping.set()
+
+    def encode_frame(self, frame, quality: int) -> tuple[bytes, set[int]]:
+        h, w = frame.rgb.shape[:2]
+        same = (
+            self.changes.unchanged(frame.rgb, Grid(w, h, self.cfg.tile_size))
+            if self.cfg.change_threshold > 0
+            else set()
+        )
+        t0 = time.perf_counter()
+        data = self.encoder.encode(frame.rgb, quality, self.cfg.tile_size, unchanged=same)
+        self.report.encode_seconds += time.perf_counter() - t0
+        return data, same
+
+    def status(self) -> dict:
+        r = self.report
+        r.acknowledged = self.sender.stats.acked
+        r.dropped_spool = self.spool.stats.dropped
+        r.rejected = self.spool.stats.rejected
+        r.achieved_kbps = round(self.rate.achieved_kbps(), 1)
+        metrics.QUEUE_DEPTH.set(len(self.spool))
+        return {
+            "fps": round(r.fps, 2),
+            "kbps": r.achieved_kbps,
+            "queue": len(self.spool),
+            "acked": r.acknowledged,
+            "ratio": round(r.ratio, 1),
+            "connected": self.sender.stats.connected,
+            "dropped": r.dropped_rate + r.dropped_spool,
+        }
+
+    def run(self) -> AgentReport:
+        cfg = self.cfg
+        self.sender.start()
+        start = time.monotonic()
+        last_status = start
+        try:
+            for frame in frames(cfg.source, cfg.source_opts):
+                if self.stopping.is_set():
+                    break
+                self.report.captured += 1
+                now = time.monotonic()
+                decision = self.rate.decide(now)
+                if decision.quality == 0:
+                    self.report.dropped_rate += 1
+                    metrics.FRAMES_DROPPED.labels("rate").inc()
+                    continue
+                data, same = self.encode_frame(frame, decision.quality)
+                seq = self.spool.allocate_seq()
+                rec = pb.FrameRecord(
+                    stream_id=cfg.stream_id,
+                    sequence=seq,
+                    capture_time_us=frame.capture_time_us,
+                    bitstream=data,
+                    raw_bytes=frame.rgb.nbytes,
+                )
+                raw = rec.SerializeToString()
+                if not self.spool.make_room(len(raw), self.stopping):
+                    break
+                self.spool.put(seq, raw)
+                self.rate.record(now, decision.quality, 8 * len(data))
+                r = self.report
+                r.encoded += 1
+                r.raw_bytes += frame.rgb.nbytes
+                r.coded_bytes += len(data)
+                r.tiles += len(Grid(frame.rgb.shape[1], frame.rgb.shape[0], cfg.tile_size))
+                r.reference_tiles += len(same)
+                metrics.FRAMES_ENCODED.inc()
+                metrics.BYTES_ENCODED.inc(len(data))
+                if self.on_frame:
+                    self.on_frame(seq, frame, data)
+                r.seconds = time.monotonic() - start
+                if time.monotonic() - last_status >= cfg.status_every_s:
+                    log.info("status", extra=self.status())
+                    last_status = time.monotonic()
+                if cfg.max_frames and r.encoded >= cfg.max_frames:
+                    break
+            self.report.seconds = time.monotonic() - start
+            self._drain(start)
+        finally:
+            self.sender.stop()
+            self.sender.join(timeout=5)
+            self.status()
+        return self.report
+
+    def _drain(self, start: float) -> None:
+        """Wait until the spool is empty (everything acknowledged), the timeout, or a stop."""
+        cfg = self.cfg
+        last = time.monotonic()
+        while len(self.spool) and not self.stopping.is_set():
+            if cfg.timeout_s and time.monotonic() - start > cfg.timeout_s:
+                log.error("timed out waiting for acknowledgements", extra={"unacknowledged": len(self.spool)})
+                return
+            if time.monotonic() - last >= cfg.status_every_s:
+                log.info("draining", extra=self.status())
+                last = time.monotonic()
+            time.sleep(0.1)

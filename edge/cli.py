@@ -1,0 +1,194 @@
+"""`lsic-edge`: run the edge agent. Settings come from flags, then LSIC_EDGE_* environment
+variables, then a TOML/JSON config file (--config), then defaults."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import signal
+import sys
+from pathlib import Path
+
+from lsic import __version__
+from lsic.codec.errors import LsicError
+from lsic.logs import setup_logging
+
+log = logging.getLogger("lsic.edge")
+
+# name -> (type, default, help)
+SETTINGS: dict[str, tuple[type, object, str]] = {
+    "source": (str, "builtin", "camera index, video file, rtsp:// or http:// URL, image folder or glob, or 'builtin'"),
+    "server": (str, "127.0.0.1:50051", "cloud service address HOST:PORT"),
+    "device_id": (str, None, "this device's id (registered with `lsic-cloud device add`)"),
+    "token": (str, None, "this device's token"),
+    "stream_id": (str, "main", "stream id within the device"),
+    "model": (str, "default", "model package id"),
+    "quality": (int, 4, "fixed operating point 1..N (higher is better)"),
+    "target_kbps": (float, 0.0, "hold the moving-average rate under this many kbit/s (overrides --quality)"),
+    "tile_size": (int, 256, "tile size, multiple of 64"),
+    "threads": (int, 2, "ONNX Runtime threads"),
+    "max_frames": (int, 0, "exit 0 once this many frames are acknowledged"),
+    "timeout": (float, 0.0, "with --max-frames: exit 1 if not all acknowledged after this many seconds"),
+    "spool": (str, ".lsic-spool", "spool folder (durable queue of unacknowledged frames)"),
+    "spool_max_mb": (float, 512.0, "spool size limit in MiB"),
+    "spool_policy": (str, "drop-oldest", "when the spool is full: drop-oldest or pause"),
+    "change_threshold": (float, 0.0, "send tiles whose mean abs change is below this as references (0: off)"),
+    "refresh_every": (int, 100, "code every tile at least once every N frames"),
+    "max_fps": (float, 0.0, "frame-rate cap (0: none)"),
+    "resize": (str, "", "resize frames to WxH"),
+    "crop": (str, "", "crop frames to x,y,w,h before resizing"),
+    "loop": (bool, False, "restart files and folders at their end"),
+    "ca": (str, "", "CA certificate of the server (default: system roots)"),
+    "client_cert": (str, "", "client certificate for mutual TLS"),
+    "client_key": (str, "", "client key for mutual TLS"),
+    "insecure": (bool, False, "plaintext gRPC; loopback servers only (tests, demo)"),
+    "metrics_port": (int, 0, "Prometheus metrics on 127.0.0.1:PORT (0: off)"),
+    "status_every": (float, 5.0, "seconds between status lines"),
+}
+
+
+def load_config(path: str | None) -> dict:
+    if not path:
+        return {}
+    p = Path(path)
+    text = p.read_text()
+    if p.suffix == ".json":
+        return json.loads(text)
+    import tomllib
+
+    data = tomllib.loads(text)
+    return data.get("edge", data)
+
+
+def resolve(args: argparse.Namespace) -> dict:
+    """flags > LSIC_EDGE_* > config file > defaults."""
+    config = {k.replace("-", "_"): v for k, v in load_config(args.config).items()}
+    unknown = set(config) - set(SETTINGS)
+    if unknown:
+        raise SystemExit(f"lsic-edge: unknown settings in {args.config}: {', '.join(sorted(unknown))}")
+    out = {}
+    for name, (typ, default, _) in SETTINGS.items():
+        flag = getattr(args, name)
+        env = os.environ.get(f"LSIC_EDGE_{name.upper()}")
+        if flag not in (None, False):
+            value = flag
+        elif env is not None:
+            value = env.lower() in ("1", "true", "yes") if typ is bool else typ(env)
+        elif name in config:
+            value = config[name]
+        else:
+            value = default
+        out[name] = value
+    for required in ("device_id", "token"):
+        if not out[required]:
+            raise SystemExit(
+                f"lsic-edge: --{required.replace('_', '-')} is required (or LSIC_EDGE_{required.upper()}, or the config file)"
+            )
+    return out
+
+
+def _ints(text: str, n: int, sep: str, what: str) -> tuple[int, ...] | None:
+    if not text:
+        return None
+    parts = text.lower().split(sep)
+    if len(parts) != n or not all(p.strip().isdigit() for p in parts):
+        raise SystemExit(f"lsic-edge: --{what} expects {n} integers separated by '{sep}'")
+    return tuple(int(p) for p in parts)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from lsic.edge.agent import Agent, AgentConfig
+    from lsic.edge.sources import SourceOptions
+    from lsic.edge.transport import LinkOptions
+
+    s = resolve(args)
+    if s["insecure"]:
+        log.warning("sending without TLS (--insecure): for localhost and tests only")
+    link = LinkOptions(
+        server=s["server"],
+        device_id=s["device_id"],
+        token=s["token"],
+        insecure=s["insecure"],
+        ca=Path(s["ca"]) if s["ca"] else None,
+        client_cert=Path(s["client_cert"]) if s["client_cert"] else None,
+        client_key=Path(s["client_key"]) if s["client_key"] else None,
+    )
+    cfg = AgentConfig(
+        source=s["source"],
+        link=link,
+        stream_id=s["stream_id"],
+        model=s["model"],
+        quality=s["quality"],
+        target_kbps=s["target_kbps"],
+        tile_size=s["tile_size"],
+        threads=s["threads"],
+        max_frames=s["max_frames"],
+        timeout_s=s["timeout"],
+        spool_dir=Path(s["spool"]) / s["device_id"],
+        spool_max_mb=s["spool_max_mb"],
+        spool_policy=s["spool_policy"],
+        change_threshold=s["change_threshold"],
+        refresh_every=s["refresh_every"],
+        status_every_s=s["status_every"],
+        source_opts=SourceOptions(
+            max_fps=s["max_fps"],
+            resize=_ints(s["resize"], 2, "x", "resize"),
+            crop=_ints(s["crop"], 4, ",", "crop"),
+            loop=s["loop"],
+        ),
+    )
+    if s["metrics_port"]:
+        from lsic.edge.metrics import REGISTRY
+        from prometheus_client import start_http_server
+
+        start_http_server(s["metrics_port"], addr="127.0.0.1", registry=REGISTRY)
+    agent = Agent(cfg)
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: agent.stop())
+    report = agent.run()
+    summary = report.as_dict()
+    print(json.dumps({"summary": summary}), flush=True)
+    if agent.stopping.is_set():
+        return 0
+    if len(agent.spool):
+        log.error("frames left unacknowledged in the spool", extra={"count": len(agent.spool)})
+        return 1
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="lsic-edge",
+        description="LSIC edge agent: capture, encode (int8 ONNX), and stream frames to the cloud with store and forward.",
+    )
+    p.add_argument("--version", action="version", version=f"lsic-edge {__version__}")
+    p.add_argument("-v", "--verbose", action="store_true")
+    sub = p.add_subparsers(dest="command", required=True)
+    r = sub.add_parser("run", help="capture, encode and stream frames")
+    r.add_argument("--config", help="TOML or JSON file with any of the settings below")
+    for name, (typ, default, help_text) in SETTINGS.items():
+        flag = "--" + name.replace("_", "-")
+        if typ is bool:
+            r.add_argument(flag, action="store_true", default=False, help=help_text)
+        else:
+            r.add_argument(flag, type=typ, default=None, help=f"{help_text} (default {default})")
+    r.set_defaults(func=cmd_run)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    setup_logging(verbose=args.verbose)
+    try:
+        return args.func(args)
+    except LsicError as exc:
+        print(f"lsic-edge: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
