@@ -40,10 +40,11 @@ test: setup setup-edge
 	$(MAKE) --no-print-directory test-main test-edge
 
 test-main:
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q --ignore=tests/edge
 
+# The edge subset in the edge-only environment (no torch), against the full install's cloud service.
 test-edge:
-	cd tests && ../$(EDGE_VENV)/bin/python -m pytest -q -m "not torch" -p no:cacheprovider --confcutdir=. edge_env
+	LSIC_EDGE_ONLY=1 LSIC_CLOUD_BIN=$(abspath $(BIN)/lsic-cloud) $(EDGE_VENV)/bin/python -m pytest -q -p no:cacheprovider tests/edge
 
 lint: setup
 	$(BIN)/ruff check .

@@ -19,7 +19,6 @@ from pathlib import Path
 import cv2
 import grpc
 import numpy as np
-
 from lsic.edge.agent import Agent, AgentConfig
 from lsic.edge.sources import SourceOptions
 from lsic.edge.transport import LinkOptions
@@ -58,12 +57,20 @@ def main(argv: list[str] | None = None) -> int:
         captured: dict[int, np.ndarray] = {}
         link = LinkOptions(server=cloud.address, device_id="demo-drone", token=token, insecure=True)
         cfg = AgentConfig(
-            source=args.source, link=link, quality=args.quality, max_frames=args.frames, timeout_s=600,
-            spool_dir=out / "spool", status_every_s=10, source_opts=SourceOptions(),
+            source=args.source,
+            link=link,
+            quality=args.quality,
+            max_frames=args.frames,
+            timeout_s=600,
+            spool_dir=out / "spool",
+            status_every_s=10,
+            source_opts=SourceOptions(),
         )
         agent = Agent(cfg)
         agent.on_frame = lambda seq, frame, data: captured.__setitem__(seq, frame.rgb)
-        print(f"[3/4] edge agent: encoding {args.source} with model '{cfg.model}' quality {cfg.quality} ...", flush=True)
+        print(
+            f"[3/4] edge agent: encoding {args.source} with model '{cfg.model}' quality {cfg.quality} ...", flush=True
+        )
         t0 = time.monotonic()
         report = agent.run()
         wall = time.monotonic() - t0
@@ -95,7 +102,9 @@ def main(argv: list[str] | None = None) -> int:
         cloud.stop()
 
 
-def fetch_and_compare(cloud: CloudProcess, captured: dict[int, np.ndarray], out: Path, timeout: float = 600) -> list[float]:
+def fetch_and_compare(
+    cloud: CloudProcess, captured: dict[int, np.ndarray], out: Path, timeout: float = 600
+) -> list[float]:
     md = (("authorization", f"Bearer {cloud.operator_token()}"),)
     with grpc.insecure_channel(cloud.address, options=[("grpc.max_receive_message_length", 64 << 20)]) as ch:
         archive = pb_grpc.ArchiveStub(ch)

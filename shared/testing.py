@@ -49,7 +49,9 @@ def wait_serving(address: str, timeout: float = 60.0, proc: subprocess.Popen | N
 class CloudProcess:
     """`lsic-cloud serve --insecure` on a loopback port, as a separate process."""
 
-    def __init__(self, data: Path, port: int | None = None, extra: list[str] | None = None, log: Path | None = None) -> None:
+    def __init__(
+        self, data: Path, port: int | None = None, extra: list[str] | None = None, log: Path | None = None
+    ) -> None:
         self.data, self.port = data, port or free_port()
         self.address = f"127.0.0.1:{self.port}"
         self.extra = extra or []

@@ -119,6 +119,8 @@ class ParsedContainer:
 
 def parse(data: bytes) -> ParsedContainer:
     """Parse and validate header and tile table; payloads are checked when read."""
+    if data[:4] != MAGIC[: len(data[:4])] or not data:
+        raise BitstreamError("not an LSIC bitstream (bad magic)")
     if len(data) < _FIXED.size:
         raise TruncatedBitstreamError(f"bitstream is {len(data)} bytes, shorter than a header")
     magic, version, _flags, width, height, tile, quality, mhash, id_len = _FIXED.unpack_from(data, 0)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import onnxruntime as ort
@@ -15,6 +16,7 @@ from lsic.codec.entropy.latents import encode_tile
 from lsic.codec.errors import InputImageError
 from lsic.codec.image_io import to_rgb8
 from lsic.codec.package import STRIDE, ModelPackage, load_package
+from lsic.codec.threads import single_threaded_blas
 from lsic.codec.tiling import DEFAULT_TILE, Grid, Tile, cut
 
 
@@ -33,6 +35,8 @@ class Encoder:
         self.pkg = model if isinstance(model, ModelPackage) else load_package(model)
         name = "analysis.int8.onnx" if precision == "int8" else "analysis.fp32.onnx"
         self.session = make_session(str(self.pkg.path(name)), threads)
+        single_threaded_blas()
+        self.pool = ThreadPoolExecutor(max_workers=max(1, threads), thread_name_prefix="lsic-entropy")
 
     def analyse(self, tiles: list[np.ndarray], op: int) -> list[tuple[np.ndarray, np.ndarray]]:
         """Padded RGB tiles -> (y, z) per tile; tiles of one shape go through in one batch."""
@@ -53,7 +57,8 @@ class Encoder:
     def encode_tiles(self, rgb: np.ndarray, tiles: Iterable[Tile], op: int) -> dict[int, bytes]:
         tiles = list(tiles)
         results = self.analyse([cut(rgb, t, STRIDE) for t in tiles], op)
-        return {t.index: encode_tile(self.pkg, y, z) for t, (y, z) in zip(tiles, results, strict=True)}
+        payloads = self.pool.map(lambda yz: encode_tile(self.pkg, *yz), results)
+        return {t.index: p for t, p in zip(tiles, payloads, strict=True)}
 
     def encode(
         self, rgb: np.ndarray, quality: int, tile_size: int = DEFAULT_TILE, unchanged: Iterable[int] = ()

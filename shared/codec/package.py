@@ -20,7 +20,14 @@ from lsic.codec.entropy.int_hyper import IntLayer, layers_from_arrays
 from lsic.codec.errors import ModelError, ModelHashError, OperatingPointError, UnknownModelError
 
 BUILTIN_DIR = Path(__file__).resolve().parent.parent / "models"
-FILES = ("analysis.int8.onnx", "analysis.fp32.onnx", "synthesis.fp32.onnx", "synthesis.pt", "tables.npz")
+FILES = (
+    "analysis.int8.onnx",
+    "analysis.fp32.onnx",
+    "synthesis.fp32.onnx",
+    "synthesis.pt",
+    "tables.npz",
+    "selftest.npz",
+)
 STRIDE = 64  # total downsampling of z: tiles are padded to a multiple of this
 
 

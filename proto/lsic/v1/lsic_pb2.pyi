@@ -1,16 +1,14 @@
-from collections.abc import Iterable as _Iterable
-from collections.abc import Mapping as _Mapping
-from typing import ClassVar as _ClassVar
-
-from google.protobuf import descriptor as _descriptor
-from google.protobuf import message as _message
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class FrameRecord(_message.Message):
-    __slots__ = ("bitstream", "capture_time_us", "device_id", "raw_bytes", "sequence", "stream_id")
+    __slots__ = ("stream_id", "sequence", "capture_time_us", "bitstream", "raw_bytes", "device_id")
     STREAM_ID_FIELD_NUMBER: _ClassVar[int]
     SEQUENCE_FIELD_NUMBER: _ClassVar[int]
     CAPTURE_TIME_US_FIELD_NUMBER: _ClassVar[int]
@@ -23,25 +21,16 @@ class FrameRecord(_message.Message):
     bitstream: bytes
     raw_bytes: int
     device_id: str
-    def __init__(
-        self,
-        stream_id: str | None = ...,
-        sequence: int | None = ...,
-        capture_time_us: int | None = ...,
-        bitstream: bytes | None = ...,
-        raw_bytes: int | None = ...,
-        device_id: str | None = ...,
-    ) -> None: ...
+    def __init__(self, stream_id: _Optional[str] = ..., sequence: _Optional[int] = ..., capture_time_us: _Optional[int] = ..., bitstream: _Optional[bytes] = ..., raw_bytes: _Optional[int] = ..., device_id: _Optional[str] = ...) -> None: ...
 
 class FrameAck(_message.Message):
-    __slots__ = ("code", "message", "sequence", "status", "stream_id")
+    __slots__ = ("stream_id", "sequence", "status", "code", "message")
     class Status(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
         __slots__ = ()
         STATUS_UNSPECIFIED: _ClassVar[FrameAck.Status]
         STORED: _ClassVar[FrameAck.Status]
         DUPLICATE: _ClassVar[FrameAck.Status]
         REJECTED: _ClassVar[FrameAck.Status]
-
     STATUS_UNSPECIFIED: FrameAck.Status
     STORED: FrameAck.Status
     DUPLICATE: FrameAck.Status
@@ -56,42 +45,20 @@ class FrameAck(_message.Message):
     status: FrameAck.Status
     code: int
     message: str
-    def __init__(
-        self,
-        stream_id: str | None = ...,
-        sequence: int | None = ...,
-        status: FrameAck.Status | str | None = ...,
-        code: int | None = ...,
-        message: str | None = ...,
-    ) -> None: ...
+    def __init__(self, stream_id: _Optional[str] = ..., sequence: _Optional[int] = ..., status: _Optional[_Union[FrameAck.Status, str]] = ..., code: _Optional[int] = ..., message: _Optional[str] = ...) -> None: ...
 
 class FrameKey(_message.Message):
-    __slots__ = ("device_id", "sequence", "stream_id")
+    __slots__ = ("device_id", "stream_id", "sequence")
     DEVICE_ID_FIELD_NUMBER: _ClassVar[int]
     STREAM_ID_FIELD_NUMBER: _ClassVar[int]
     SEQUENCE_FIELD_NUMBER: _ClassVar[int]
     device_id: str
     stream_id: str
     sequence: int
-    def __init__(
-        self, device_id: str | None = ..., stream_id: str | None = ..., sequence: int | None = ...
-    ) -> None: ...
+    def __init__(self, device_id: _Optional[str] = ..., stream_id: _Optional[str] = ..., sequence: _Optional[int] = ...) -> None: ...
 
 class FrameInfo(_message.Message):
-    __slots__ = (
-        "bytes",
-        "capture_time_us",
-        "decoded",
-        "height",
-        "key",
-        "model_id",
-        "quality",
-        "raw_bytes",
-        "received_time_us",
-        "reference_tiles",
-        "tiles",
-        "width",
-    )
+    __slots__ = ("key", "capture_time_us", "received_time_us", "width", "height", "quality", "model_id", "bytes", "raw_bytes", "tiles", "reference_tiles", "decoded")
     KEY_FIELD_NUMBER: _ClassVar[int]
     CAPTURE_TIME_US_FIELD_NUMBER: _ClassVar[int]
     RECEIVED_TIME_US_FIELD_NUMBER: _ClassVar[int]
@@ -116,28 +83,14 @@ class FrameInfo(_message.Message):
     tiles: int
     reference_tiles: int
     decoded: bool
-    def __init__(
-        self,
-        key: FrameKey | _Mapping | None = ...,
-        capture_time_us: int | None = ...,
-        received_time_us: int | None = ...,
-        width: int | None = ...,
-        height: int | None = ...,
-        quality: int | None = ...,
-        model_id: str | None = ...,
-        bytes: int | None = ...,
-        raw_bytes: int | None = ...,
-        tiles: int | None = ...,
-        reference_tiles: int | None = ...,
-        decoded: bool | None = ...,
-    ) -> None: ...
+    def __init__(self, key: _Optional[_Union[FrameKey, _Mapping]] = ..., capture_time_us: _Optional[int] = ..., received_time_us: _Optional[int] = ..., width: _Optional[int] = ..., height: _Optional[int] = ..., quality: _Optional[int] = ..., model_id: _Optional[str] = ..., bytes: _Optional[int] = ..., raw_bytes: _Optional[int] = ..., tiles: _Optional[int] = ..., reference_tiles: _Optional[int] = ..., decoded: _Optional[bool] = ...) -> None: ...
 
 class ListDevicesRequest(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...
 
 class Device(_message.Message):
-    __slots__ = ("created_us", "device_id", "frames", "revoked")
+    __slots__ = ("device_id", "revoked", "created_us", "frames")
     DEVICE_ID_FIELD_NUMBER: _ClassVar[int]
     REVOKED_FIELD_NUMBER: _ClassVar[int]
     CREATED_US_FIELD_NUMBER: _ClassVar[int]
@@ -146,28 +99,22 @@ class Device(_message.Message):
     revoked: bool
     created_us: int
     frames: int
-    def __init__(
-        self,
-        device_id: str | None = ...,
-        revoked: bool | None = ...,
-        created_us: int | None = ...,
-        frames: int | None = ...,
-    ) -> None: ...
+    def __init__(self, device_id: _Optional[str] = ..., revoked: _Optional[bool] = ..., created_us: _Optional[int] = ..., frames: _Optional[int] = ...) -> None: ...
 
 class ListDevicesResponse(_message.Message):
     __slots__ = ("devices",)
     DEVICES_FIELD_NUMBER: _ClassVar[int]
     devices: _containers.RepeatedCompositeFieldContainer[Device]
-    def __init__(self, devices: _Iterable[Device | _Mapping] | None = ...) -> None: ...
+    def __init__(self, devices: _Optional[_Iterable[_Union[Device, _Mapping]]] = ...) -> None: ...
 
 class ListStreamsRequest(_message.Message):
     __slots__ = ("device_id",)
     DEVICE_ID_FIELD_NUMBER: _ClassVar[int]
     device_id: str
-    def __init__(self, device_id: str | None = ...) -> None: ...
+    def __init__(self, device_id: _Optional[str] = ...) -> None: ...
 
 class StreamInfo(_message.Message):
-    __slots__ = ("device_id", "first_sequence", "frames", "last_sequence", "stream_id")
+    __slots__ = ("device_id", "stream_id", "frames", "first_sequence", "last_sequence")
     DEVICE_ID_FIELD_NUMBER: _ClassVar[int]
     STREAM_ID_FIELD_NUMBER: _ClassVar[int]
     FRAMES_FIELD_NUMBER: _ClassVar[int]
@@ -178,23 +125,16 @@ class StreamInfo(_message.Message):
     frames: int
     first_sequence: int
     last_sequence: int
-    def __init__(
-        self,
-        device_id: str | None = ...,
-        stream_id: str | None = ...,
-        frames: int | None = ...,
-        first_sequence: int | None = ...,
-        last_sequence: int | None = ...,
-    ) -> None: ...
+    def __init__(self, device_id: _Optional[str] = ..., stream_id: _Optional[str] = ..., frames: _Optional[int] = ..., first_sequence: _Optional[int] = ..., last_sequence: _Optional[int] = ...) -> None: ...
 
 class ListStreamsResponse(_message.Message):
     __slots__ = ("streams",)
     STREAMS_FIELD_NUMBER: _ClassVar[int]
     streams: _containers.RepeatedCompositeFieldContainer[StreamInfo]
-    def __init__(self, streams: _Iterable[StreamInfo | _Mapping] | None = ...) -> None: ...
+    def __init__(self, streams: _Optional[_Iterable[_Union[StreamInfo, _Mapping]]] = ...) -> None: ...
 
 class ListFramesRequest(_message.Message):
-    __slots__ = ("after_sequence", "device_id", "from_time_us", "limit", "stream_id", "to_time_us")
+    __slots__ = ("device_id", "stream_id", "from_time_us", "to_time_us", "limit", "after_sequence")
     DEVICE_ID_FIELD_NUMBER: _ClassVar[int]
     STREAM_ID_FIELD_NUMBER: _ClassVar[int]
     FROM_TIME_US_FIELD_NUMBER: _ClassVar[int]
@@ -207,24 +147,16 @@ class ListFramesRequest(_message.Message):
     to_time_us: int
     limit: int
     after_sequence: int
-    def __init__(
-        self,
-        device_id: str | None = ...,
-        stream_id: str | None = ...,
-        from_time_us: int | None = ...,
-        to_time_us: int | None = ...,
-        limit: int | None = ...,
-        after_sequence: int | None = ...,
-    ) -> None: ...
+    def __init__(self, device_id: _Optional[str] = ..., stream_id: _Optional[str] = ..., from_time_us: _Optional[int] = ..., to_time_us: _Optional[int] = ..., limit: _Optional[int] = ..., after_sequence: _Optional[int] = ...) -> None: ...
 
 class ListFramesResponse(_message.Message):
     __slots__ = ("frames",)
     FRAMES_FIELD_NUMBER: _ClassVar[int]
     frames: _containers.RepeatedCompositeFieldContainer[FrameInfo]
-    def __init__(self, frames: _Iterable[FrameInfo | _Mapping] | None = ...) -> None: ...
+    def __init__(self, frames: _Optional[_Iterable[_Union[FrameInfo, _Mapping]]] = ...) -> None: ...
 
 class ReconstructRequest(_message.Message):
-    __slots__ = ("downscale", "height", "key", "width", "x", "y")
+    __slots__ = ("key", "x", "y", "width", "height", "downscale")
     KEY_FIELD_NUMBER: _ClassVar[int]
     X_FIELD_NUMBER: _ClassVar[int]
     Y_FIELD_NUMBER: _ClassVar[int]
@@ -237,18 +169,10 @@ class ReconstructRequest(_message.Message):
     width: int
     height: int
     downscale: int
-    def __init__(
-        self,
-        key: FrameKey | _Mapping | None = ...,
-        x: int | None = ...,
-        y: int | None = ...,
-        width: int | None = ...,
-        height: int | None = ...,
-        downscale: int | None = ...,
-    ) -> None: ...
+    def __init__(self, key: _Optional[_Union[FrameKey, _Mapping]] = ..., x: _Optional[int] = ..., y: _Optional[int] = ..., width: _Optional[int] = ..., height: _Optional[int] = ..., downscale: _Optional[int] = ...) -> None: ...
 
 class ReconstructResponse(_message.Message):
-    __slots__ = ("decode_seconds", "height", "png", "tiles_decoded", "width")
+    __slots__ = ("png", "width", "height", "tiles_decoded", "decode_seconds")
     PNG_FIELD_NUMBER: _ClassVar[int]
     WIDTH_FIELD_NUMBER: _ClassVar[int]
     HEIGHT_FIELD_NUMBER: _ClassVar[int]
@@ -259,32 +183,25 @@ class ReconstructResponse(_message.Message):
     height: int
     tiles_decoded: int
     decode_seconds: float
-    def __init__(
-        self,
-        png: bytes | None = ...,
-        width: int | None = ...,
-        height: int | None = ...,
-        tiles_decoded: int | None = ...,
-        decode_seconds: float | None = ...,
-    ) -> None: ...
+    def __init__(self, png: _Optional[bytes] = ..., width: _Optional[int] = ..., height: _Optional[int] = ..., tiles_decoded: _Optional[int] = ..., decode_seconds: _Optional[float] = ...) -> None: ...
 
 class BitstreamResponse(_message.Message):
     __slots__ = ("bitstream",)
     BITSTREAM_FIELD_NUMBER: _ClassVar[int]
     bitstream: bytes
-    def __init__(self, bitstream: bytes | None = ...) -> None: ...
+    def __init__(self, bitstream: _Optional[bytes] = ...) -> None: ...
 
 class RegisterDeviceRequest(_message.Message):
     __slots__ = ("device_id",)
     DEVICE_ID_FIELD_NUMBER: _ClassVar[int]
     device_id: str
-    def __init__(self, device_id: str | None = ...) -> None: ...
+    def __init__(self, device_id: _Optional[str] = ...) -> None: ...
 
 class DeviceRef(_message.Message):
     __slots__ = ("device_id",)
     DEVICE_ID_FIELD_NUMBER: _ClassVar[int]
     device_id: str
-    def __init__(self, device_id: str | None = ...) -> None: ...
+    def __init__(self, device_id: _Optional[str] = ...) -> None: ...
 
 class DeviceToken(_message.Message):
     __slots__ = ("device_id", "token")
@@ -292,4 +209,4 @@ class DeviceToken(_message.Message):
     TOKEN_FIELD_NUMBER: _ClassVar[int]
     device_id: str
     token: str
-    def __init__(self, device_id: str | None = ..., token: str | None = ...) -> None: ...
+    def __init__(self, device_id: _Optional[str] = ..., token: _Optional[str] = ...) -> None: ...

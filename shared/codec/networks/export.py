@@ -100,6 +100,20 @@ def int_hyper_arrays(net: GainedHyperprior) -> dict[str, np.ndarray]:
     return out
 
 
+def write_selftest(path: Path, arrays: dict[str, np.ndarray]) -> None:
+    """Reference input/output of the integer hyper-synthesis, computed on the export machine.
+
+    Any machine that loads the package must reproduce the output bit for bit (tests check it).
+    """
+    rng = np.random.default_rng(2026)
+    n = int(arrays["z_origins"].shape[0])
+    z = rng.integers(-24, 25, size=(n, 3, 5)) * FX + arrays["z_medians_fx"][:, None, None]
+    z[:, 0, 0] = int_hyper.ACT_LIMIT  # extremes exercise the clamps
+    z[:, 0, 1] = -int_hyper.ACT_LIMIT
+    out = int_hyper.run_int_hyper(z, int_hyper.layers_from_arrays(arrays))
+    np.savez_compressed(path, z_fx=z, output=out)
+
+
 def export_onnx(net: GainedHyperprior, folder: Path) -> None:
     m = net.arch.M
     x = torch.rand(1, 3, 256, 256)
@@ -187,6 +201,7 @@ def export_package(checkpoint: Path, out: Path, model_id: str, calib_dir: Path, 
         arrays["gain"] = gains.astype(np.float32)
         arrays["inv_gain"] = net.log_inv_gain.detach().exp().numpy().astype(np.float32)
         np.savez_compressed(tmp / "tables.npz", **arrays)
+        write_selftest(tmp / "selftest.npz", arrays)
         meta = {
             "id": model_id,
             "format": 1,

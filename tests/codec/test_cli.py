@@ -1,0 +1,91 @@
+"""The `lsic` command as a user runs it: outputs, JSON, exit codes, one-line errors."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import cv2
+import numpy as np
+import pytest
+from lsic.codec.errors import ChecksumError, InputImageError, TruncatedBitstreamError, UnknownModelError
+
+from ..conftest import natural_image
+
+LSIC = [sys.executable, "-m", "lsic.codec.cli"]
+
+
+def run(*args, ok=True):
+    r = subprocess.run([*LSIC, *map(str, args)], capture_output=True, text=True, timeout=300)
+    if ok:
+        assert r.returncode == 0, r.stderr
+    return r
+
+
+@pytest.fixture(scope="module")
+def photo(tmp_path_factory):
+    p = tmp_path_factory.mktemp("img") / "photo.png"
+    cv2.imwrite(str(p), cv2.cvtColor(natural_image(200, 300), cv2.COLOR_RGB2BGR))
+    return p
+
+
+def test_encode_info_decode(photo, tmp_path):
+    out = tmp_path / "p.lsic"
+    r = json.loads(run("encode", photo, "-o", out, "--quality", 3).stdout)
+    assert r["bytes"] == out.stat().st_size and r["bpp"] > 0
+    info = json.loads(run("info", out, "--tiles").stdout)
+    assert info["width"] == 300 and info["height"] == 200 and info["quality"] == 3 and info["model_id"] == "default"
+    assert len(info["tile_table"]) == 2
+    png = tmp_path / "p.png"
+    run("decode", out, "-o", png, "--backend", "onnx")
+    assert cv2.imread(str(png)).shape == (200, 300, 3)
+    run("decode", out, "-o", tmp_path / "r.jpg", "--region", "10,10,50,40", "--backend", "onnx")
+    assert cv2.imread(str(tmp_path / "r.jpg")).shape == (40, 50, 3)
+
+
+def test_grayscale_and_rgba_are_converted_with_a_notice(tmp_path):
+    gray = tmp_path / "g.png"
+    cv2.imwrite(str(gray), np.full((40, 50), 90, np.uint8))
+    r = run("encode", gray, "-o", tmp_path / "g.lsic")
+    assert "grayscale converted" in r.stderr
+    rgba = tmp_path / "a.png"
+    cv2.imwrite(str(rgba), np.full((40, 50, 4), 90, np.uint8))
+    assert "alpha channel dropped" in run("encode", rgba, "-o", tmp_path / "a.lsic").stderr
+
+
+def test_errors_are_one_line_with_their_own_exit_codes(photo, tmp_path):
+    deep = tmp_path / "deep.png"
+    cv2.imwrite(str(deep), np.full((8, 8, 3), 4000, np.uint16))
+    empty = tmp_path / "empty.png"
+    empty.write_bytes(b"")
+    junk = tmp_path / "junk.png"
+    junk.write_bytes(b"this is not an image")
+    good = tmp_path / "good.lsic"
+    run("encode", photo, "-o", good)
+    data = good.read_bytes()
+    trunc = tmp_path / "trunc.lsic"
+    trunc.write_bytes(data[:-7])
+    flipped = tmp_path / "flipped.lsic"
+    flipped.write_bytes(data[:-3] + bytes([data[-3] ^ 1]) + data[-2:])
+    cases = [
+        (("encode", deep), InputImageError.exit_code, "8-bit only"),
+        (("encode", empty), InputImageError.exit_code, "empty"),
+        (("encode", junk), InputImageError.exit_code, "not a readable image"),
+        (("encode", photo, "-m", "nonexistent"), UnknownModelError.exit_code, "unknown model"),
+        (("decode", trunc), TruncatedBitstreamError.exit_code, "truncated"),
+        (("decode", flipped, "--backend", "onnx"), ChecksumError.exit_code, "checksum"),
+        (("info", junk), 4, "bad magic"),
+    ]
+    for args, code, text in cases:
+        r = run(*args, ok=False)
+        assert r.returncode == code, (args, r.stderr)
+        lines = [ln for ln in r.stderr.splitlines() if ln.startswith("lsic: error")]
+        assert len(lines) == 1 and text in lines[0], r.stderr
+        assert "Traceback" not in r.stderr
+
+
+@pytest.mark.parametrize("cmd", ["lsic.codec.cli", "lsic.edge.cli", "lsic.cloud.cli"])
+def test_help_is_complete_and_exits_0(cmd):
+    r = subprocess.run([sys.executable, "-m", cmd, "--help"], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0 and "usage" in r.stdout

@@ -1,0 +1,80 @@
+"""Encode/decode round trips: geometry for odd sizes, quality ordering, regions, references."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from lsic.codec.bitstream import parse
+from lsic.codec.errors import BitstreamError, InputImageError, OperatingPointError, RegionError
+
+from ..conftest import natural_image
+
+
+def psnr(a, b):
+    mse = np.mean((a.astype(np.float64) - b) ** 2)
+    return 10 * np.log10(255**2 / max(mse, 1e-10))
+
+
+@pytest.mark.parametrize("h,w", [(1, 1), (1, 4097), (63, 65), (64, 64), (767, 513)])
+def test_sizes_round_trip_with_the_right_geometry(encoder, decoder, h, w):
+    img = natural_image(h, w)
+    data = encoder.encode(img, 4)
+    info = parse(data).info()
+    assert (info["width"], info["height"]) == (w, h)
+    out = decoder.decode(data).rgb
+    assert out.shape == (h, w, 3) and out.dtype == np.uint8
+
+
+@pytest.mark.slow
+def test_4096_square_round_trips(encoder, decoder):
+    img = np.tile(natural_image(512, 512), (8, 8, 1))
+    data = encoder.encode(img, 2)
+    out = decoder.decode(data).rgb
+    assert out.shape == (4096, 4096, 3)
+    assert psnr(out, img) > 18
+
+
+def test_higher_quality_costs_more_bits_and_gives_more_psnr(encoder, decoder):
+    img = natural_image(256, 384)
+    sizes, psnrs = [], []
+    for q in (1, 4, 8):
+        data = encoder.encode(img, q)
+        sizes.append(len(data))
+        psnrs.append(psnr(decoder.decode(data).rgb, img))
+    assert sizes == sorted(sizes) and sizes[0] < sizes[-1]
+    assert psnrs[-1] > psnrs[0]
+
+
+def test_region_decode_touches_only_needed_tiles_and_matches_full(encoder, decoder):
+    img = natural_image(512, 768)
+    data = encoder.encode(img, 5)
+    full = decoder.decode(data)
+    part = decoder.decode(data, region=(300, 100, 100, 60))
+    assert len(part.tiles) == 1 and len(full.tiles) == 6
+    assert part.rgb.shape == (60, 100, 3)
+    # Identical pixels away from seams (seam smoothing needs both neighbours).
+    assert np.array_equal(part.rgb[:, :], full.rgb[100:160, 300:400])
+    with pytest.raises(RegionError):
+        decoder.decode(data, region=(700, 0, 100, 10))
+
+
+def test_reference_tiles_reuse_the_previous_frame(encoder, decoder):
+    img = natural_image(256, 512)
+    first = decoder.decode(encoder.encode(img, 4))
+    data = encoder.encode(img, 4, unchanged={1})
+    assert parse(data).kinds == [0, 1]
+    with pytest.raises(BitstreamError, match="previous frame"):
+        decoder.decode(data)
+    second = decoder.decode(data, previous=first.tiles)
+    assert np.array_equal(second.rgb[:, 256:], first.rgb[:, 256:])
+
+
+def test_bad_inputs_get_specific_errors(encoder):
+    with pytest.raises(OperatingPointError):
+        encoder.encode(natural_image(64, 64), 99)
+    with pytest.raises(InputImageError, match="uint16"):
+        encoder.encode(np.zeros((8, 8, 3), np.uint16), 1)
+    with pytest.raises(InputImageError, match="empty"):
+        encoder.encode(np.zeros((0, 8, 3), np.uint8), 1)
+    with pytest.raises(InputImageError, match="tile size"):
+        encoder.encode(natural_image(64, 64), 1, tile_size=100)
