@@ -6,6 +6,7 @@ import time
 
 import cv2
 import grpc
+
 from lsic.cloud.auth import DEVICE_ID_RE, OPERATOR, Authenticator, hash_token, new_token
 from lsic.cloud.ingest import status_of
 from lsic.cloud.reconstruct import Reconstructor

@@ -15,6 +15,7 @@ import secrets
 from pathlib import Path
 
 import grpc
+
 from lsic.cloud.storage.metadata import SqlMetadataStore
 
 OPERATOR = "operator"

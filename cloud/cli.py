@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import grpc
+
 from lsic import __version__
 from lsic.cloud.auth import OPERATOR_TOKEN_FILE
 from lsic.codec.errors import LsicError

@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 import grpc
+
 from lsic.cloud import metrics
 from lsic.cloud.auth import Authenticator
 from lsic.cloud.storage.metadata import FrameRow, SqlMetadataStore, now_us

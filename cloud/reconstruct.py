@@ -13,6 +13,7 @@ import time
 
 import cv2
 import numpy as np
+
 from lsic.cloud import metrics
 from lsic.cloud.storage.metadata import FrameRow, SqlMetadataStore, now_us
 from lsic.codec.bitstream import TILE_SAME_AS_PREVIOUS, parse

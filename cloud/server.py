@@ -13,6 +13,7 @@ from pathlib import Path
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+
 from lsic.cloud.archive import AdminService, ArchiveService
 from lsic.cloud.auth import Authenticator, load_or_create_operator_token
 from lsic.cloud.ingest import IngestLimits, IngestService
@@ -124,8 +125,9 @@ class CloudServer:
         if self.worker:
             self.worker.start()
         if self.cfg.metrics_port:
-            from lsic.cloud.metrics import REGISTRY
             from prometheus_client import start_http_server
+
+            from lsic.cloud.metrics import REGISTRY
 
             start_http_server(self.cfg.metrics_port, addr="127.0.0.1", registry=REGISTRY)
         if self.cfg.http_port:

@@ -9,6 +9,7 @@ from accumulating; a refresh interval bounds how long any tile can go unsent.
 from __future__ import annotations
 
 import numpy as np
+
 from lsic.codec.tiling import Grid
 
 

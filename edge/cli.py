@@ -140,8 +140,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         ),
     )
     if s["metrics_port"]:
-        from lsic.edge.metrics import REGISTRY
         from prometheus_client import start_http_server
+
+        from lsic.edge.metrics import REGISTRY
 
         start_http_server(s["metrics_port"], addr="127.0.0.1", registry=REGISTRY)
     agent = Agent(cfg)

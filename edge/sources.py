@@ -13,6 +13,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+
 from lsic.codec.errors import InputImageError
 from lsic.codec.image_io import IMAGE_SUFFIXES, read_rgb
 

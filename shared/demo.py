@@ -19,6 +19,7 @@ from pathlib import Path
 import cv2
 import grpc
 import numpy as np
+
 from lsic.edge.agent import Agent, AgentConfig
 from lsic.edge.sources import SourceOptions
 from lsic.edge.transport import LinkOptions

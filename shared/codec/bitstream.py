@@ -11,6 +11,7 @@ import struct
 from dataclasses import dataclass, field
 
 import google_crc32c
+
 from lsic.codec.errors import (
     BitstreamError,
     ChecksumError,

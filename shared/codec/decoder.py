@@ -10,12 +10,13 @@ from collections import defaultdict
 from dataclasses import dataclass
 
 import numpy as np
+
 from lsic.codec.bitstream import TILE_SAME_AS_PREVIOUS, ParsedContainer, parse
 from lsic.codec.entropy.latents import TileSymbols, decode_tile
 from lsic.codec.errors import BitstreamError, ModelHashError, OperatingPointError
 from lsic.codec.package import STRIDE, ModelPackage, load_package
 from lsic.codec.synthesis import make_synthesis, to_rgb8
-from lsic.codec.tiling import Tile, padded_size, stitch
+from lsic.codec.tiling import Tile, padded_size, place, smooth_seams
 
 BATCH = 8
 
@@ -68,31 +69,40 @@ class Decoder:
         region: tuple[int, int, int, int] | None = None,
         previous: dict[int, np.ndarray] | None = None,
     ) -> DecodedFrame:
+        """Decode the tiles a region (default: the whole image) touches, streaming in batches."""
         parsed = parse(data)
         pkg = self.package_for(parsed)
         grid = parsed.header.grid
         x, y, w, h = region if region else (0, 0, grid.width, grid.height)
         needed = grid.tiles_in(x, y, w, h)
-        op = parsed.header.quality - 1
-        inv_gain = pkg.inv_gain(op)[:, None, None]
+        inv_gain = pkg.inv_gain(parsed.header.quality - 1)[:, None, None]
+        out = np.zeros((h, w, 3), dtype=np.uint8)
         tiles: dict[int, np.ndarray] = {}
         pending: dict[tuple[int, int], list[tuple[Tile, np.ndarray]]] = defaultdict(list)
+        synth = self.synthesis(pkg)
+
+        def flush(group: list[tuple[Tile, np.ndarray]]) -> None:
+            x_hat = synth.run(np.stack([yh for _, yh in group]))
+            for (t, _), img in zip(group, x_hat, strict=True):
+                tiles[t.index] = place(out, t, to_rgb8(img)[: t.h, : t.w], x, y)
+            group.clear()
+
         for t in needed:
             if parsed.kinds[t.index] == TILE_SAME_AS_PREVIOUS:
                 if not previous or t.index not in previous:
                     raise BitstreamError(f"tile {t.index} refers to the previous frame, which is not available")
-                tiles[t.index] = previous[t.index]
+                tiles[t.index] = place(out, t, previous[t.index], x, y)
                 continue
             s = self.tile_symbols(parsed, pkg, t)
-            pending[s.y.shape[1:]].append((t, s.y_hat() * inv_gain))
-        synth = self.synthesis(pkg)
+            group = pending[s.y.shape[1:]]
+            group.append((t, s.y_hat() * inv_gain))
+            if len(group) == BATCH:
+                flush(group)
         for group in pending.values():
-            for start in range(0, len(group), BATCH):
-                chunk = group[start : start + BATCH]
-                x_hat = synth.run(np.stack([yh for _, yh in chunk]))
-                for (t, _), img in zip(chunk, x_hat, strict=True):
-                    tiles[t.index] = to_rgb8(img)[: t.h, : t.w]
-        return DecodedFrame(stitch(grid, tiles, x, y, w, h), tiles, (x, y, w, h))
+            if group:
+                flush(group)
+        smooth_seams(out, grid, x, y)
+        return DecodedFrame(out, tiles, (x, y, w, h))
 
 
 def decode_file_info(data: bytes) -> dict:

@@ -11,6 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import onnxruntime as ort
+
 from lsic.codec.bitstream import TILE_CODED, TILE_SAME_AS_PREVIOUS, Container, TileEntry
 from lsic.codec.entropy.latents import encode_tile
 from lsic.codec.errors import InputImageError
@@ -54,11 +55,16 @@ class Encoder:
                     out[i] = (y[k], z[k])
         return out  # type: ignore[return-value]
 
-    def encode_tiles(self, rgb: np.ndarray, tiles: Iterable[Tile], op: int) -> dict[int, bytes]:
+    def encode_tiles(self, rgb: np.ndarray, tiles: Iterable[Tile], op: int, chunk: int = 16) -> dict[int, bytes]:
+        """Payloads of the given tiles; tiles go through in chunks so memory stays bounded."""
         tiles = list(tiles)
-        results = self.analyse([cut(rgb, t, STRIDE) for t in tiles], op)
-        payloads = self.pool.map(lambda yz: encode_tile(self.pkg, *yz), results)
-        return {t.index: p for t, p in zip(tiles, payloads, strict=True)}
+        payloads: dict[int, bytes] = {}
+        for start in range(0, len(tiles), chunk):
+            part = tiles[start : start + chunk]
+            results = self.analyse([cut(rgb, t, STRIDE) for t in part], op)
+            coded = self.pool.map(lambda yz: encode_tile(self.pkg, *yz), results)
+            payloads.update({t.index: p for t, p in zip(part, coded, strict=True)})
+        return payloads
 
     def encode(
         self, rgb: np.ndarray, quality: int, tile_size: int = DEFAULT_TILE, unchanged: Iterable[int] = ()

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+
 from lsic.codec.errors import InputImageError
 
 log = logging.getLogger("lsic.image")

@@ -15,6 +15,7 @@ from functools import cached_property
 from pathlib import Path
 
 import numpy as np
+
 from lsic.codec.entropy.coder import LatentCodec, TableSet
 from lsic.codec.entropy.int_hyper import IntLayer, layers_from_arrays
 from lsic.codec.errors import ModelError, ModelHashError, OperatingPointError, UnknownModelError

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+
 from lsic.codec.package import ModelPackage
 
 
@@ -33,6 +34,7 @@ class TorchSynthesis:
 
     def __init__(self, pkg: ModelPackage, device: str = "auto", threads: int = 0, half: bool = False) -> None:
         import torch
+
         from lsic.codec.networks.model import Architecture, GainedHyperprior
 
         if device == "auto":

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+
 from lsic.codec.errors import RegionError
 
 DEFAULT_TILE = 256
@@ -75,20 +76,20 @@ def cut(img: np.ndarray, tile: Tile, stride: int) -> np.ndarray:
     return core
 
 
-def stitch(
-    grid: Grid, tiles: dict[int, np.ndarray], x0: int = 0, y0: int = 0, w: int | None = None, h: int | None = None
-) -> np.ndarray:
-    """Place decoded tiles (padded arrays keyed by tile index) into the window x0,y0,w,h."""
-    w = grid.width - x0 if w is None else w
-    h = grid.height - y0 if h is None else h
-    out = np.zeros((h, w, 3), dtype=np.uint8)
-    for t in grid.tiles_in(x0, y0, w, h):
-        px = tiles[t.index][: t.h, : t.w]
-        ix0, iy0 = max(t.x, x0), max(t.y, y0)
-        ix1, iy1 = min(t.x + t.w, x0 + w), min(t.y + t.h, y0 + h)
-        out[iy0 - y0 : iy1 - y0, ix0 - x0 : ix1 - x0] = px[iy0 - t.y : iy1 - t.y, ix0 - t.x : ix1 - t.x]
-    smooth_seams(out, grid, x0, y0)
-    return out
+def place(out: np.ndarray, tile: Tile, pixels: np.ndarray, x0: int, y0: int) -> np.ndarray:
+    """Copy a decoded tile (cropped to its true size) into the window at x0,y0.
+
+    Returns the tile's pixels: a view into `out` when the tile lies inside the window, so a
+    full decode holds each pixel once.
+    """
+    h, w = out.shape[:2]
+    ix0, iy0 = max(tile.x, x0), max(tile.y, y0)
+    ix1, iy1 = min(tile.x + tile.w, x0 + w), min(tile.y + tile.h, y0 + h)
+    out[iy0 - y0 : iy1 - y0, ix0 - x0 : ix1 - x0] = pixels[iy0 - tile.y : iy1 - tile.y, ix0 - tile.x : ix1 - tile.x]
+    inside = tile.x >= x0 and tile.y >= y0 and tile.x + tile.w <= x0 + w and tile.y + tile.h <= y0 + h
+    if inside:
+        return out[tile.y - y0 : tile.y - y0 + tile.h, tile.x - x0 : tile.x - x0 + tile.w]
+    return pixels
 
 
 def smooth_seams(img: np.ndarray, grid: Grid, x0: int, y0: int) -> None:

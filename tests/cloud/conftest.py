@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import grpc
 import pytest
+
 from lsic.testing import CloudProcess
 from lsic.v1 import lsic_pb2_grpc as pb_grpc
 

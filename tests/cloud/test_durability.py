@@ -7,6 +7,7 @@ import threading
 import time
 
 import grpc
+
 from lsic.codec.bitstream import parse
 from lsic.testing import CloudProcess
 from lsic.v1 import lsic_pb2 as pb

@@ -9,6 +9,7 @@ import cv2
 import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+
 from lsic.codec.bitstream import Container, TileEntry, parse
 from lsic.v1 import lsic_pb2 as pb
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from lsic.codec.bitstream import MAGIC, TILE_CODED, Container, TileEntry, parse
 from lsic.codec.errors import BitstreamError, ChecksumError, TruncatedBitstreamError, UnsupportedVersionError
 

@@ -9,6 +9,7 @@ import sys
 import cv2
 import numpy as np
 import pytest
+
 from lsic.codec.errors import ChecksumError, InputImageError, TruncatedBitstreamError, UnknownModelError
 
 from ..conftest import natural_image

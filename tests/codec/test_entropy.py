@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from lsic.codec.entropy.coder import LatentCodec
 from lsic.codec.entropy.int_hyper import run_int_hyper
 from lsic.codec.entropy.latents import decode_tile, quantize

@@ -6,6 +6,7 @@ import json
 import shutil
 
 import pytest
+
 from lsic.codec.errors import ModelHashError, UnknownModelError
 from lsic.codec.package import available_models, load_package, load_package_dir
 

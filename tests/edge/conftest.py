@@ -10,6 +10,7 @@ from pathlib import Path
 
 import grpc
 import pytest
+
 from lsic.testing import CloudProcess
 from lsic.v1 import lsic_pb2 as pb
 from lsic.v1 import lsic_pb2_grpc as pb_grpc

@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 
 import grpc
+
 from lsic.codec.decoder import Decoder
 from lsic.testing import CloudProcess
 from lsic.v1 import lsic_pb2 as pb

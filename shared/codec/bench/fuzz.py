@@ -111,6 +111,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     import numpy as np
+
     from lsic.codec.decoder import Decoder
     from lsic.codec.encoder import Encoder
 

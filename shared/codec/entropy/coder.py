@@ -15,6 +15,7 @@ from collections.abc import Iterable
 
 import constriction
 import numpy as np
+
 from lsic.codec.entropy.tables import TOTAL
 from lsic.codec.errors import BitstreamError
 

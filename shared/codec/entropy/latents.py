@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+
 from lsic.codec.entropy.coder import RAW_OFFSET
 from lsic.codec.entropy.int_hyper import ACT_FRAC_BITS, run_int_hyper, scale_indexes
 from lsic.codec.package import ModelPackage

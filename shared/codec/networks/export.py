@@ -19,10 +19,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from torch import nn
+
 from lsic.codec.entropy import int_hyper, tables
 from lsic.codec.networks.model import LAMBDAS, Architecture, GainedHyperprior
 from lsic.codec.package import FILES, load_package_dir, sha256_file
-from torch import nn
 
 log = logging.getLogger("lsic.export")
 FX = 1 << int_hyper.ACT_FRAC_BITS

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+
 from lsic.codec.image_io import list_images, read_rgb
 from lsic.codec.networks.model import LAMBDAS, Architecture, GainedHyperprior, rd_loss
 

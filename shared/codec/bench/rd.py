@@ -1,0 +1,213 @@
+"""`lsic bench rd`: rate-distortion of every LSIC package and operating point against JPEG
+(libjpeg-turbo 4:2:0), WebP, AVIF and JPEG XL, measured in the same run on the same images.
+
+Rate is bits per pixel of the whole file; distortion is RGB PSNR and RGB MS-SSIM, averaged
+over images as CompressAI does. BD-rates use the Bjøntegaard cubic fit of log-rate.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+
+from lsic.codec.image_io import list_images, read_rgb
+
+BASELINES = {
+    "JPEG": ("JPEG", [5, 10, 20, 30, 40, 50, 60, 70, 80, 90, 95]),
+    "WebP": ("WEBP", [5, 10, 20, 30, 40, 50, 60, 70, 80, 90, 95]),
+    "AVIF": ("AVIF", [10, 20, 30, 40, 50, 60, 70, 80, 90]),
+    "JPEG XL": ("JXL", [10, 20, 30, 40, 50, 60, 70, 80, 90]),
+}
+
+
+def psnr(a: np.ndarray, b: np.ndarray) -> float:
+    mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
+    return 10 * math.log10(255.0**2 / max(mse, 1e-10))
+
+
+def ms_ssim(a: np.ndarray, b: np.ndarray) -> float:
+    import torch
+    from pytorch_msssim import ms_ssim as _ms_ssim
+
+    ta = torch.from_numpy(a).permute(2, 0, 1)[None].float()
+    tb = torch.from_numpy(b).permute(2, 0, 1)[None].float()
+    return float(_ms_ssim(ta, tb, data_range=255.0))
+
+
+def pil_codec(fmt: str, rgb: np.ndarray, quality: int) -> tuple[int, np.ndarray]:
+    from PIL import Image
+
+    if fmt == "AVIF":
+        import pillow_avif  # noqa: F401
+    if fmt == "JXL":
+        import pillow_jxl  # noqa: F401
+    buf = io.BytesIO()
+    opts = {"quality": quality}
+    if fmt == "JPEG":
+        opts["subsampling"] = 2  # 4:2:0
+    Image.fromarray(rgb).save(buf, format=fmt, **opts)
+    data = buf.getvalue()
+    out = np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
+    return len(data), out
+
+
+def bd_rate(r1: list[float], d1: list[float], r2: list[float], d2: list[float]) -> float:
+    """Bjøntegaard delta rate (%) of curve 2 against curve 1 (negative: curve 2 saves bits)."""
+    lr1, lr2 = np.log(r1), np.log(r2)
+    p1, p2 = np.polyfit(d1, lr1, 3), np.polyfit(d2, lr2, 3)
+    lo, hi = max(min(d1), min(d2)), min(max(d1), max(d2))
+    if hi <= lo:
+        return float("nan")
+    i1 = np.polyval(np.polyint(p1), hi) - np.polyval(np.polyint(p1), lo)
+    i2 = np.polyval(np.polyint(p2), hi) - np.polyval(np.polyint(p2), lo)
+    return float((np.exp((i2 - i1) / (hi - lo)) - 1) * 100)
+
+
+def mean_curve(points: list[dict]) -> dict:
+    return {k: [float(np.mean([p[k] for p in row])) for row in points] for k in ("bpp", "psnr-rgb", "ms-ssim-rgb")}
+
+
+def measure(images: list[np.ndarray], coder, settings, with_msssim: bool) -> tuple[dict, list]:
+    per_setting = []
+    for s in settings:
+        row = []
+        for img in images:
+            nbytes, out = coder(img, s)
+            row.append(
+                {
+                    "bpp": 8.0 * nbytes / (img.shape[0] * img.shape[1]),
+                    "psnr-rgb": psnr(out, img),
+                    "ms-ssim-rgb": ms_ssim(out, img) if with_msssim else float("nan"),
+                }
+            )
+        per_setting.append(row)
+    return mean_curve(per_setting), per_setting
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data", required=True, help="image folder (e.g. ../shared/data/eval/kodak)")
+    p.add_argument("--models", default="all", help="comma-separated package ids (default: all installed)")
+    p.add_argument("--baselines", default="JPEG,WebP,AVIF,JPEG XL")
+    p.add_argument("--tile-size", type=int, default=256)
+    p.add_argument("--precision", default="int8", help="analysis precisions to measure: int8, fp32 or int8,fp32")
+    p.add_argument("--no-msssim", action="store_true")
+    p.add_argument("--limit", type=int, default=0, help="use only the first N images")
+    p.add_argument("--out", default="docs/benchmarks/rd", help="folder for JSON results and the plot")
+    p.add_argument(
+        "--update-model-json", action="store_true", help="write the Kodak numbers into each package's model.json"
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    from lsic.codec.decoder import Decoder
+    from lsic.codec.encoder import Encoder
+    from lsic.codec.package import available_models, load_package
+
+    files = list_images(Path(args.data))[: args.limit or None]
+    images = [read_rgb(f) for f in files]
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    curves: dict[str, dict] = {}
+    started = time.time()
+    for name in [b.strip() for b in args.baselines.split(",") if b.strip()]:
+        fmt, qualities = BASELINES[name]
+        curves[name], _ = measure(images, lambda img, q, fmt=fmt: pil_codec(fmt, img, q), qualities, not args.no_msssim)
+        print(f"{name}: done ({time.time() - started:.0f}s)", flush=True)
+    models = available_models() if args.models == "all" else args.models.split(",")
+    decoder = Decoder(backend="auto")
+    for mid in models:
+        pkg = load_package(mid)
+        for precision in args.precision.split(","):
+            enc = Encoder(pkg, precision=precision)
+
+            def coder(img, q, enc=enc):
+                data = enc.encode(img, q, args.tile_size)
+                return len(data), decoder.decode(data).rgb
+
+            label = f"LSIC {mid}" + ("" if precision == "int8" else f" ({precision} analysis)")
+            curves[label], _ = measure(images, coder, range(1, pkg.n_rates + 1), not args.no_msssim)
+            print(f"{label}: done ({time.time() - started:.0f}s)", flush=True)
+    for label, c in curves.items():
+        slug = label.lower().replace(" ", "-").replace("(", "").replace(")", "")
+        (out / f"{slug}.json").write_text(
+            json.dumps({"name": label, "description": f"{len(images)} images of {args.data}", "results": c}, indent=2)
+            + "\n"
+        )
+    table = bd_table(curves)
+    (out / "bd-rate.md").write_text(table)
+    print(table)
+    plot(curves, out / "rd.png", len(images))
+    if args.update_model_json:
+        update_model_json(curves, models, len(images))
+    return 0
+
+
+def bd_table(curves: dict[str, dict]) -> str:
+    baselines = [b for b in ("JPEG", "WebP", "AVIF", "JPEG XL") if b in curves]
+    lines = []
+    for metric in ("psnr-rgb", "ms-ssim-rgb"):
+        lines.append(f"\nBD-rate (%) on {metric}, negative = fewer bits than the baseline\n")
+        lines.append("| codec | " + " | ".join(f"vs {b}" for b in baselines) + " |")
+        lines.append("|---|" + "---|" * len(baselines))
+        for label, c in curves.items():
+            cells = []
+            for b in baselines:
+                if b == label or any(math.isnan(v) for v in c[metric]):
+                    cells.append("—")
+                    continue
+                d = curves[b]
+                cells.append(f"{bd_rate(d['bpp'], d[metric], c['bpp'], c[metric]):+.1f}")
+            lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    lines.append("\nMean bpp / PSNR (dB) per operating point\n")
+    for label, c in curves.items():
+        pts = ", ".join(f"{b:.3f}/{p:.2f}" for b, p in zip(c["bpp"], c["psnr-rgb"], strict=True))
+        lines.append(f"- {label}: {pts}")
+    return "\n".join(lines) + "\n"
+
+
+def plot(curves: dict[str, dict], path: Path, n: int) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 5))
+    for label, c in curves.items():
+        ax.plot(c["bpp"], c["psnr-rgb"], marker="o", ms=3, label=label, lw=2.5 if label.startswith("LSIC") else 1.2)
+    ax.set_xlabel("bits per pixel (whole file)")
+    ax.set_ylabel("RGB PSNR (dB)")
+    ax.set_xlim(0, 2.0)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    ax.set_title(f"Rate-distortion, {n} images")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+def update_model_json(curves: dict[str, dict], models: list[str], n: int) -> None:
+    from lsic.codec.package import load_package
+
+    for mid in models:
+        c = curves.get(f"LSIC {mid}")
+        if not c:
+            continue
+        pkg = load_package(mid)
+        meta = json.loads((pkg.root / "model.json").read_text())
+        meta["kodak"] = {
+            "images": n,
+            "bpp": [round(v, 4) for v in c["bpp"]],
+            "psnr_rgb": [round(v, 3) for v in c["psnr-rgb"]],
+            "ms_ssim_rgb": [round(v, 5) for v in c["ms-ssim-rgb"]],
+            "bd_rate_psnr_vs": {
+                b: round(bd_rate(curves[b]["bpp"], curves[b]["psnr-rgb"], c["bpp"], c["psnr-rgb"]), 2)
+                for b in ("JPEG", "WebP", "AVIF", "JPEG XL")
+                if b in curves
+            },
+        }
+        (pkg.root / "model.json").write_text(json.dumps(meta, indent=2) + "\n")
