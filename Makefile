@@ -9,7 +9,7 @@ EDGE_STAMP := $(EDGE_VENV)/.installed
 SOURCE ?= builtin
 PROTO := proto/lsic/v1/lsic.proto
 
-.PHONY: setup setup-edge proto demo test test-main test-edge lint bench-rd bench-speed clean
+.PHONY: setup setup-edge system-deps proto demo test test-main test-edge lint bench-rd bench-speed clean
 
 # --- environments -------------------------------------------------------------------------
 $(STAMP): pyproject.toml
@@ -28,6 +28,12 @@ $(EDGE_STAMP): pyproject.toml
 
 setup-edge: $(EDGE_STAMP)
 
+# PostgreSQL for the metadata-backend tests (Debian's package; tests start their own cluster).
+system-deps:
+	@if ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null; then :; \
+	elif [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null; \
+	else echo "PostgreSQL is missing: sudo apt-get install postgresql" >&2; exit 1; fi
+
 # --- generated gRPC code (committed; tests/test_proto.py fails when it is stale) -----------
 proto: setup
 	$(BIN)/python -m grpc_tools.protoc -Iproto --python_out=proto --grpc_python_out=proto --pyi_out=proto $(PROTO)
@@ -36,7 +42,7 @@ proto: setup
 demo: setup
 	$(BIN)/python -m lsic.demo --source '$(SOURCE)'
 
-test: setup setup-edge
+test: system-deps setup setup-edge
 	$(MAKE) --no-print-directory test-main test-edge
 
 test-main:

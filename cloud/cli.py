@@ -72,6 +72,27 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_decode(args: argparse.Namespace) -> int:
+    """Decode worker: stored frames -> reconstruction cache and pyramid (started by `serve`)."""
+    import signal
+
+    from lsic.cloud.reconstruct import DecodeWorker, Reconstructor
+    from lsic.cloud.storage.blobs import open_blobs
+    from lsic.cloud.storage.metadata import open_metadata
+    from lsic.codec.decoder import Decoder
+
+    if args.nice:
+        os.nice(args.nice)
+    data = Path(args.data)
+    store = open_metadata(args.metadata, data)
+    decoder = Decoder(backend=args.decode_backend, device=args.decode_device, threads=args.decode_threads)
+    worker = DecodeWorker(store, Reconstructor(store, open_blobs(args.blobs, data), decoder))
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: worker.stop())
+    worker.run()
+    return 0
+
+
 def cmd_device(args: argparse.Namespace) -> int:
     from lsic.v1 import lsic_pb2 as pb
 
@@ -193,6 +214,16 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--max-fps-per-device", type=float, default=60.0)
     s.add_argument("--max-streams-per-device", type=int, default=8)
     s.set_defaults(func=cmd_serve)
+
+    w = sub.add_parser("decode", help="run a decode worker (serve starts one; more can run beside it)")
+    w.add_argument("--data", default=DEFAULT_DATA)
+    w.add_argument("--metadata", default="")
+    w.add_argument("--blobs", default="")
+    w.add_argument("--decode-backend", choices=["auto", "torch", "onnx"], default="auto")
+    w.add_argument("--decode-device", default="auto")
+    w.add_argument("--decode-threads", type=int, default=0)
+    w.add_argument("--nice", type=int, default=0, help="lower this process's CPU priority by N")
+    w.set_defaults(func=cmd_decode)
 
     d = sub.add_parser("device", help="register, revoke, list devices")
     d.add_argument("action", choices=["add", "revoke", "token", "ls"])

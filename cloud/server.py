@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import os
 import signal
+import subprocess
+import sys
 import threading
 from concurrent import futures
 from dataclasses import dataclass, field
@@ -17,7 +20,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from lsic.cloud.archive import AdminService, ArchiveService
 from lsic.cloud.auth import Authenticator, load_or_create_operator_token
 from lsic.cloud.ingest import IngestLimits, IngestService
-from lsic.cloud.reconstruct import DecodeWorker, Reconstructor
+from lsic.cloud.reconstruct import Reconstructor
 from lsic.cloud.storage.blobs import open_blobs
 from lsic.cloud.storage.metadata import open_metadata
 from lsic.codec.decoder import Decoder
@@ -48,6 +51,32 @@ class ServerConfig:
     limits: IngestLimits = field(default_factory=IngestLimits)
 
 
+def start_decode_process(cfg: ServerConfig) -> subprocess.Popen:
+    """The decode worker runs as its own, lower-priority process: decoding never starves ingest
+    (acknowledgement latency) of CPU or of the interpreter lock, and lags instead."""
+    cmd = [
+        sys.executable,
+        "-m",
+        "lsic.cloud.cli",
+        "decode",
+        "--data",
+        str(cfg.data),
+        "--metadata",
+        cfg.metadata_url,
+        "--blobs",
+        cfg.blob_url,
+        "--decode-backend",
+        cfg.decode_backend,
+        "--decode-device",
+        cfg.decode_device,
+        "--decode-threads",
+        str(cfg.decode_threads),
+        "--nice",
+        "10",
+    ]
+    return subprocess.Popen(cmd, stdin=subprocess.DEVNULL, env=os.environ.copy())
+
+
 def is_loopback(listen: str) -> bool:
     host = listen.rsplit(":", 1)[0].strip("[]")
     if host in ("localhost", ""):
@@ -68,10 +97,8 @@ class CloudServer:
         self.auth = Authenticator(self.store, self.operator_token)
         self.decoder = Decoder(backend=cfg.decode_backend, device=cfg.decode_device, threads=cfg.decode_threads)
         self.recon = Reconstructor(self.store, self.blobs, self.decoder)
-        self.worker = DecodeWorker(self.store, self.recon) if cfg.decode else None
-        self.ingest = IngestService(
-            self.store, self.blobs, self.auth, cfg.limits, on_stored=self.worker.wake.set if self.worker else None
-        )
+        self.decode_proc: subprocess.Popen | None = None
+        self.ingest = IngestService(self.store, self.blobs, self.auth, cfg.limits)
         opts = [
             ("grpc.max_receive_message_length", cfg.max_message_bytes),
             ("grpc.max_send_message_length", 64 * 1024 * 1024),
@@ -122,8 +149,8 @@ class CloudServer:
 
     def start(self) -> None:
         self.server.start()
-        if self.worker:
-            self.worker.start()
+        if self.cfg.decode:
+            self.decode_proc = start_decode_process(self.cfg)
         if self.cfg.metrics_port:
             from prometheus_client import start_http_server
 
@@ -139,8 +166,12 @@ class CloudServer:
 
     def stop(self, grace: float = 5.0) -> None:
         self.health.enter_graceful_shutdown()
-        if self.worker:
-            self.worker.stop()
+        if self.decode_proc and self.decode_proc.poll() is None:
+            self.decode_proc.terminate()
+            try:
+                self.decode_proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.decode_proc.kill()
         self.server.stop(grace).wait()
         if self.http:
             self.http.shutdown()

@@ -71,8 +71,11 @@ class AgentReport:
         return self.raw_bytes / self.coded_bytes if self.coded_bytes else 0.0
 
     def as_dict(self) -> dict:
+        import resource
+
         d = dict(vars(self))
-        d.update(fps=round(self.fps, 2), compression_ratio=round(self.ratio, 1))
+        peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        d.update(fps=round(self.fps, 2), compression_ratio=round(self.ratio, 1), peak_rss_mib=round(peak_mib, 1))
         return d
 
 

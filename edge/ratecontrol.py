@@ -1,10 +1,18 @@
-"""Rate control: hold a moving-average bit rate under a budget by choosing the operating point
-frame by frame, and drop frames only when even the lowest point is too big."""
+"""Rate control: hold the average bit rate under a budget by choosing the operating point
+frame by frame, and drop frames only when even the lowest point does not fit.
+
+A leaky bucket of `window_s` seconds of budget fills at the target rate; each frame sent
+drains its size. A frame gets the highest quality whose estimated size fits in the bucket
+(and in two frame intervals of budget);
+estimates are running averages of the sizes actually produced at each quality (qualities not
+yet seen are extrapolated from the nearest one seen).
+"""
 
 from __future__ import annotations
 
-from collections import deque
 from dataclasses import dataclass
+
+STEP_RATIO = 1.35  # typical size ratio between neighbouring operating points
 
 
 @dataclass
@@ -13,61 +21,62 @@ class Decision:
 
 
 class RateController:
-    """Fixed quality when target_kbps is 0; otherwise a per-frame controller.
-
-    It keeps, per quality, a running estimate of the frame size and picks the highest quality
-    whose estimated size fits the budget left in a sliding window of `window_s` seconds.
-    """
-
     def __init__(self, n_qualities: int, quality: int = 4, target_kbps: float = 0.0, window_s: float = 2.0) -> None:
         self.n = n_qualities
         self.fixed = quality
-        self.target_bps = target_kbps * 1000.0
-        self.window_s = window_s
-        self.sent: deque[tuple[float, int]] = deque()  # (time, bits)
+        self.target_bps = target_kbps * 1000.0 * 0.97  # aim a little under the budget
+        self.capacity = self.target_bps * window_s
+        self.level = self.capacity / 2
         self.estimate: dict[int, float] = {}
-        self.total_bits = 0
+        self.last_t: float | None = None
         self.first_t: float | None = None
-        self.last_t = 0.0
+        self.frames = 0
+        self.total_bits = 0
         self.dropped = 0
 
-    def _window_bits(self, now: float) -> int:
-        while self.sent and self.sent[0][0] <= now - self.window_s:
-            self.sent.popleft()
-        return sum(b for _, b in self.sent)
-
-    def _guess(self, q: int) -> float:
+    def _guess(self, q: int) -> float | None:
         if q in self.estimate:
             return self.estimate[q]
-        known = sorted(self.estimate.items())
-        if not known:
-            return 0.0
-        # Sizes grow roughly 1.35x per quality step for these models.
-        kq, kb = min(known, key=lambda kv: abs(kv[0] - q))
-        return kb * 1.35 ** (q - kq)
+        if not self.estimate:
+            return None
+        kq, kb = min(self.estimate.items(), key=lambda kv: abs(kv[0] - q))
+        return kb * STEP_RATIO ** (q - kq)
 
     def decide(self, now: float) -> Decision:
         if self.first_t is None:
             self.first_t = now
         if not self.target_bps:
             return Decision(self.fixed)
-        budget = self.target_bps * self.window_s - self._window_bits(now)
+        gap = None if self.last_t is None else now - self.last_t
+        if gap is not None:
+            self.level = min(self.capacity, self.level + gap * self.target_bps)
+        self.last_t = now
+        if not self.estimate or not gap:
+            return Decision(min(self.fixed, self.n))
+        # Spend at most two frame intervals' worth on one frame: the bucket absorbs size
+        # variation, it does not fund bursts.
+        allowed = min(self.level, 2 * gap * self.target_bps)
         for q in range(self.n, 0, -1):
-            if self._guess(q) <= budget:
+            size = self._guess(q)
+            if size is not None and size <= allowed:
                 return Decision(q)
-        if self._guess(1) == 0.0:
+        lowest = self._guess(1)
+        if lowest is not None and lowest <= self.level:
             return Decision(1)
         self.dropped += 1
         return Decision(0)
 
     def record(self, now: float, quality: int, bits: int) -> None:
-        self.sent.append((now, bits))
+        self.level -= bits
+        self.frames += 1
         self.total_bits += bits
-        self.last_t = now
         old = self.estimate.get(quality)
         self.estimate[quality] = bits if old is None else 0.7 * old + 0.3 * bits
 
     def achieved_kbps(self) -> float:
-        if self.first_t is None or self.last_t <= self.first_t:
+        """Average rate from the first frame to now (frames spaced as they came)."""
+        if self.first_t is None or self.last_t is None or self.last_t <= self.first_t:
             return 0.0
-        return self.total_bits / (self.last_t - self.first_t) / 1000.0
+        decisions = self.frames + self.dropped
+        span = (self.last_t - self.first_t) * decisions / max(1, decisions - 1)
+        return self.total_bits / span / 1000.0

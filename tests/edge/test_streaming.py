@@ -155,3 +155,27 @@ def test_full_spool_pause_policy_waits_for_the_cloud(tmp_path, video):
         assert_complete(archive_frames(cloud, "cam-5"), 30)
     finally:
         cloud.stop()
+
+
+def test_target_kbps_is_held_on_the_clip(cloud, video, tmp_path):
+    token = cloud.add_device("cam-6")
+    run = EdgeRun(
+        cloud,
+        token,
+        "cam-6",
+        tmp_path / "spool",
+        "--source",
+        str(video),
+        "--max-frames",
+        "60",
+        "--max-fps",
+        "10",
+        "--target-kbps",
+        "200",
+        "--timeout",
+        "120",
+    )
+    code, summary = run.wait(200)
+    assert code == 0, run.log.read_text()[-3000:]
+    assert 0 < summary["achieved_kbps"] <= 200 * 1.1
+    assert summary["encoded"] == 60 and summary["captured"] == 60 + summary["dropped_rate"]
