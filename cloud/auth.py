@@ -32,6 +32,9 @@ def new_token(device_id: str) -> str:
 
 
 def load_or_create_operator_token(data_dir: Path) -> str:
+    """$LSIC_OPERATOR_TOKEN (replicas sharing one token), else DATA/operator.token, created once."""
+    if os.environ.get("LSIC_OPERATOR_TOKEN"):
+        return os.environ["LSIC_OPERATOR_TOKEN"].strip()
     path = data_dir / OPERATOR_TOKEN_FILE
     if path.is_file():
         return path.read_text().strip()

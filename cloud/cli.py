@@ -36,8 +36,12 @@ def operator_channel(args: argparse.Namespace):
     if args.insecure:
         channel = grpc.insecure_channel(args.server)
     else:
-        ca = Path(args.ca).read_bytes() if args.ca else None
-        channel = grpc.secure_channel(args.server, grpc.ssl_channel_credentials(root_certificates=ca))
+        creds = grpc.ssl_channel_credentials(
+            root_certificates=Path(args.ca).read_bytes() if args.ca else None,
+            private_key=Path(args.client_key).read_bytes() if args.client_key else None,
+            certificate_chain=Path(args.client_cert).read_bytes() if args.client_cert else None,
+        )
+        channel = grpc.secure_channel(args.server, creds)
     md = (("authorization", f"Bearer {token}"),)
     return pb_grpc.ArchiveStub(channel), pb_grpc.AdminStub(channel), md
 
@@ -184,6 +188,8 @@ def add_client_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--token", help="operator token (default: $LSIC_OPERATOR_TOKEN or DATA/operator.token)")
     p.add_argument("--insecure", action="store_true", help="plaintext connection (service started with --insecure)")
     p.add_argument("--ca", help="CA certificate that signed the service's TLS certificate")
+    p.add_argument("--client-cert", help="client certificate, when the service requires one")
+    p.add_argument("--client-key", help="client key, when the service requires one")
     p.add_argument("--timeout", type=float, default=60.0, help="deadline of each call in seconds")
 
 

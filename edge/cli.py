@@ -101,10 +101,12 @@ def _ints(text: str, n: int, sep: str, what: str) -> tuple[int, ...] | None:
 def cmd_run(args: argparse.Namespace) -> int:
     from lsic.edge.agent import Agent, AgentConfig
     from lsic.edge.sources import SourceOptions
-    from lsic.edge.transport import LinkOptions
+    from lsic.edge.transport import LinkOptions, is_loopback_target
 
     s = resolve(args)
     if s["insecure"]:
+        if not is_loopback_target(s["server"]):
+            raise SystemExit(f"lsic-edge: --insecure is allowed only for a loopback server, not {s['server']}")
         log.warning("sending without TLS (--insecure): for localhost and tests only")
     link = LinkOptions(
         server=s["server"],

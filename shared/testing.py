@@ -29,9 +29,22 @@ def cloud_command() -> list[str]:
     return [found] if found else [sys.executable, "-m", "lsic.cloud.cli"]
 
 
-def wait_serving(address: str, timeout: float = 60.0, proc: subprocess.Popen | None = None) -> None:
+def tls_credentials(ca: Path, client_dir: Path | None = None) -> grpc.ChannelCredentials:
+    """Channel credentials trusting `ca`; with client_dir, its client.crt/client.key for mTLS."""
+    key = (client_dir / "client.key").read_bytes() if client_dir else None
+    cert = (client_dir / "client.crt").read_bytes() if client_dir else None
+    return grpc.ssl_channel_credentials(root_certificates=ca.read_bytes(), private_key=key, certificate_chain=cert)
+
+
+def wait_serving_tls(address: str, ca: Path, client_dir: Path | None = None, timeout: float = 60.0) -> None:
+    wait_serving(address, timeout, channel=grpc.secure_channel(address, tls_credentials(ca, client_dir)))
+
+
+def wait_serving(
+    address: str, timeout: float = 60.0, proc: subprocess.Popen | None = None, channel: grpc.Channel | None = None
+) -> None:
     deadline = time.monotonic() + timeout
-    with grpc.insecure_channel(address) as ch:
+    with channel or grpc.insecure_channel(address) as ch:
         stub = health_pb2_grpc.HealthStub(ch)
         while time.monotonic() < deadline:
             if proc is not None and proc.poll() is not None:
@@ -47,23 +60,33 @@ def wait_serving(address: str, timeout: float = 60.0, proc: subprocess.Popen | N
 
 
 class CloudProcess:
-    """`lsic-cloud serve --insecure` on a loopback port, as a separate process."""
+    """`lsic-cloud serve` on a loopback port (plaintext unless tls), as a separate process."""
 
     def __init__(
-        self, data: Path, port: int | None = None, extra: list[str] | None = None, log: Path | None = None
+        self,
+        data: Path,
+        port: int | None = None,
+        extra: list[str] | None = None,
+        log: Path | None = None,
+        tls: bool = False,
     ) -> None:
         self.data, self.port = data, port or free_port()
         self.address = f"127.0.0.1:{self.port}"
         self.extra = extra or []
+        self.tls = tls
         self.log_path = log or data.parent / f"cloud-{self.port}.log"
         self.proc: subprocess.Popen | None = None
 
-    def start(self, timeout: float = 90.0) -> CloudProcess:
-        cmd = [*cloud_command(), "serve", "--insecure", "--listen", self.address, "--data", str(self.data), *self.extra]
+    def start(self, timeout: float = 90.0, ready=None) -> CloudProcess:
+        mode = [] if self.tls else ["--insecure"]
+        cmd = [*cloud_command(), "serve", *mode, "--listen", self.address, "--data", str(self.data), *self.extra]
         self.data.parent.mkdir(parents=True, exist_ok=True)
         log = self.log_path.open("ab")
         self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-        wait_serving(self.address, timeout, self.proc)
+        if ready is not None:
+            ready()
+        else:
+            wait_serving(self.address, timeout, self.proc)
         return self
 
     def kill(self) -> None:
@@ -83,12 +106,15 @@ class CloudProcess:
     def operator_token(self) -> str:
         return (self.data / "operator.token").read_text().strip()
 
-    def cli(self, *args: str) -> str:
-        cmd = [*cloud_command(), *args, "--server", self.address, "--data", str(self.data), "--insecure"]
+    def cli(self, *args: str, ca: Path | None = None, client: Path | None = None) -> str:
+        security = ["--ca", str(ca)] if ca else ["--insecure"]
+        if client:
+            security += ["--client-cert", str(client / "client.crt"), "--client-key", str(client / "client.key")]
+        cmd = [*cloud_command(), *args, "--server", self.address, "--data", str(self.data), *security]
         return subprocess.run(cmd, check=True, capture_output=True, text=True, timeout=120).stdout.strip()
 
-    def add_device(self, device_id: str) -> str:
-        return self.cli("device", "add", device_id)
+    def add_device(self, device_id: str, ca: Path | None = None, client: Path | None = None) -> str:
+        return self.cli("device", "add", device_id, ca=ca, client=client)
 
     def __enter__(self) -> CloudProcess:
         return self.start()

@@ -56,8 +56,13 @@ class EdgeRun:
         self.proc.wait(10)
 
 
-def archive_frames(cloud: CloudProcess, device: str) -> list:
-    with grpc.insecure_channel(cloud.address) as ch:
+def archive_frames(cloud: CloudProcess, device: str, ca: Path | None = None, client: Path | None = None) -> list:
+    from lsic.testing import tls_credentials
+
+    channel = (
+        grpc.secure_channel(cloud.address, tls_credentials(ca, client)) if ca else grpc.insecure_channel(cloud.address)
+    )
+    with channel as ch:
         md = (("authorization", f"Bearer {cloud.operator_token()}"),)
         return list(
             pb_grpc.ArchiveStub(ch)
