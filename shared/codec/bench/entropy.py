@@ -1,0 +1,62 @@
+"""`lsic bench entropy`: the rate cost of the integer hyper-synthesis against the float one.
+
+Same images, same int8 analysis, same z symbols and the same integer tables; only the network
+that picks each y symbol's table and mean differs: the shipped integer network, or the trained
+float network from a checkpoint (PyTorch). Both are really entropy-coded; bytes are compared.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+
+from lsic.codec.image_io import list_images, read_rgb
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--checkpoint", required=True, help="training checkpoint the default package was exported from")
+    p.add_argument("--data", required=True)
+    p.add_argument("--limit", type=int, default=24)
+    p.add_argument("--qualities", default="1,2,3,4,5,6,7,8")
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+
+    from lsic.codec.encoder import Encoder
+    from lsic.codec.entropy.latents import FX, encode_tile, quantize
+    from lsic.codec.entropy.tables import scale_table
+    from lsic.codec.networks.export import load_checkpoint
+    from lsic.codec.package import STRIDE
+    from lsic.codec.tiling import Grid, cut
+
+    net, _ = load_checkpoint(Path(args.checkpoint))
+    enc = Encoder("default")
+    pkg = enc.pkg
+    thresholds = scale_table()[:-1]
+    images = [read_rgb(f) for f in list_images(Path(args.data))[: args.limit]]
+    print("| quality | bytes, integer hyper-synthesis | bytes, float hyper-synthesis | integer cost |")
+    print("|---|---|---|---|")
+    total_i = total_f = 0
+    for q in (int(v) for v in args.qualities.split(",")):
+        bytes_int = bytes_float = 0
+        for img in images:
+            tiles = Grid(img.shape[1], img.shape[0], 256).tiles()
+            for y, z in enc.analyse([cut(img, t, STRIDE) for t in tiles], q - 1):
+                bytes_int += len(encode_tile(pkg, y, z))
+                s = quantize(pkg, y, z)
+                z_hat = torch.from_numpy((s.z + pkg.z_medians_fx[:, None, None] / FX).astype(np.float32))[None]
+                with torch.no_grad():
+                    scales, means = net.h_s(z_hat).chunk(2, 1)
+                scales = scales[0].numpy().astype(np.float64)
+                means = means[0].numpy().astype(np.float64)
+                index = np.searchsorted(thresholds, np.maximum(scales, 0.11), side="left").astype(np.int32)
+                y_int = np.rint(y.astype(np.float64) - means).astype(np.int64)
+                bytes_float += len(pkg.latent_codec.encode(s.z, y_int, index))
+        total_i += bytes_int
+        total_f += bytes_float
+        print(f"| {q} | {bytes_int} | {bytes_float} | {100 * (bytes_int / bytes_float - 1):+.2f}% |", flush=True)
+    print(f"| all | {total_i} | {total_f} | {100 * (total_i / total_f - 1):+.2f}% |")
+    return 0
