@@ -12,9 +12,8 @@ from pathlib import Path
 import grpc
 
 from lsic import __version__
+from lsic.cli_support import run_main
 from lsic.cloud.auth import OPERATOR_TOKEN_FILE
-from lsic.codec.errors import LsicError
-from lsic.logs import setup_logging
 
 DEFAULT_SERVER = "127.0.0.1:50051"
 DEFAULT_DATA = os.environ.get("LSIC_DATA", ".lsic-data")
@@ -252,22 +251,13 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    setup_logging(verbose=args.verbose)
+def check_args(args: argparse.Namespace) -> None:
     if args.command == "device" and args.action != "ls" and not args.device_id:
-        print("lsic-cloud: error: device add/revoke/token need a device id", file=sys.stderr)
-        return 2
-    try:
-        return args.func(args)
-    except grpc.RpcError as exc:
-        print(f"lsic-cloud: error: {exc.code().name}: {exc.details()}", file=sys.stderr)
-        return 3
-    except LsicError as exc:
-        print(f"lsic-cloud: error: {exc}", file=sys.stderr)
-        return exc.exit_code
-    except KeyboardInterrupt:
-        return 130
+        raise SystemExit("lsic-cloud: error: device add/revoke/token need a device id")
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_main("lsic-cloud", build_parser(), argv, check_args)
 
 
 if __name__ == "__main__":

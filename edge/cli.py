@@ -12,8 +12,7 @@ import sys
 from pathlib import Path
 
 from lsic import __version__
-from lsic.codec.errors import LsicError
-from lsic.logs import setup_logging
+from lsic.cli_support import run_main
 
 log = logging.getLogger("lsic.edge")
 
@@ -182,15 +181,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    setup_logging(verbose=args.verbose)
-    try:
-        return args.func(args)
-    except LsicError as exc:
-        print(f"lsic-edge: error: {exc}", file=sys.stderr)
-        return exc.exit_code
-    except KeyboardInterrupt:
-        return 130
+    return run_main("lsic-edge", build_parser(), argv)
 
 
 if __name__ == "__main__":

@@ -11,10 +11,11 @@ from __future__ import annotations
 import json
 import logging
 import os
-import tempfile
 import threading
 from dataclasses import dataclass
 from pathlib import Path
+
+from lsic.fsutil import atomic_write
 
 log = logging.getLogger("lsic.edge.spool")
 POLICIES = ("drop-oldest", "pause")
@@ -25,28 +26,6 @@ class SpoolStats:
     dropped: int = 0
     paused_s: float = 0.0
     rejected: int = 0
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    _fsync_dir(path.parent)
 
 
 class Spool:
@@ -88,7 +67,7 @@ class Spool:
         with self.cond:
             seq = self.next_seq
             self.next_seq += 1
-            _atomic_write(self._state_path, json.dumps({"next_seq": self.next_seq}).encode())
+            atomic_write(self._state_path, json.dumps({"next_seq": self.next_seq}).encode())
             return seq
 
     def make_room(self, size: int, stop: threading.Event | None = None) -> bool:
@@ -114,7 +93,7 @@ class Spool:
             return True
 
     def put(self, seq: int, record: bytes) -> None:
-        _atomic_write(self._path(seq), record)
+        atomic_write(self._path(seq), record)
         with self.cond:
             self._sizes[seq] = len(record)
             self.cond.notify_all()

@@ -6,11 +6,12 @@ temporary file, fsyncs it, renames it into place and fsyncs the folder; S3 puts 
 
 from __future__ import annotations
 
+import errno
 import os
-import tempfile
 from pathlib import Path
 
 from lsic.codec.errors import LsicError
+from lsic.fsutil import atomic_write
 
 
 class StorageFullError(LsicError):
@@ -34,21 +35,10 @@ class LocalBlobStore:
     def put(self, key: str, data: bytes) -> None:
         path = self._path(key)
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
         try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(data)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-            dir_fd = os.open(path.parent, os.O_RDONLY)
-            try:
-                os.fsync(dir_fd)
-            finally:
-                os.close(dir_fd)
+            atomic_write(path, data)
         except OSError as exc:
-            Path(tmp).unlink(missing_ok=True)
-            if exc.errno == 28:  # ENOSPC
+            if exc.errno == errno.ENOSPC:
                 raise StorageFullError("blob store is full") from exc
             raise
 

@@ -14,8 +14,7 @@ import time
 from pathlib import Path
 
 from lsic import __version__
-from lsic.codec.errors import LsicError
-from lsic.logs import setup_logging
+from lsic.cli_support import run_main
 
 log = logging.getLogger("lsic")
 
@@ -202,18 +201,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    setup_logging(verbose=args.verbose)
-    try:
-        return args.func(args)
-    except LsicError as exc:
-        print(f"lsic: error: {exc}", file=sys.stderr)
-        return exc.exit_code
-    except OSError as exc:
-        print(f"lsic: error: {exc.strerror or exc}: {getattr(exc, 'filename', '') or ''}".rstrip(": "), file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        return 130
+    return run_main("lsic", build_parser(), argv)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,43 @@
+"""What every LSIC command line shares: logging setup and turning errors into one line and an
+exit code (never a traceback)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable
+
+from lsic.codec.errors import LsicError
+from lsic.logs import setup_logging
+
+
+def grpc_error_line(exc: Exception) -> tuple[str, int] | None:
+    import grpc
+
+    if isinstance(exc, grpc.RpcError) and hasattr(exc, "code"):
+        return f"{exc.code().name}: {exc.details()}", 3
+    return None
+
+
+def run_main(prog: str, parser: argparse.ArgumentParser, argv: list[str] | None, check: Callable | None = None) -> int:
+    args = parser.parse_args(argv)
+    setup_logging(verbose=args.verbose)
+    try:
+        if check is not None:
+            check(args)
+        return int(args.func(args) or 0)
+    except LsicError as exc:
+        print(f"{prog}: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except OSError as exc:
+        where = getattr(exc, "filename", None)
+        print(f"{prog}: error: {exc.strerror or exc}" + (f": {where}" if where else ""), file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:
+        line = grpc_error_line(exc)
+        if line is None:
+            raise
+        print(f"{prog}: error: {line[0]}", file=sys.stderr)
+        return line[1]
