@@ -151,6 +151,7 @@ class CloudServer:
         self.server.start()
         if self.cfg.decode:
             self.decode_proc = start_decode_process(self.cfg)
+        threading.Thread(target=self._watch_decode_queue, name="lsic-queue-metrics", daemon=True).start()
         if self.cfg.metrics_port:
             from prometheus_client import start_http_server
 
@@ -163,6 +164,19 @@ class CloudServer:
             self.http = start_web(self, self.cfg.http_port)
         self.health.set("", health_pb2.HealthCheckResponse.SERVING)
         log.info("serving", extra={"listen": self.cfg.listen, "port": self.port, "data": str(self.cfg.data)})
+
+    def _watch_decode_queue(self) -> None:
+        """Decode lag as metrics of this process (the worker is another process)."""
+        from lsic.cloud import metrics
+        from lsic.cloud.storage.metadata import now_us
+
+        while not self.stopped.wait(2.0):
+            try:
+                pending = self.store.pending_decode(1)
+                metrics.DECODE_QUEUE.set(self.store.count_pending())
+                metrics.DECODE_LAG.set((now_us() - pending[0].received_us) / 1e6 if pending else 0.0)
+            except Exception:  # the store is closing
+                return
 
     def stop(self, grace: float = 5.0) -> None:
         self.health.enter_graceful_shutdown()

@@ -179,3 +179,15 @@ def test_target_kbps_is_held_on_the_clip(cloud, video, tmp_path):
     assert code == 0, run.log.read_text()[-3000:]
     assert 0 < summary["achieved_kbps"] <= 200 * 1.1
     assert summary["encoded"] == 60 and summary["captured"] == 60 + summary["dropped_rate"]
+
+
+def test_sigterm_stops_the_agent_cleanly(cloud, tmp_path):
+    import signal
+
+    token = cloud.add_device("cam-7")
+    run = EdgeRun(cloud, token, "cam-7", tmp_path / "spool", "--source", "builtin", "--loop", "--max-fps", "5")
+    wait_for_frames(cloud, "cam-7", 3)
+    run.proc.send_signal(signal.SIGTERM)
+    code, summary = run.wait(30)
+    assert code == 0 and summary["encoded"] >= 3
+    assert '"msg": "status"' in run.log.read_text()  # the periodic status line
