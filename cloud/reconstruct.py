@@ -15,7 +15,7 @@ import cv2
 import numpy as np
 
 from lsic.cloud import metrics
-from lsic.cloud.storage.metadata import FrameRow, SqlMetadataStore, now_us
+from lsic.cloud.storage.metadata import FrameRow, SqlMetadataStore
 from lsic.codec.bitstream import TILE_SAME_AS_PREVIOUS, parse
 from lsic.codec.decoder import DecodedFrame, Decoder
 from lsic.codec.errors import BitstreamError, LsicError
@@ -105,8 +105,6 @@ class DecodeWorker(threading.Thread):
     def run(self) -> None:
         while not self.stopping.is_set():
             batch = self.store.pending_decode(32)
-            metrics.DECODE_QUEUE.set(self.store.count_pending())
-            metrics.DECODE_LAG.set((now_us() - batch[0].received_us) / 1e6 if batch else 0.0)
             if not batch:
                 self.wake.wait(self.poll_s)
                 self.wake.clear()
