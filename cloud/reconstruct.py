@@ -17,7 +17,7 @@ import numpy as np
 from lsic.cloud import metrics
 from lsic.cloud.storage.metadata import FrameRow, SqlMetadataStore
 from lsic.codec.bitstream import TILE_SAME_AS_PREVIOUS, parse
-from lsic.codec.decoder import DecodedFrame, Decoder
+from lsic.codec.decoder import DecodedFrame, DecodeJob, Decoder
 from lsic.codec.errors import BitstreamError, LsicError
 from lsic.codec.image_io import encode_image
 from lsic.codec.tiling import Grid
@@ -90,11 +90,14 @@ class Reconstructor:
 
 
 class DecodeWorker(threading.Thread):
-    """Decodes stored frames in arrival order into the reconstruction cache and pyramid."""
+    """Decodes stored frames in arrival order into the reconstruction cache and pyramid, a
+    batch of frames at a time with their tiles batched together through the synthesis."""
 
-    def __init__(self, store: SqlMetadataStore, recon: Reconstructor, poll_s: float = 0.2) -> None:
+    def __init__(
+        self, store: SqlMetadataStore, recon: Reconstructor, poll_s: float = 0.2, batch_frames: int = 16
+    ) -> None:
         super().__init__(name="lsic-decode", daemon=True)
-        self.store, self.recon, self.poll_s = store, recon, poll_s
+        self.store, self.recon, self.poll_s, self.batch_frames = store, recon, poll_s, batch_frames
         self.wake = threading.Event()
         self.stopping = threading.Event()
 
@@ -104,26 +107,55 @@ class DecodeWorker(threading.Thread):
 
     def run(self) -> None:
         while not self.stopping.is_set():
-            batch = self.store.pending_decode(32)
+            batch = self.store.pending_decode(self.batch_frames)
             if not batch:
                 self.wake.wait(self.poll_s)
                 self.wake.clear()
                 continue
-            for row in sorted(batch, key=lambda r: (r.device_id, r.stream_id, r.seq)):
-                if self.stopping.is_set():
-                    return
-                self.decode_one(row)
+            self.decode_batch(sorted(batch, key=lambda r: (r.device_id, r.stream_id, r.seq)))
 
-    def decode_one(self, row: FrameRow) -> None:
+    def decode_batch(self, rows: list[FrameRow]) -> None:
         t0 = time.perf_counter()
-        try:
-            frame = self.recon.decode(row)
-            self.recon.store_pyramid(row, frame.rgb)
+        done: dict[tuple[str, str, int], DecodedFrame] = {}
+        jobs, ok_rows = [], []
+        for row in rows:
+            try:
+                data = self.recon.bitstream(row)
+            except LsicError as exc:
+                self.fail(row, exc)
+                continue
+            jobs.append(DecodeJob(data, previous=self._previous(row, done), on_done=self._keeper(row, done)))
+            ok_rows.append(row)
+        with self.recon.lock:
+            results = self.recon.decoder.decode_many(jobs)
+        for row, result in zip(ok_rows, results, strict=True):
+            if isinstance(result, LsicError):
+                self.fail(row, result)
+                continue
+            self.recon.store_pyramid(row, result.rgb)
             self.store.mark_decoded(row, 1)
-            metrics.DECODE_LATENCY.observe(time.perf_counter() - t0)
-        except LsicError as exc:
-            self.store.mark_decoded(row, -1)
-            log.error(
-                "frame cannot be decoded",
-                extra={"device": row.device_id, "stream": row.stream_id, "seq": row.seq, "reason": str(exc)},
-            )
+        if ok_rows:
+            metrics.DECODE_LATENCY.observe((time.perf_counter() - t0) / len(ok_rows))
+
+    @staticmethod
+    def _keeper(row: FrameRow, done: dict):
+        return lambda frame: done.__setitem__((row.device_id, row.stream_id, row.seq), frame)
+
+    def _previous(self, row: FrameRow, done: dict):
+        """Reference tiles from the frame just before in this batch, else from the archive."""
+
+        def resolve(indexes: list[int]) -> dict[int, np.ndarray]:
+            before = done.get((row.device_id, row.stream_id, row.seq - 1))
+            if before is not None:
+                return before.tiles
+            grid = parse(self.recon.bitstream(row)).header.grid
+            return {i: self.recon.reference_tile(row, i, grid) for i in indexes}
+
+        return resolve
+
+    def fail(self, row: FrameRow, exc: LsicError) -> None:
+        self.store.mark_decoded(row, -1)
+        log.error(
+            "frame cannot be decoded",
+            extra={"device": row.device_id, "stream": row.stream_id, "seq": row.seq, "reason": str(exc)},
+        )

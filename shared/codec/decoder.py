@@ -7,18 +7,19 @@ reuse the previous frame's decoded tile, which the caller passes in.
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from lsic.codec.bitstream import TILE_SAME_AS_PREVIOUS, ParsedContainer, parse
 from lsic.codec.entropy.latents import TileSymbols, decode_tile
-from lsic.codec.errors import BitstreamError, ModelHashError, OperatingPointError
+from lsic.codec.errors import BitstreamError, LsicError, ModelHashError, OperatingPointError
 from lsic.codec.package import STRIDE, ModelPackage, load_package
 from lsic.codec.synthesis import make_synthesis, to_rgb8
-from lsic.codec.tiling import Tile, padded_size, place, smooth_seams
+from lsic.codec.tiling import Grid, Tile, padded_size, place, smooth_seams
 
-BATCH = 8
+BATCH = 16
 
 
 @dataclass
@@ -69,40 +70,98 @@ class Decoder:
         region: tuple[int, int, int, int] | None = None,
         previous: dict[int, np.ndarray] | None = None,
     ) -> DecodedFrame:
-        """Decode the tiles a region (default: the whole image) touches, streaming in batches."""
-        parsed = parse(data)
+        """Decode the tiles a region (default: the whole image) touches."""
+        result = self.decode_many([DecodeJob(data, region, previous)])[0]
+        if isinstance(result, LsicError):
+            raise result
+        return result
+
+    def decode_many(self, jobs: list[DecodeJob], batch: int = BATCH) -> list[DecodedFrame | LsicError]:
+        """Decode several frames, batching their tiles together through the synthesis transform
+        (across frames and streams: what keeps a GPU busy). Jobs finish in order, so a job's
+        `previous` callable may use frames finished before it. A bad frame yields its error
+        and does not stop the others."""
+        states: list[_JobState | LsicError] = []
+        pending: dict[tuple[str, tuple[int, int]], list[tuple[_JobState, Tile, np.ndarray]]] = defaultdict(list)
+
+        def flush(key: tuple[str, tuple[int, int]]) -> None:
+            group = pending.pop(key)
+            x_hat = group[0][0].synth.run(np.stack([yh for _, _, yh in group]))
+            for (st, t, _), img in zip(group, x_hat, strict=True):
+                st.tiles[t.index] = place(st.out, t, to_rgb8(img)[: t.h, : t.w], st.x, st.y)
+
+        for job in jobs:
+            try:
+                st = self._start(job)
+                for t, y_hat in st.coded:
+                    key = (st.pkg.id, y_hat.shape[1:])
+                    pending[key].append((st, t, y_hat))
+                    if len(pending[key]) == batch:
+                        flush(key)
+                states.append(st)
+            except LsicError as exc:
+                states.append(exc)
+        for key in list(pending):
+            flush(key)
+        return [st if isinstance(st, LsicError) else self._finish(st) for st in states]
+
+    def _start(self, job: DecodeJob) -> _JobState:
+        parsed = parse(job.data)
         pkg = self.package_for(parsed)
         grid = parsed.header.grid
-        x, y, w, h = region if region else (0, 0, grid.width, grid.height)
-        needed = grid.tiles_in(x, y, w, h)
+        x, y, w, h = job.region if job.region else (0, 0, grid.width, grid.height)
+        st = _JobState(job, pkg, self.synthesis(pkg), grid, x, y, np.zeros((h, w, 3), dtype=np.uint8))
         inv_gain = pkg.inv_gain(parsed.header.quality - 1)[:, None, None]
-        out = np.zeros((h, w, 3), dtype=np.uint8)
-        tiles: dict[int, np.ndarray] = {}
-        pending: dict[tuple[int, int], list[tuple[Tile, np.ndarray]]] = defaultdict(list)
-        synth = self.synthesis(pkg)
+        needed = grid.tiles_in(x, y, w, h)
+        st.refs = [t for t in needed if parsed.kinds[t.index] == TILE_SAME_AS_PREVIOUS]
+        # Lazy: tiles are entropy-decoded as the batches take them, so memory stays bounded.
+        st.coded = (
+            (t, self.tile_symbols(parsed, pkg, t).y_hat() * inv_gain)
+            for t in needed
+            if parsed.kinds[t.index] != TILE_SAME_AS_PREVIOUS
+        )
+        return st
 
-        def flush(group: list[tuple[Tile, np.ndarray]]) -> None:
-            x_hat = synth.run(np.stack([yh for _, yh in group]))
-            for (t, _), img in zip(group, x_hat, strict=True):
-                tiles[t.index] = place(out, t, to_rgb8(img)[: t.h, : t.w], x, y)
-            group.clear()
+    def _finish(self, st: _JobState) -> DecodedFrame | LsicError:
+        if st.refs:
+            prev = st.job.previous
+            if callable(prev):
+                try:
+                    prev = prev([t.index for t in st.refs])
+                except LsicError as exc:
+                    return exc
+            for t in st.refs:
+                if not prev or t.index not in prev:
+                    return BitstreamError(f"tile {t.index} refers to the previous frame, which is not available")
+                st.tiles[t.index] = place(st.out, t, prev[t.index], st.x, st.y)
+        smooth_seams(st.out, st.grid, st.x, st.y)
+        frame = DecodedFrame(st.out, st.tiles, (st.x, st.y, st.out.shape[1], st.out.shape[0]))
+        if st.job.on_done:
+            st.job.on_done(frame)
+        return frame
 
-        for t in needed:
-            if parsed.kinds[t.index] == TILE_SAME_AS_PREVIOUS:
-                if not previous or t.index not in previous:
-                    raise BitstreamError(f"tile {t.index} refers to the previous frame, which is not available")
-                tiles[t.index] = place(out, t, previous[t.index], x, y)
-                continue
-            s = self.tile_symbols(parsed, pkg, t)
-            group = pending[s.y.shape[1:]]
-            group.append((t, s.y_hat() * inv_gain))
-            if len(group) == BATCH:
-                flush(group)
-        for group in pending.values():
-            if group:
-                flush(group)
-        smooth_seams(out, grid, x, y)
-        return DecodedFrame(out, tiles, (x, y, w, h))
+
+@dataclass
+class DecodeJob:
+    data: bytes
+    region: tuple[int, int, int, int] | None = None
+    # the previous frame's tiles, or a callable giving them for a list of tile indexes
+    previous: dict[int, np.ndarray] | Callable[[list[int]], dict[int, np.ndarray]] | None = None
+    on_done: Callable[[DecodedFrame], None] | None = None
+
+
+@dataclass
+class _JobState:
+    job: DecodeJob
+    pkg: ModelPackage
+    synth: object
+    grid: Grid
+    x: int
+    y: int
+    out: np.ndarray
+    tiles: dict[int, np.ndarray] = field(default_factory=dict)
+    refs: list[Tile] = field(default_factory=list)
+    coded: Iterator[tuple[Tile, np.ndarray]] = field(default_factory=lambda: iter(()))
 
 
 def decode_file_info(data: bytes) -> dict:

@@ -7,6 +7,7 @@ import time
 
 import cv2
 import grpc
+import numpy as np
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
@@ -148,3 +149,32 @@ def test_stream_ingest_list_reconstruct_region(cloud, stubs, operator_md, encode
     assert cv2.imread(str(out)).shape == (32, 64, 3)
     listing = cloud.cli("frames", "ls", "--device", "cam-b", "--json")
     assert '"seq": 4' in listing
+
+
+def test_unchanged_tiles_reuse_the_previous_reconstruction(cloud, stubs, operator_md, encoder):
+    token = cloud.add_device("cam-ref")
+    img = natural_image(256, 512)
+    moved = img.copy()
+    moved[:, :256] = np.roll(img[:, :256], 7, axis=1)
+    frames = [encoder.encode(img, 5), encoder.encode(moved, 5, unchanged={1}), encoder.encode(img, 5, unchanged={1})]
+    recs = [pb.FrameRecord(stream_id="fixed", sequence=i, bitstream=f) for i, f in enumerate(frames)]
+    assert all(
+        a.status == pb.FrameAck.STORED for a in stubs[0].StreamFrames(iter(recs), metadata=md(token), timeout=30)
+    )
+
+    def png(seq, region=(0, 0, 0, 0)):
+        key = pb.FrameKey(device_id="cam-ref", stream_id="fixed", sequence=seq)
+        x, y, w, h = region
+        r = stubs[1].Reconstruct(
+            pb.ReconstructRequest(key=key, x=x, y=y, width=w, height=h), metadata=operator_md, timeout=60
+        )
+        return cv2.imdecode(np.frombuffer(r.png, np.uint8), cv2.IMREAD_COLOR)
+
+    first = png(0)
+    # on demand, before the decode worker got there, and after it did
+    assert np.array_equal(png(2, (300, 0, 200, 256)), first[:, 300:500])
+    deadline = time.time() + 60
+    key = pb.FrameKey(device_id="cam-ref", stream_id="fixed", sequence=2)
+    while time.time() < deadline and not stubs[1].GetFrame(key, metadata=operator_md).decoded:
+        time.sleep(0.3)
+    assert np.array_equal(png(2)[:, 300:], first[:, 300:])
