@@ -28,11 +28,17 @@ $(EDGE_STAMP): pyproject.toml
 
 setup-edge: $(EDGE_STAMP)
 
-# PostgreSQL for the metadata-backend tests (Debian's package; tests start their own cluster).
+# Debian packages the tests drive for real: PostgreSQL (metadata backend; tests start their own
+# cluster), Chromium (web viewer test), openssl (TLS test certificates).
+SYSTEM_PKGS := postgresql chromium openssl
 system-deps:
-	@if ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null; then :; \
-	elif [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null; \
-	else echo "PostgreSQL is missing: sudo apt-get install postgresql" >&2; exit 1; fi
+	@missing=""; \
+	{ ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null; } || missing="$$missing postgresql"; \
+	command -v chromium >/dev/null || missing="$$missing chromium"; \
+	command -v openssl >/dev/null || missing="$$missing openssl"; \
+	if [ -z "$$missing" ]; then :; \
+	elif [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	else echo "missing system packages:$$missing (sudo apt-get install$$missing)" >&2; exit 1; fi
 
 # --- generated gRPC code (committed; tests/test_proto.py fails when it is stale) -----------
 proto: setup

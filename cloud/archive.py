@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import time
 
-import cv2
 import grpc
 
 from lsic.cloud.auth import DEVICE_ID_RE, OPERATOR, Authenticator, hash_token, new_token
@@ -90,23 +89,11 @@ class ArchiveService(pb_grpc.ArchiveServicer):
         self.auth.operator(context)
         row = self._row(request.key, context)
         region = (request.x, request.y, request.width, request.height) if request.width and request.height else None
-        scale = request.downscale or 1
-        if scale not in (1, 2, 4, 8):
-            context.abort(grpc.StatusCode.INVALID_ARGUMENT, "downscale must be 1, 2, 4 or 8")
         t0 = time.perf_counter()
         try:
-            full = self.recon.cached(row) if region is None else None
-            if full is not None:
-                rgb, tiles = full, 0
-            else:
-                frame = self.recon.decode(row, region)
-                rgb, tiles = frame.rgb, len(frame.tiles)
+            rgb, tiles = self.recon.render(row, region, request.downscale or 1)
         except LsicError as exc:
             context.abort(status_of(exc), str(exc))
-        if scale > 1:
-            rgb = cv2.resize(
-                rgb, (max(1, rgb.shape[1] // scale), max(1, rgb.shape[0] // scale)), interpolation=cv2.INTER_AREA
-            )
         return pb.ReconstructResponse(
             png=encode_image(rgb, ".png"),
             width=rgb.shape[1],

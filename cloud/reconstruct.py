@@ -18,7 +18,7 @@ from lsic.cloud import metrics
 from lsic.cloud.storage.metadata import FrameRow, SqlMetadataStore
 from lsic.codec.bitstream import TILE_SAME_AS_PREVIOUS, parse
 from lsic.codec.decoder import DecodedFrame, DecodeJob, Decoder
-from lsic.codec.errors import BitstreamError, LsicError
+from lsic.codec.errors import BitstreamError, LsicError, RegionError
 from lsic.codec.image_io import encode_image
 from lsic.codec.tiling import Grid
 
@@ -28,6 +28,13 @@ PYRAMID = (1, 2, 4, 8)
 
 def recon_key(row: FrameRow, level: int = 1) -> str:
     return f"recon/{row.device_id}/{row.stream_id}/{row.seq:012d}.x{level}.png"
+
+
+def downscale(rgb: np.ndarray, level: int) -> np.ndarray:
+    if level == 1:
+        return rgb
+    size = (max(1, rgb.shape[1] // level), max(1, rgb.shape[0] // level))
+    return cv2.resize(rgb, size, interpolation=cv2.INTER_AREA)
 
 
 def decode_png(data: bytes) -> np.ndarray:
@@ -79,14 +86,22 @@ class Reconstructor:
 
     def store_pyramid(self, row: FrameRow, rgb: np.ndarray) -> None:
         for level in PYRAMID:
-            img = (
-                rgb
-                if level == 1
-                else cv2.resize(
-                    rgb, (max(1, rgb.shape[1] // level), max(1, rgb.shape[0] // level)), interpolation=cv2.INTER_AREA
-                )
-            )
-            self.blobs.put(recon_key(row, level), encode_image(img, ".png"))
+            self.blobs.put(recon_key(row, level), encode_image(downscale(rgb, level), ".png"))
+
+    def render(self, row: FrameRow, region: tuple[int, int, int, int] | None, scale: int = 1) -> tuple[np.ndarray, int]:
+        """A frame or region at 1/scale resolution, and how many tiles had to be decoded.
+
+        Whole frames come from the pyramid when the decode worker has filled it; regions and
+        frames not decoded yet are decoded on demand from only the tiles they touch.
+        """
+        if scale not in PYRAMID:
+            raise RegionError(f"downscale must be one of {PYRAMID}, got {scale}")
+        if region is None:
+            cached = self.cached(row, scale)
+            if cached is not None:
+                return cached, 0
+        frame = self.decode(row, region)
+        return downscale(frame.rgb, scale), len(frame.tiles)
 
 
 class DecodeWorker(threading.Thread):

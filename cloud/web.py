@@ -1,0 +1,140 @@
+"""A small web viewer for operators: devices, streams, frame thumbnails from the pyramid, a frame
+view, and region reconstruction at full resolution (only the touched tiles are decoded).
+
+Served on 127.0.0.1 beside the gRPC service (`serve --http-port`). Every request needs the
+operator token: `Authorization: Bearer ...`, or once as `/?token=...`, which sets a cookie.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+import threading
+from http import cookies
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from importlib import resources
+from urllib.parse import parse_qs, urlparse
+
+from lsic.cloud.auth import hash_token
+from lsic.codec.errors import LsicError
+from lsic.codec.image_io import encode_image
+
+log = logging.getLogger("lsic.cloud.web")
+COOKIE = "lsic_operator"
+
+
+def make_handler(server):  # server: lsic.cloud.server.CloudServer
+    store, recon, operator_hash = server.store, server.recon, hash_token(server.operator_token)
+    page = resources.files("lsic.cloud").joinpath("web/index.html").read_bytes()
+
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, fmt, *args):  # structured logs instead of stderr lines
+            log.debug("http", extra={"request": fmt % args})
+
+        def _token(self, query: dict) -> tuple[str | None, bool]:
+            if "token" in query:
+                return query["token"][0], True
+            auth = self.headers.get("Authorization", "")
+            if auth.startswith("Bearer "):
+                return auth[7:], False
+            jar = cookies.SimpleCookie(self.headers.get("Cookie", ""))
+            return (jar[COOKIE].value if COOKIE in jar else None), False
+
+        def _send(self, code: int, body: bytes, ctype: str, extra: dict | None = None) -> None:
+            self.send_response(code)
+            self.send_header("Content-Type", ctype)
+            self.send_header("Content-Length", str(len(body)))
+            self.send_header("Cache-Control", "no-store")
+            for k, v in (extra or {}).items():
+                self.send_header(k, v)
+            self.end_headers()
+            self.wfile.write(body)
+
+        def _json(self, obj, code: int = 200) -> None:
+            self._send(code, json.dumps(obj).encode(), "application/json")
+
+        def do_GET(self) -> None:
+            url = urlparse(self.path)
+            q = parse_qs(url.query)
+            token, from_query = self._token(q)
+            if not token or not hmac.compare_digest(hash_token(token), operator_hash):
+                if url.path == "/":
+                    self._send(
+                        401,
+                        b"<!doctype html><title>LSIC</title><p>Open /?token=OPERATOR_TOKEN (see the data folder's operator.token).",
+                        "text/html",
+                    )
+                else:
+                    self._json({"error": "operator token required"}, 401)
+                return
+            try:
+                self.route(
+                    url.path,
+                    q,
+                    page,
+                    {"Set-Cookie": f"{COOKIE}={token}; HttpOnly; SameSite=Strict; Path=/"} if from_query else None,
+                )
+            except LsicError as exc:
+                self._json({"error": str(exc)}, 400)
+            except (KeyError, ValueError) as exc:
+                self._json({"error": f"bad request: {exc}"}, 400)
+
+        def route(self, path: str, q: dict, page: bytes, extra: dict | None) -> None:
+            arg = lambda name, default=None: q.get(name, [default])[0]  # noqa: E731
+            if path == "/":
+                self._send(200, page, "text/html; charset=utf-8", extra)
+            elif path == "/api/devices":
+                self._json(
+                    [
+                        {"device_id": d.device_id, "revoked": bool(d.revoked), "frames": n}
+                        for d, n in store.list_devices()
+                    ]
+                )
+            elif path == "/api/streams":
+                self._json(
+                    [
+                        {"stream_id": s, "frames": n, "first": a, "last": b}
+                        for s, n, a, b in store.list_streams(arg("device"))
+                    ]
+                )
+            elif path == "/api/frames":
+                rows = store.list_frames(
+                    arg("device"), arg("stream", ""), limit=int(arg("limit", 200)), after_seq=int(arg("after", -1))
+                )
+                self._json(
+                    [
+                        {
+                            "seq": r.seq,
+                            "stream": r.stream_id,
+                            "capture_time_us": r.capture_us,
+                            "width": r.width,
+                            "height": r.height,
+                            "quality": r.quality,
+                            "bytes": r.bytes,
+                            "reference_tiles": r.ref_tiles,
+                            "decoded": r.decoded == 1,
+                        }
+                        for r in rows
+                    ]
+                )
+            elif path == "/api/frame.png":
+                row = store.get_frame(arg("device"), arg("stream"), int(arg("seq")))
+                if row is None:
+                    self._json({"error": "no such frame"}, 404)
+                    return
+                w, h = int(arg("w", 0)), int(arg("h", 0))
+                region = (int(arg("x", 0)), int(arg("y", 0)), w, h) if w and h else None
+                rgb, tiles = recon.render(row, region, int(arg("downscale", 1)))
+                self._send(200, encode_image(rgb, ".png"), "image/png", {"X-Tiles-Decoded": str(tiles)})
+            else:
+                self._json({"error": "not found"}, 404)
+
+    return Handler
+
+
+def start_web(server, port: int) -> ThreadingHTTPServer:
+    httpd = ThreadingHTTPServer(("127.0.0.1", port), make_handler(server))
+    threading.Thread(target=httpd.serve_forever, name="lsic-web", daemon=True).start()
+    log.info("web viewer", extra={"url": f"http://127.0.0.1:{httpd.server_address[1]}/"})
+    return httpd
