@@ -13,7 +13,9 @@ def parse(*argv):
 
 def test_precedence(tmp_path, monkeypatch):
     cfg = tmp_path / "edge.toml"
-    cfg.write_text('[edge]\ndevice_id = "from-file"\ntoken = "t:file"\nquality = 2\ntarget_kbps = 300.0\nsource = "/videos/cam.mp4"\n')
+    cfg.write_text(
+        '[edge]\ndevice_id = "from-file"\ntoken = "t:file"\nquality = 2\ntarget_kbps = 300.0\nsource = "/videos/cam.mp4"\n'
+    )
     monkeypatch.setenv("LSIC_EDGE_QUALITY", "5")
     monkeypatch.setenv("LSIC_EDGE_INSECURE", "true")
     s = resolve(parse("--config", str(cfg), "--target-kbps", "800"))

@@ -9,6 +9,7 @@ BENCHES = {
     "rd": ("lsic.codec.bench.rd", "rate-distortion on an image folder against JPEG, WebP, AVIF, JPEG XL"),
     "speed": ("lsic.codec.bench.speed", "encode/decode megapixels per second"),
     "fuzz": ("lsic.codec.bench.fuzz", "mutated/truncated/random bitstreams through the decoder"),
+    "curve": ("lsic.codec.bench.curve", "learning curve of a training run (from its log.jsonl)"),
     "entropy": ("lsic.codec.bench.entropy", "rate cost of the integer hyper-synthesis against the float one"),
     "tiling": ("lsic.codec.bench.tiling", "rate and PSNR cost of tiling, large-image memory, region decode speed"),
     "edge": ("lsic.edge.bench", "edge agent frames/s, kbps and RSS against a local cloud service"),

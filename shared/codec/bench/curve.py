@@ -1,0 +1,46 @@
+"""`lsic bench curve`: the learning curve (held-out PSNR and bpp per operating point against
+training steps) from a training run's log.jsonl."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--log", required=True, help="runs/NAME/log.jsonl")
+    p.add_argument("--out", default="docs/benchmarks/learning-curve.png")
+
+
+def run(args: argparse.Namespace) -> int:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    evals = [
+        e for e in (json.loads(line) for line in Path(args.log).read_text().splitlines() if line.strip()) if "eval" in e
+    ]
+    if not evals:
+        print("no evaluations in the log yet")
+        return 1
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(11, 4))
+    n = len(evals[0]["eval"])
+    for q in range(n):
+        steps = [e["step"] for e in evals]
+        a1.plot(steps, [e["eval"][q]["psnr"] for e in evals], marker="o", ms=3, label=f"q{q + 1}")
+        a2.plot(steps, [e["eval"][q]["bpp"] for e in evals], marker="o", ms=3, label=f"q{q + 1}")
+    a1.set(xlabel="training step", ylabel="held-out PSNR (dB)", title="Distortion")
+    a2.set(xlabel="training step", ylabel="estimated bpp", title="Rate")
+    for a in (a1, a2):
+        a.grid(alpha=0.3)
+    a1.legend(ncol=2, fontsize=8)
+    fig.tight_layout()
+    fig.savefig(args.out, dpi=100)
+    print("| step | hours | " + " | ".join(f"q{q + 1} bpp/PSNR" for q in range(n)) + " |")
+    print("|---|---|" + "---|" * n)
+    for e in evals:
+        cells = " | ".join(f"{r['bpp']:.3f}/{r['psnr']:.2f}" for r in e["eval"])
+        print(f"| {e['step']} | {e['wall_s'] / 3600:.2f} | {cells} |")
+    return 0
