@@ -110,6 +110,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         eval_every=args.eval_every,
         threads=args.threads,
         device=args.device,
+        init=Path(args.init) if args.init else None,
     )
     train(cfg)
     return 0
@@ -118,7 +119,8 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_export(args: argparse.Namespace) -> int:
     from lsic.codec.networks.export import export_package
 
-    export_package(Path(args.checkpoint), Path(args.out), args.id, Path(args.calibration))
+    notes = {"description": args.description} if args.description else None
+    export_package(Path(args.checkpoint), Path(args.out), args.id, Path(args.calibration), notes)
     print(json.dumps({"package": args.out}))
     return 0
 
@@ -183,6 +185,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--eval-every", type=int, default=2000)
     t.add_argument("--threads", type=int, default=2)
     t.add_argument("--device", default="cpu", help="cpu or cuda")
+    t.add_argument(
+        "--init", help="start a new run from a model package folder (e.g. shared/models/default) or a checkpoint"
+    )
     t.set_defaults(func=cmd_train)
 
     x = sub.add_parser("export", help="export a checkpoint to a model package")
@@ -190,6 +195,7 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("--out", required=True, help="package folder to write")
     x.add_argument("--id", required=True, help="model id (e.g. default, lite)")
     x.add_argument("--calibration", required=True, help="image folder for int8 calibration")
+    x.add_argument("--description", help="free text stored in model.json (what the model is for, its training data)")
     x.set_defaults(func=cmd_export)
 
     b = sub.add_parser("bench", help="benchmarks: rd, speed, tiling, fuzz, memory")

@@ -25,7 +25,7 @@ FILES = (
     "analysis.int8.onnx",
     "analysis.fp32.onnx",
     "synthesis.fp32.onnx",
-    "synthesis.pt",
+    "network.pt",
     "tables.npz",
     "selftest.npz",
 )

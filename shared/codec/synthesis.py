@@ -44,7 +44,8 @@ class TorchSynthesis:
         arch = pkg.architecture
         net = GainedHyperprior(Architecture(N=arch["N"], M=arch["M"], n_rates=arch["n_rates"]))
         g_s = net.g_s
-        g_s.load_state_dict(torch.load(pkg.path("synthesis.pt"), map_location="cpu", weights_only=True))
+        state = torch.load(pkg.path("network.pt"), map_location="cpu", weights_only=True)
+        g_s.load_state_dict({k[len("g_s.") :]: v for k, v in state.items() if k.startswith("g_s.")})
         self.half = half and device.startswith("cuda")
         self.g_s = (g_s.half() if self.half else g_s).to(device).eval()
         self.device = device

@@ -23,9 +23,9 @@ def test_tampered_package_is_refused(tmp_path):
     src = load_package("default").root
     dst = tmp_path / "default"
     shutil.copytree(src, dst)
-    with (dst / "synthesis.pt").open("ab") as f:
+    with (dst / "network.pt").open("ab") as f:
         f.write(b"\0")
-    with pytest.raises(ModelHashError, match=r"synthesis\.pt"):
+    with pytest.raises(ModelHashError, match=r"network\.pt"):
         load_package_dir(dst)
 
 

@@ -16,7 +16,7 @@ from lsic.codec.image_io import list_images, read_rgb
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--checkpoint", required=True, help="training checkpoint the default package was exported from")
+    p.add_argument("--model", default="default", help="package whose float network (network.pt) is compared")
     p.add_argument("--data", required=True)
     p.add_argument("--limit", type=int, default=24)
     p.add_argument("--qualities", default="1,2,3,4,5,6,7,8")
@@ -28,13 +28,16 @@ def run(args: argparse.Namespace) -> int:
     from lsic.codec.encoder import Encoder
     from lsic.codec.entropy.latents import FX, encode_tile, quantize
     from lsic.codec.entropy.tables import scale_table
-    from lsic.codec.networks.export import load_checkpoint
+    from lsic.codec.networks.model import Architecture, GainedHyperprior
     from lsic.codec.package import STRIDE
     from lsic.codec.tiling import Grid, cut
 
-    net, _ = load_checkpoint(Path(args.checkpoint))
-    enc = Encoder("default")
+    enc = Encoder(args.model)
     pkg = enc.pkg
+    arch = pkg.architecture
+    net = GainedHyperprior(Architecture(N=arch["N"], M=arch["M"], n_rates=arch["n_rates"]))
+    net.load_state_dict(torch.load(pkg.path("network.pt"), map_location="cpu", weights_only=True))
+    net.eval()
     thresholds = scale_table()[:-1]
     images = [read_rgb(f) for f in list_images(Path(args.data))[: args.limit]]
     print("| quality | bytes, integer hyper-synthesis | bytes, float hyper-synthesis | integer cost |")

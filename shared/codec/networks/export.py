@@ -197,7 +197,9 @@ def export_package(checkpoint: Path, out: Path, model_id: str, calib_dir: Path, 
         export_onnx(net, tmp)
         gains = net.log_gain.detach().exp().numpy()
         quantize_analysis(tmp, load_images(calib_dir, 256), gains)
-        torch.save(net.g_s.state_dict(), tmp / "synthesis.pt")
+        # The whole float network: the GPU decoder takes g_s from it, and training can resume
+        # from a package on a machine that has no checkpoint (`lsic train --init`).
+        torch.save(state["state_dict"], tmp / "network.pt")
         arrays = {**factorized_arrays(net), **int_hyper_arrays(net)}
         arrays["gain"] = gains.astype(np.float32)
         arrays["inv_gain"] = net.log_inv_gain.detach().exp().numpy().astype(np.float32)

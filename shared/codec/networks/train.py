@@ -42,6 +42,7 @@ class TrainConfig:
     threads: int = 2
     device: str = "cpu"
     seed: int = 0
+    init: Path | None = None  # model package (or checkpoint) to start from when the run is new
 
 
 def load_images(folder: Path, min_side: int) -> list[np.ndarray]:
@@ -113,6 +114,17 @@ def save_checkpoint(path: Path, net, opt, aux_opt, step: int, wall: float, cfg: 
     os.replace(tmp, path)
 
 
+def init_from(net: GainedHyperprior, source: Path) -> tuple[int, float]:
+    """Weights from a model package (network.pt + model.json) or a checkpoint; its step count."""
+    if (source / "model.json").is_file():
+        meta = json.loads((source / "model.json").read_text())
+        net.load_state_dict(torch.load(source / "network.pt", map_location="cpu", weights_only=True))
+        return int(meta["training"]["steps"]), float(meta["training"]["wall_seconds"])
+    state = torch.load(source, map_location="cpu", weights_only=False)
+    net.load_state_dict(state["state_dict"])
+    return int(state["step"]), float(state["wall_seconds"])
+
+
 def train(cfg: TrainConfig) -> Path:
     """Train (or resume) until max_steps or max_minutes; returns the checkpoint path."""
     torch.set_num_threads(cfg.threads)
@@ -134,6 +146,10 @@ def train(cfg: TrainConfig) -> Path:
         step, wall = int(state["step"]), float(state["wall_seconds"])
         rng = random.Random(cfg.seed + step)
         log.info("resumed from %s at step %d (%.1f h trained)", ckpt_path, step, wall / 3600)
+    elif cfg.init is not None:
+        step, wall = init_from(net, cfg.init)
+        rng = random.Random(cfg.seed + step)
+        log.info("initialized from %s (step %d, %.1f h trained)", cfg.init, step, wall / 3600)
     for group in opt.param_groups:
         group["lr"] = cfg.lr
 
