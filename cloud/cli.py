@@ -65,6 +65,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         decode_device=args.decode_device,
         decode_threads=args.decode_threads,
         max_message_bytes=args.max_message_mb * 1024 * 1024,
+        workers=args.max_concurrent_calls,
         limits=IngestLimits(
             frames_per_second=args.max_fps_per_device,
             burst=int(args.max_fps_per_device * 2),
@@ -218,6 +219,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--max-message-mb", type=int, default=32, help="largest accepted message (default 32 MiB)")
     s.add_argument("--max-fps-per-device", type=float, default=60.0)
     s.add_argument("--max-streams-per-device", type=int, default=8)
+    s.add_argument(
+        "--max-concurrent-calls", type=int, default=512, help="open streams and calls served at once (one thread each)"
+    )
     s.set_defaults(func=cmd_serve)
 
     w = sub.add_parser("decode", help="run a decode worker (serve starts one; more can run beside it)")

@@ -42,7 +42,9 @@ class ServerConfig:
     blob_url: str = ""
     metrics_port: int = 0
     http_port: int = 0
-    workers: int = 32
+    # Each open ingest stream holds a thread for its lifetime, so the pool bounds concurrent
+    # streams; calls beyond it are refused (RESOURCE_EXHAUSTED) instead of queueing unseen.
+    workers: int = 512
     decode: bool = True
     decode_backend: str = "auto"
     decode_device: str = "auto"
@@ -108,7 +110,7 @@ class CloudServer:
             ("grpc.keepalive_permit_without_calls", 1),
         ]
         self.server = grpc.server(
-            futures.ThreadPoolExecutor(max_workers=cfg.workers), options=opts, maximum_concurrent_rpcs=cfg.workers * 4
+            futures.ThreadPoolExecutor(max_workers=cfg.workers), options=opts, maximum_concurrent_rpcs=cfg.workers
         )
         lsic_pb2_grpc.add_IngestServicer_to_server(self.ingest, self.server)
         lsic_pb2_grpc.add_ArchiveServicer_to_server(ArchiveService(self.store, self.recon, self.auth), self.server)

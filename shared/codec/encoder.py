@@ -20,6 +20,8 @@ from lsic.codec.package import STRIDE, ModelPackage, load_package
 from lsic.codec.threads import single_threaded_blas
 from lsic.codec.tiling import DEFAULT_TILE, Grid, Tile, cut
 
+ANALYSIS_BATCH = 8  # tiles per ONNX Runtime call
+
 
 def make_session(path: str, threads: int) -> ort.InferenceSession:
     opts = ort.SessionOptions()
@@ -47,8 +49,8 @@ class Encoder:
             by_shape[t.shape[:2]].append(i)
         out: list[tuple[np.ndarray, np.ndarray] | None] = [None] * len(tiles)
         for idxs in by_shape.values():
-            for start in range(0, len(idxs), 8):  # bounded batches bound memory
-                chunk = idxs[start : start + 8]
+            for start in range(0, len(idxs), ANALYSIS_BATCH):  # bounded batches bound memory
+                chunk = idxs[start : start + ANALYSIS_BATCH]
                 x = np.stack([tiles[i] for i in chunk]).transpose(0, 3, 1, 2).astype(np.float32) / 255.0
                 y, z = self.session.run(["y", "z"], {"x": x, "gain": gain})
                 for k, i in enumerate(chunk):
