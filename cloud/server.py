@@ -74,7 +74,7 @@ def start_decode_process(cfg: ServerConfig) -> subprocess.Popen:
         "--decode-threads",
         str(cfg.decode_threads),
         "--nice",
-        "10",
+        "19",
     ]
     return subprocess.Popen(cmd, stdin=subprocess.DEVNULL, env=os.environ.copy())
 
