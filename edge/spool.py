@@ -12,6 +12,7 @@ import json
 import logging
 import os
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -72,8 +73,6 @@ class Spool:
 
     def make_room(self, size: int, stop: threading.Event | None = None) -> bool:
         """Apply the full-spool policy; False if paused and asked to stop meanwhile."""
-        import time
-
         with self.cond:
             t0 = time.monotonic()
             while self._sizes and sum(self._sizes.values()) + size > self.max_bytes:
@@ -89,7 +88,8 @@ class Spool:
                     if stop is not None and stop.is_set():
                         return False
                     self.cond.wait(0.5)
-            self.stats.paused_s += time.monotonic() - t0 if self.policy == "pause" else 0.0
+            if self.policy == "pause":
+                self.stats.paused_s += time.monotonic() - t0
             return True
 
     def put(self, seq: int, record: bytes) -> None:
