@@ -39,7 +39,6 @@ class Decoder:
         pkg = load_package(h.model_id)
         if pkg.hash != h.model_hash:
             raise ModelHashError(f"bitstream was made by a different build of model '{h.model_id}' (hash mismatch)")
-        pkg.check_quality(h.quality) if h.quality >= 1 else None
         if not 1 <= h.quality <= pkg.n_rates:
             raise OperatingPointError(f"bitstream quality {h.quality} is not an operating point of {h.model_id}")
         return pkg
