@@ -174,7 +174,7 @@ class Agent:
         finally:
             self.sender.stop()
             self.sender.join(timeout=5)
-            self.status()
+            log.info("status", extra={**self.status(), "final": True})
         return self.report
 
     def _drain(self, start: float) -> None:

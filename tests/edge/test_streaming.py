@@ -185,9 +185,23 @@ def test_sigterm_stops_the_agent_cleanly(cloud, tmp_path):
     import signal
 
     token = cloud.add_device("cam-7")
-    run = EdgeRun(cloud, token, "cam-7", tmp_path / "spool", "--source", "builtin", "--loop", "--max-fps", "5")
+    run = EdgeRun(
+        cloud,
+        token,
+        "cam-7",
+        tmp_path / "spool",
+        "--source",
+        "builtin",
+        "--loop",
+        "--max-fps",
+        "5",
+        "--status-every",
+        "0.2",
+    )
     wait_for_frames(cloud, "cam-7", 3)
     run.proc.send_signal(signal.SIGTERM)
     code, summary = run.wait(30)
     assert code == 0 and summary["encoded"] >= 3
-    assert '"msg": "status"' in run.log.read_text()  # the periodic status line
+    log_text = run.log.read_text()
+    assert '"msg": "status"' in log_text  # the periodic status line
+    assert '"final": true' in log_text  # and the last one, written on shutdown
