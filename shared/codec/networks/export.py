@@ -8,6 +8,7 @@ prior, Gaussian, integer hyper-synthesis, gains); and model.json with hashes and
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import platform
@@ -19,7 +20,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from compressai.layers import GDN
 from torch import nn
+from torch.nn import functional as F
 
 from lsic.codec.entropy import int_hyper, tables
 from lsic.codec.networks.model import LAMBDAS, Architecture, GainedHyperprior
@@ -29,12 +32,26 @@ log = logging.getLogger("lsic.export")
 FX = 1 << int_hyper.ACT_FRAC_BITS
 
 
+class FastGDN(GDN):
+    """GDN written with the ops ONNX Runtime runs fast: x*x, not Pow (measured: Pow alone took
+    9% of the edge's analysis time), and one Div instead of Reciprocal and Mul. Same math."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        c = x.shape[1]
+        gamma = self.gamma_reparam(self.gamma).reshape(c, c, 1, 1)
+        norm = F.conv2d(x * x, gamma, self.beta_reparam(self.beta))
+        return x / torch.sqrt(norm)
+
+
 class AnalysisGraph(nn.Module):
     """x (B,3,H,W) in [0,1], gain (1,M,1,1) -> y = g_a(x)*gain and z = h_a(y)."""
 
     def __init__(self, net: GainedHyperprior) -> None:
         super().__init__()
-        self.g_a, self.h_a = net.g_a, net.h_a
+        self.g_a, self.h_a = copy.deepcopy(net.g_a), net.h_a
+        for module in self.g_a.modules():
+            if type(module) is GDN and not module.inverse:
+                module.__class__ = FastGDN
 
     def forward(self, x: torch.Tensor, gain: torch.Tensor):
         y = self.g_a(x) * gain
