@@ -24,6 +24,7 @@ from lsic.cloud.reconstruct import Reconstructor
 from lsic.cloud.storage.blobs import open_blobs
 from lsic.cloud.storage.metadata import open_metadata
 from lsic.codec.decoder import Decoder
+from lsic.codec.synthesis import PRECISIONS
 from lsic.v1 import lsic_pb2, lsic_pb2_grpc
 
 log = logging.getLogger("lsic.cloud")
@@ -49,6 +50,7 @@ class ServerConfig:
     decode_backend: str = "auto"
     decode_device: str = "auto"
     decode_threads: int = 0
+    decode_precision: str = "auto"  # a key of lsic.codec.synthesis.PRECISIONS
     max_message_bytes: int = MAX_MESSAGE
     limits: IngestLimits = field(default_factory=IngestLimits)
 
@@ -73,6 +75,8 @@ def start_decode_process(cfg: ServerConfig) -> subprocess.Popen:
         cfg.decode_device,
         "--decode-threads",
         str(cfg.decode_threads),
+        "--decode-precision",
+        cfg.decode_precision,
         "--nice",
         "19",
     ]
@@ -97,7 +101,12 @@ class CloudServer:
         self.store = open_metadata(cfg.metadata_url, cfg.data)
         self.blobs = open_blobs(cfg.blob_url, cfg.data)
         self.auth = Authenticator(self.store, self.operator_token)
-        self.decoder = Decoder(backend=cfg.decode_backend, device=cfg.decode_device, threads=cfg.decode_threads)
+        self.decoder = Decoder(
+            backend=cfg.decode_backend,
+            device=cfg.decode_device,
+            threads=cfg.decode_threads,
+            half=PRECISIONS[cfg.decode_precision],
+        )
         self.recon = Reconstructor(self.store, self.blobs, self.decoder)
         self.decode_proc: subprocess.Popen | None = None
         self.ingest = IngestService(self.store, self.blobs, self.auth, cfg.limits)

@@ -37,9 +37,9 @@ def unchanged_study(args: argparse.Namespace) -> int:
     """Bytes and PSNR of the same frames with unchanged-tile references at several thresholds."""
     import numpy as np
 
-    from lsic.codec.bench.rd import psnr
     from lsic.codec.decoder import Decoder
     from lsic.codec.encoder import Encoder
+    from lsic.codec.metrics import psnr
     from lsic.codec.tiling import Grid
     from lsic.edge.changes import ChangeDetector
     from lsic.edge.sources import SourceOptions, frames

@@ -20,6 +20,7 @@ import cv2
 import grpc
 import numpy as np
 
+from lsic.codec.metrics import psnr
 from lsic.edge.agent import Agent, AgentConfig
 from lsic.edge.sources import SourceOptions
 from lsic.edge.transport import LinkOptions
@@ -29,11 +30,6 @@ from lsic.v1 import lsic_pb2 as pb
 from lsic.v1 import lsic_pb2_grpc as pb_grpc
 
 log = logging.getLogger("lsic.demo")
-
-
-def psnr(a: np.ndarray, b: np.ndarray) -> float:
-    mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
-    return 10 * np.log10(255.0**2 / max(mse, 1e-10))
 
 
 def main(argv: list[str] | None = None) -> int:

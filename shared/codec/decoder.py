@@ -30,8 +30,8 @@ class DecodedFrame:
 
 
 class Decoder:
-    def __init__(self, backend: str = "auto", device: str = "auto", threads: int = 0) -> None:
-        self.backend, self.device, self.threads = backend, device, threads
+    def __init__(self, backend: str = "auto", device: str = "auto", threads: int = 0, half: bool | None = None) -> None:
+        self.backend, self.device, self.threads, self.half = backend, device, threads, half
         self._synth: dict[str, object] = {}
 
     def package_for(self, parsed: ParsedContainer) -> ModelPackage:
@@ -46,7 +46,7 @@ class Decoder:
     def synthesis(self, pkg: ModelPackage):
         s = self._synth.get(pkg.id)
         if s is None:
-            s = make_synthesis(pkg, self.backend, self.device, self.threads)
+            s = make_synthesis(pkg, self.backend, self.device, self.threads, self.half)
             self._synth[pkg.id] = s
         return s
 

@@ -6,6 +6,9 @@ import numpy as np
 
 from lsic.codec.package import ModelPackage
 
+# Synthesis precision by name -> TorchSynthesis(half=...): None picks fp16 on CUDA only.
+PRECISIONS: dict[str, bool | None] = {"auto": None, "fp32": False, "fp16": True}
+
 
 def to_rgb8(x_hat: np.ndarray) -> np.ndarray:
     """(3, H, W) float in [0, 1] -> (H, W, 3) uint8."""
@@ -28,11 +31,15 @@ class OnnxSynthesis:
 
 
 class TorchSynthesis:
-    """PyTorch synthesis built from CompressAI layers; CUDA when available, else CPU."""
+    """PyTorch synthesis built from CompressAI layers; CUDA when available, else CPU.
+
+    half=None (auto) runs fp16 on CUDA: measured on Kodak (`lsic bench half`), fp16 synthesis
+    changes PSNR by under 0.01 dB at every operating point. CPUs stay fp32 (fp16 is slow there).
+    """
 
     name = "torch"
 
-    def __init__(self, pkg: ModelPackage, device: str = "auto", threads: int = 0, half: bool = False) -> None:
+    def __init__(self, pkg: ModelPackage, device: str = "auto", threads: int = 0, half: bool | None = None) -> None:
         import torch
 
         from lsic.codec.networks.model import Architecture, GainedHyperprior
@@ -46,7 +53,7 @@ class TorchSynthesis:
         g_s = net.g_s
         state = torch.load(pkg.path("network.pt"), map_location="cpu", weights_only=True)
         g_s.load_state_dict({k[len("g_s.") :]: v for k, v in state.items() if k.startswith("g_s.")})
-        self.half = half and device.startswith("cuda")
+        self.half = device.startswith("cuda") if half is None else half
         self.g_s = (g_s.half() if self.half else g_s).to(device).eval()
         self.device = device
         self.torch = torch
@@ -59,8 +66,10 @@ class TorchSynthesis:
             return self.g_s(y).float().cpu().numpy()
 
 
-def make_synthesis(pkg: ModelPackage, backend: str = "auto", device: str = "auto", threads: int = 0):
-    """'auto' picks PyTorch when it is installed, else ONNX Runtime."""
+def make_synthesis(
+    pkg: ModelPackage, backend: str = "auto", device: str = "auto", threads: int = 0, half: bool | None = None
+):
+    """'auto' picks PyTorch when it is installed, else ONNX Runtime (always fp32)."""
     if backend == "auto":
         try:
             import torch  # noqa: F401
@@ -69,5 +78,5 @@ def make_synthesis(pkg: ModelPackage, backend: str = "auto", device: str = "auto
         except ImportError:
             backend = "onnx"
     if backend == "torch":
-        return TorchSynthesis(pkg, device=device, threads=threads)
+        return TorchSynthesis(pkg, device=device, threads=threads, half=half)
     return OnnxSynthesis(pkg, threads=threads or 2)

@@ -7,13 +7,9 @@ import pytest
 
 from lsic.codec.bitstream import parse
 from lsic.codec.errors import BitstreamError, InputImageError, OperatingPointError, RegionError
+from lsic.codec.metrics import psnr
 
 from ..conftest import natural_image
-
-
-def psnr(a, b):
-    mse = np.mean((a.astype(np.float64) - b) ** 2)
-    return 10 * np.log10(255**2 / max(mse, 1e-10))
 
 
 @pytest.mark.parametrize("h,w", [(1, 1), (1, 4097), (63, 65), (64, 64), (767, 513)])
@@ -80,3 +76,15 @@ def test_bad_inputs_get_specific_errors(encoder):
         encoder.encode(np.zeros((0, 8, 3), np.uint8), 1)
     with pytest.raises(InputImageError, match="tile size"):
         encoder.encode(natural_image(64, 64), 1, tile_size=100)
+
+
+def test_half_precision_synthesis_matches_fp32_quality(encoder):
+    """The cloud decodes in fp16 on GPUs by default; its quality must match fp32's."""
+    from lsic.codec.decoder import Decoder
+
+    img = natural_image(256, 256)
+    data = encoder.encode(img, 8)
+    fp32 = Decoder(backend="torch", device="cpu", half=False).decode(data).rgb
+    fp16 = Decoder(backend="torch", device="cpu", half=True).decode(data).rgb
+    assert abs(psnr(fp16, img) - psnr(fp32, img)) < 0.02
+    assert np.abs(fp16.astype(np.int16) - fp32).max() <= 3

@@ -11,6 +11,7 @@ BENCHES = {
     "fuzz": ("lsic.codec.bench.fuzz", "mutated/truncated/random bitstreams through the decoder"),
     "curve": ("lsic.codec.bench.curve", "learning curve of a training run (from its log.jsonl)"),
     "entropy": ("lsic.codec.bench.entropy", "rate cost of the integer hyper-synthesis against the float one"),
+    "half": ("lsic.codec.bench.half", "quality cost of fp16 synthesis (the cloud's GPU default)"),
     "tiling": ("lsic.codec.bench.tiling", "rate and PSNR cost of tiling, large-image memory, region decode speed"),
     "edge": ("lsic.edge.bench", "edge agent frames/s, kbps and RSS against a local cloud service"),
     "ingest": ("lsic.cloud.bench", "concurrent simulated devices against the cloud service"),

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from lsic.codec.image_io import list_images, read_rgb
+from lsic.codec.metrics import ms_ssim, psnr
 
 BASELINES = {
     "JPEG": ("JPEG", [5, 10, 20, 30, 40, 50, 60, 70, 80, 90, 95]),
@@ -24,20 +25,6 @@ BASELINES = {
     "AVIF": ("AVIF", [10, 20, 30, 40, 50, 60, 70, 80, 90]),
     "JPEG XL": ("JXL", [10, 20, 30, 40, 50, 60, 70, 80, 90]),
 }
-
-
-def psnr(a: np.ndarray, b: np.ndarray) -> float:
-    mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
-    return 10 * math.log10(255.0**2 / max(mse, 1e-10))
-
-
-def ms_ssim(a: np.ndarray, b: np.ndarray) -> float:
-    import torch
-    from pytorch_msssim import ms_ssim as _ms_ssim
-
-    ta = torch.from_numpy(a).permute(2, 0, 1)[None].float()
-    tb = torch.from_numpy(b).permute(2, 0, 1)[None].float()
-    return float(_ms_ssim(ta, tb, data_range=255.0))
 
 
 def pil_codec(fmt: str, rgb: np.ndarray, quality: int) -> tuple[int, np.ndarray]:

@@ -18,8 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
-from lsic.codec.bench.rd import psnr
 from lsic.codec.image_io import list_images, read_rgb
+from lsic.codec.metrics import psnr
 
 
 def big_image(side: int) -> np.ndarray:
