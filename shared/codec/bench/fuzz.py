@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import random
+import sys
 import time
 
 from lsic.codec.bitstream import Container, TileEntry, parse
@@ -114,7 +115,15 @@ def _worker(job: tuple[list[bytes], int, str, int]) -> dict:
     from lsic.codec.decoder import Decoder
 
     seeds, cases, backend, seed = job
-    return fuzz(seeds, cases, Decoder(backend=backend), seed)
+
+    def progress(done: int, report: dict) -> None:  # long runs show they are alive
+        print(
+            f"fuzz worker {seed % 1000}: {done}/{cases} cases, {len(report['crashes'])} crashes",
+            file=sys.stderr,
+            flush=True,
+        )
+
+    return fuzz(seeds, cases, Decoder(backend=backend), seed, progress=progress)
 
 
 def run(args: argparse.Namespace) -> int:
