@@ -27,7 +27,8 @@ BASELINES = {
 }
 
 
-def pil_codec(fmt: str, rgb: np.ndarray, quality: int) -> tuple[int, np.ndarray]:
+def pil_encode(fmt: str, rgb: np.ndarray, quality: int) -> bytes:
+    """A baseline codec's file through Pillow (JPEG 4:2:0 via libjpeg-turbo, WebP, AVIF, JPEG XL)."""
     from PIL import Image
 
     if fmt == "AVIF":
@@ -39,9 +40,19 @@ def pil_codec(fmt: str, rgb: np.ndarray, quality: int) -> tuple[int, np.ndarray]
     if fmt == "JPEG":
         opts["subsampling"] = 2  # 4:2:0
     Image.fromarray(rgb).save(buf, format=fmt, **opts)
-    data = buf.getvalue()
-    out = np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
-    return len(data), out
+    return buf.getvalue()
+
+
+def pil_decode(data: bytes) -> np.ndarray:
+    from PIL import Image
+
+    return np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
+
+
+def pil_codec(fmt: str, rgb: np.ndarray, quality: int) -> tuple[int, np.ndarray]:
+    """(file size, decoded image) of a baseline codec."""
+    data = pil_encode(fmt, rgb, quality)
+    return len(data), pil_decode(data)
 
 
 def bd_rate(r1: list[float], d1: list[float], r2: list[float], d2: list[float]) -> float:

@@ -10,9 +10,9 @@ from functools import partial
 
 import numpy as np
 
-from lsic.codec.bench.rd import pil_codec
+from lsic.codec.bench.rd import pil_decode, pil_encode
 
-SIZES = {"768x512": (512, 768), "1920x1080": (1080, 1920)}
+SIZES = {"640x480": (480, 640), "768x512": (512, 768), "1920x1080": (1080, 1920)}
 
 
 def test_image(h: int, w: int) -> np.ndarray:
@@ -58,14 +58,15 @@ def run(args: argparse.Namespace) -> int:
         img = test_image(h, w)
         mp = h * w / 1e6
         for mid in models:
+            tiles = Grid(w, h, 256).tiles()
+            padded = [cut(img, t, STRIDE) for t in tiles]
+            one = Encoder(mid, threads=1)
+            t_analysis = timed(partial(one.analyse, padded, args.quality - 1), args.repeat)
+            results = one.analyse(padded, args.quality - 1)
+            t_entropy = timed(partial(entropy_only, one.pkg, results), args.repeat)
             for threads in (1, 2):
-                enc = Encoder(mid, threads=threads)
+                enc = one if threads == 1 else Encoder(mid, threads=threads)
                 t_total = timed(partial(enc.encode, img, args.quality), args.repeat)
-                tiles = Grid(w, h, 256).tiles()
-                padded = [cut(img, t, STRIDE) for t in tiles]
-                t_analysis = timed(partial(enc.analyse, padded, args.quality - 1), args.repeat)
-                results = enc.analyse(padded, args.quality - 1)
-                t_entropy = timed(partial(entropy_only, enc.pkg, results), args.repeat)
                 rows.append(
                     {
                         "size": size,
@@ -73,7 +74,7 @@ def run(args: argparse.Namespace) -> int:
                         "op": "encode int8",
                         "threads": threads,
                         "mp_per_s": mp / t_total,
-                        "analysis_s": t_analysis,
+                        "analysis_s_1thread": t_analysis,
                         "entropy_s_1thread": t_entropy,
                         "total_s": t_total,
                     }
@@ -99,34 +100,34 @@ def run(args: argparse.Namespace) -> int:
             try:
                 import torch
 
-                if torch.cuda.is_available():
-                    dec = Decoder(backend="torch", device="cuda")
-                    t = timed(partial(dec.decode, data), args.repeat)
-                    rows.append(
-                        {
-                            "size": size,
-                            "codec": f"LSIC {mid}",
-                            "op": "decode torch cuda",
-                            "threads": 0,
-                            "mp_per_s": mp / t,
-                            "total_s": t,
-                        }
-                    )
+                cuda = torch.cuda.is_available()
             except ImportError:
-                pass
+                cuda = False
+            for half in (False, True) if cuda else ():
+                dec = Decoder(backend="torch", device="cuda", half=half)
+                t = timed(partial(dec.decode, data), args.repeat)
+                rows.append(
+                    {
+                        "size": size,
+                        "codec": f"LSIC {mid}",
+                        "op": f"decode torch cuda {'fp16' if half else 'fp32'}",
+                        "threads": 0,
+                        "mp_per_s": mp / t,
+                        "total_s": t,
+                    }
+                )
         for name, fmt, q in (("JPEG", "JPEG", 75), ("WebP", "WEBP", 75), ("AVIF", "AVIF", 50)):
-            t = timed(partial(pil_codec, fmt, img, q), args.repeat)
-            rows.append(
-                {"size": size, "codec": name, "op": "encode+decode", "threads": 0, "mp_per_s": mp / t, "total_s": t}
-            )
+            coded = pil_encode(fmt, img, q)
+            for op, fn in (("encode", partial(pil_encode, fmt, img, q)), ("decode", partial(pil_decode, coded))):
+                t = timed(fn, args.repeat)
+                rows.append({"size": size, "codec": name, "op": op, "threads": 0, "mp_per_s": mp / t, "total_s": t})
     print("| size | codec | operation | threads | MP/s | notes |")
     print("|---|---|---|---|---|---|")
     for r in rows:
-        note = (
-            f"analysis {r['analysis_s'] * 1000:.0f} ms, entropy {r['entropy_s_1thread'] * 1000:.0f} ms (1 thread)"
-            if "analysis_s" in r
-            else ""
-        )
+        note = ""
+        if "analysis_s_1thread" in r:
+            a, e = r["analysis_s_1thread"], r["entropy_s_1thread"]
+            note = f"1 thread: analysis {a * 1000:.0f} ms, entropy coding {e * 1000:.0f} ms ({100 * e / (a + e):.0f}%)"
         print(f"| {r['size']} | {r['codec']} | {r['op']} | {r['threads'] or 'lib'} | {r['mp_per_s']:.2f} | {note} |")
     if args.out:
         with open(args.out, "w") as f:
