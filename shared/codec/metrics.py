@@ -22,6 +22,6 @@ def ms_ssim(a: np.ndarray, b: np.ndarray) -> float:
     import torch
     from pytorch_msssim import ms_ssim as _ms_ssim
 
-    ta = torch.from_numpy(a).permute(2, 0, 1)[None].float()
-    tb = torch.from_numpy(b).permute(2, 0, 1)[None].float()
+    ta = torch.from_numpy(np.array(a)).permute(2, 0, 1)[None].float()  # a writable copy
+    tb = torch.from_numpy(np.array(b)).permute(2, 0, 1)[None].float()
     return float(_ms_ssim(ta, tb, data_range=255.0))
