@@ -108,11 +108,13 @@ class Spool:
         except FileNotFoundError:
             return None
 
-    def ack(self, seq: int) -> None:
+    def ack(self, seq: int) -> bool:
+        """Remove an acknowledged frame; False when it had already left (a repeated ack)."""
         self._path(seq).unlink(missing_ok=True)
         with self.cond:
-            self._sizes.pop(seq, None)
+            was_pending = self._sizes.pop(seq, None) is not None
             self.cond.notify_all()
+        return was_pending
 
     def reject(self, seq: int, reason: str) -> None:
         src = self._path(seq)

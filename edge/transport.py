@@ -156,12 +156,13 @@ class Sender(threading.Thread):
             self._call = stub.StreamFrames(self._requests(), metadata=md)
             for ack in self._call:
                 self.stats.connected = True
-                with self._lock:
-                    self._in_flight.pop(ack.sequence, None)
+                # The frame leaves the spool before it leaves the in-flight set: the other way
+                # round, the request thread could see it pending and not in flight, and send it
+                # again (seen under load: one extra DUPLICATE ack in 200 frames).
                 if ack.status in (pb.FrameAck.STORED, pb.FrameAck.DUPLICATE):
-                    self.spool.ack(ack.sequence)
-                    self.stats.acked += 1
-                    self.stats.duplicates += ack.status == pb.FrameAck.DUPLICATE
+                    if self.spool.ack(ack.sequence):
+                        self.stats.acked += 1
+                        self.stats.duplicates += ack.status == pb.FrameAck.DUPLICATE
                 elif ack.code in RETRY_LATER:
                     log.warning("frame deferred by the cloud", extra={"seq": ack.sequence, "reason": ack.message})
                     self.stopping.wait(0.5)
@@ -172,5 +173,7 @@ class Sender(threading.Thread):
                         "frame rejected by the cloud; kept in spool/rejected",
                         extra={"seq": ack.sequence, "code": ack.code, "reason": ack.message},
                     )
+                with self._lock:
+                    self._in_flight.pop(ack.sequence, None)
                 with self.spool.cond:
                     self.spool.cond.notify_all()
