@@ -128,10 +128,13 @@ class Agent:
         self.sender.start()
         start = time.monotonic()
         last_status = start
+        first_frame = None  # frames/s counts from the first frame, not from opening the source
         try:
             for frame in frames(cfg.source, cfg.source_opts):
                 if self.stopping.is_set():
                     break
+                if first_frame is None:
+                    first_frame = time.monotonic()
                 self.report.captured += 1
                 now = time.monotonic()
                 decision = self.rate.decide(now)
@@ -163,13 +166,14 @@ class Agent:
                 metrics.BYTES_ENCODED.inc(len(data))
                 if self.on_frame:
                     self.on_frame(seq, frame, data)
-                r.seconds = time.monotonic() - start
+                r.seconds = time.monotonic() - first_frame
                 if time.monotonic() - last_status >= cfg.status_every_s:
                     log.info("status", extra=self.status())
                     last_status = time.monotonic()
                 if cfg.max_frames and r.encoded >= cfg.max_frames:
                     break
-            self.report.seconds = time.monotonic() - start
+            if first_frame is not None:
+                self.report.seconds = time.monotonic() - first_frame
             self._drain(start)
         finally:
             self.sender.stop()

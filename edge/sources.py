@@ -4,6 +4,7 @@ scikit-image). Every frame carries its UTC capture time."""
 
 from __future__ import annotations
 
+import functools
 import glob
 import logging
 import time
@@ -35,15 +36,22 @@ class SourceOptions:
     loop: bool = False  # restart files/folders at the end
 
 
-def builtin_frames(width: int = 640, height: int = 480, count: int = 60) -> Iterator[np.ndarray]:
-    """A simulated drone pass: a window gliding across scikit-image's sample photos."""
+@functools.cache
+def _drone_strip(height: int) -> np.ndarray:
+    """The panorama the built-in pass flies over, built once per process (a looping source
+    must not pay for it again on every pass)."""
     from skimage import data
 
     scenes = [data.astronaut(), data.coffee(), data.chelsea(), data.rocket()]
     canvas_h = max(s.shape[0] for s in scenes)
     strip = np.concatenate([cv2.resize(s, (int(s.shape[1] * canvas_h / s.shape[0]), canvas_h)) for s in scenes], axis=1)
     scale = height / canvas_h * 1.25
-    strip = cv2.resize(strip, (int(strip.shape[1] * scale), int(strip.shape[0] * scale)), interpolation=cv2.INTER_AREA)
+    return cv2.resize(strip, (int(strip.shape[1] * scale), int(strip.shape[0] * scale)), interpolation=cv2.INTER_AREA)
+
+
+def builtin_frames(width: int = 640, height: int = 480, count: int = 60) -> Iterator[np.ndarray]:
+    """A simulated drone pass: a window gliding across scikit-image's sample photos."""
+    strip = _drone_strip(height)
     span_x = strip.shape[1] - width
     span_y = strip.shape[0] - height
     for i in range(count):

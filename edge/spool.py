@@ -3,7 +3,13 @@
 One file per frame record, written to a temporary name, fsynced, renamed and the folder fsynced:
 after `put` returns the frame survives `kill -9` and power loss. A frame leaves the spool only
 when the cloud acknowledged its durable write (`ack`). Rejected frames move to rejected/ so
-nothing is silently lost. The next sequence number is recovered from disk on restart.
+nothing is silently lost.
+
+Sequence numbers are never reused for a frame that was spooled: on restart the next number is
+one past the highest frame file, or past the high-water mark in state.json, which is written
+before a frame file is removed (ack, drop, reject). Allocation itself is in memory, so the
+capture loop pays one durable write per frame, not two; a number allocated for a frame that
+never reached the disk may be reused, which is safe because nothing was sent under it.
 """
 
 from __future__ import annotations
@@ -46,7 +52,8 @@ class Spool:
         self._sizes = {self._seq(p): p.stat().st_size for p in self.dir.glob("*.rec")}
         self._state_path = self.dir / "state.json"
         state = json.loads(self._state_path.read_text()) if self._state_path.is_file() else {}
-        self.next_seq = max([int(state.get("next_seq", 0)), *(s + 1 for s in self._sizes)])
+        self._persisted_seq = int(state.get("next_seq", 0))
+        self.next_seq = max([self._persisted_seq, *(s + 1 for s in self._sizes)])
 
     @staticmethod
     def _seq(path: Path) -> int:
@@ -64,12 +71,22 @@ class Spool:
             return len(self._sizes)
 
     def allocate_seq(self) -> int:
-        """Reserve the next sequence number durably, so a restart never reuses one."""
+        """The next sequence number; it becomes durable with the frame file (`put`)."""
         with self.cond:
             seq = self.next_seq
             self.next_seq += 1
-            atomic_write(self._state_path, json.dumps({"next_seq": self.next_seq}).encode())
             return seq
+
+    def _remove(self, seq: int, dest: Path | None = None) -> None:
+        """Take a frame file away, first recording that its number was used (caller holds cond)."""
+        if seq + 1 > self._persisted_seq:
+            atomic_write(self._state_path, json.dumps({"next_seq": seq + 1}).encode())
+            self._persisted_seq = seq + 1
+        src = self._path(seq)
+        if dest is None:
+            src.unlink(missing_ok=True)
+        elif src.exists():
+            os.replace(src, dest / src.name)
 
     def make_room(self, size: int, stop: threading.Event | None = None) -> bool:
         """Apply the full-spool policy; False if paused and asked to stop meanwhile."""
@@ -78,7 +95,7 @@ class Spool:
             while self._sizes and sum(self._sizes.values()) + size > self.max_bytes:
                 if self.policy == "drop-oldest":
                     oldest = min(self._sizes)
-                    self._path(oldest).unlink(missing_ok=True)
+                    self._remove(oldest)
                     del self._sizes[oldest]
                     self.stats.dropped += 1
                     log.warning(
@@ -110,18 +127,17 @@ class Spool:
 
     def ack(self, seq: int) -> bool:
         """Remove an acknowledged frame; False when it had already left (a repeated ack)."""
-        self._path(seq).unlink(missing_ok=True)
         with self.cond:
+            self._remove(seq)
             was_pending = self._sizes.pop(seq, None) is not None
             self.cond.notify_all()
         return was_pending
 
     def reject(self, seq: int, reason: str) -> None:
-        src = self._path(seq)
-        if src.exists():
-            os.replace(src, self.rejected_dir / src.name)
-            (self.rejected_dir / f"{src.stem}.reason.txt").write_text(reason + "\n")
         with self.cond:
+            if self._path(seq).exists():
+                self._remove(seq, self.rejected_dir)
+                (self.rejected_dir / f"{self._path(seq).stem}.reason.txt").write_text(reason + "\n")
             self._sizes.pop(seq, None)
             self.stats.rejected += 1
             self.cond.notify_all()

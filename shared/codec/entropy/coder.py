@@ -11,8 +11,6 @@ everything needed to decode a symbol is an already-decoded integer.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-
 import constriction
 import numpy as np
 
@@ -43,12 +41,21 @@ class TableSet:
             self._models[t] = m
         return m
 
-    def split(self, values: np.ndarray, t: int) -> tuple[np.ndarray, np.ndarray]:
-        """Values -> (symbol indexes with escapes, the escaped raw values)."""
-        idx = values.astype(np.int64) - self.origins[t]
-        esc = (idx < 0) | (idx >= self.lengths[t] - 1)
-        idx[esc] = self.lengths[t] - 1
-        return idx.astype(np.int32), values[esc]
+    def symbols(self, values: np.ndarray, tables: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Values, each with its table -> (symbol indexes with escapes, mask of the escaped).
+
+        Vectorized over a whole tile: per-group numpy calls would hold the GIL between the
+        small operations and serialize the encoder's worker threads.
+        """
+        idx = values.astype(np.int64) - self.origins[tables]
+        escape = self.lengths[tables] - 1
+        esc = (idx < 0) | (idx >= escape)
+        idx[esc] = escape[esc]
+        return idx.astype(np.int32), esc
+
+    def values(self, symbols: np.ndarray, tables: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Decoded symbol indexes, each with its table -> (values, mask of the escaped)."""
+        return symbols + self.origins[tables], symbols == self.lengths[tables] - 1
 
 
 class Plan:
@@ -73,16 +80,22 @@ class Plan:
         return coder.get_compressed().astype("<u4").tobytes()
 
 
-def _grouped(table_index: np.ndarray) -> Iterable[tuple[int, np.ndarray]]:
-    """(table, flat positions) groups in increasing table order, raster order within."""
+def _sort_dtype(n_tables: int) -> type:
+    """The narrowest unsigned type for table indexes: numpy's stable sort is a radix sort there."""
+    return np.uint8 if n_tables <= 256 else np.uint16
+
+
+def _grouped(table_index: np.ndarray) -> tuple[np.ndarray, np.ndarray, list[tuple[int, int, int]]]:
+    """Symbol order for coding: grouped by table in increasing order, raster order within.
+
+    Returns (positions in that order, the table of each, [(table, start, end)] runs).
+    """
     flat = table_index.reshape(-1)
-    order = np.argsort(flat, kind="stable")
+    order = np.argsort(flat.astype(_sort_dtype(int(flat.max(initial=0)) + 1)), kind="stable")
     counts = np.bincount(flat, minlength=1)
-    start = 0
-    for t, n in enumerate(counts):
-        if n:
-            yield t, order[start : start + n]
-            start += n
+    ends = np.cumsum(counts)
+    runs = [(t, int(e - n), int(e)) for t, (n, e) in enumerate(zip(counts, ends, strict=True)) if n]
+    return order, flat[order], runs
 
 
 class LatentCodec:
@@ -95,19 +108,18 @@ class LatentCodec:
     def encode(self, z: np.ndarray, y: np.ndarray, y_index: np.ndarray) -> bytes:
         """z (N,h,w) ints, y (M,H,W) ints (already minus means), y_index (M,H,W) tables."""
         plan = Plan()
-        raw_z = []
-        for c in range(z.shape[0]):
-            sym, esc = self.z_tables.split(z[c].reshape(-1), c)
-            plan.add(sym, self.z_tables.model(c))
-            raw_z.append(esc)
-        plan.add_raw(np.concatenate(raw_z))
-        y_flat = y.reshape(-1)
-        raw_y = []
-        for t, pos in _grouped(y_index):
-            sym, esc = self.y_tables.split(y_flat[pos], t)
-            plan.add(sym, self.y_tables.model(t))
-            raw_y.append(esc)
-        plan.add_raw(np.concatenate(raw_y) if raw_y else np.zeros(0, np.int64))
+        n, per_channel = z.shape[0], z[0].size
+        z_flat = z.reshape(-1)
+        sym, esc = self.z_tables.symbols(z_flat, np.repeat(np.arange(n), per_channel))
+        for c in range(n):
+            plan.add(sym[c * per_channel : (c + 1) * per_channel], self.z_tables.model(c))
+        plan.add_raw(z_flat[esc])
+        order, tables, runs = _grouped(y_index)
+        y_sorted = y.reshape(-1)[order]
+        sym, esc = self.y_tables.symbols(y_sorted, tables)
+        for t, start, end in runs:
+            plan.add(sym[start:end], self.y_tables.model(t))
+        plan.add_raw(y_sorted[esc])
         return plan.encode()
 
     def decoder(self, payload: bytes) -> LatentDecoder:
@@ -140,35 +152,23 @@ class LatentDecoder:
         lo = self._decode(_Uniform(1 << LO_BITS), n)
         return (hi << LO_BITS) + lo - RAW_OFFSET
 
-    def _fill(self, tables: TableSet, t: int, sym: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        esc = sym == tables.lengths[t] - 1
-        return sym + tables.origins[t], esc
-
     def decode_z(self, shape: tuple[int, int, int]) -> np.ndarray:
         n, h, w = shape
-        out = np.empty((n, h * w), dtype=np.int64)
-        escapes = []
-        for c in range(n):
-            vals, esc = self._fill(self.codec.z_tables, c, self._decode(self.codec.z_tables.model(c), h * w))
-            out[c] = vals
-            escapes.append((c, np.flatnonzero(esc)))
-        n_esc = sum(len(e) for _, e in escapes)
-        raw = self._decode_raw(n_esc)
-        k = 0
-        for c, e in escapes:
-            out[c, e] = raw[k : k + len(e)]
-            k += len(e)
+        tables = self.codec.z_tables
+        sym = np.concatenate([self._decode(tables.model(c), h * w) for c in range(n)]) if n else np.zeros(0, np.int64)
+        out, esc = tables.values(sym, np.repeat(np.arange(n), h * w))
+        out[esc] = self._decode_raw(int(esc.sum()))
         return out.reshape(shape)
 
     def decode_y(self, y_index: np.ndarray) -> np.ndarray:
+        order, tables, runs = _grouped(y_index)
+        sym = np.empty(order.size, dtype=np.int64)
+        for t, start, end in runs:
+            sym[start:end] = self._decode(self.codec.y_tables.model(t), end - start)
+        vals, esc = self.codec.y_tables.values(sym, tables)
+        vals[esc] = self._decode_raw(int(esc.sum()))
         out = np.empty(y_index.size, dtype=np.int64)
-        esc_pos = []
-        for t, pos in _grouped(y_index):
-            vals, esc = self._fill(self.codec.y_tables, t, self._decode(self.codec.y_tables.model(t), len(pos)))
-            out[pos] = vals
-            esc_pos.append(pos[esc])
-        esc_all = np.concatenate(esc_pos) if esc_pos else np.zeros(0, np.int64)
-        out[esc_all] = self._decode_raw(len(esc_all))
+        out[order] = vals
         return out.reshape(y_index.shape)
 
     def finish(self) -> None:

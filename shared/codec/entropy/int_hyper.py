@@ -10,6 +10,7 @@ partial sum is an integer below 2^53 and no summation order can round.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -32,6 +33,11 @@ class IntLayer:
     upsample: int  # 2 for a transposed stride-2 convolution, 1 for a plain one
     leaky: bool  # LeakyReLU after the layer
 
+    @functools.cached_property
+    def kernels(self) -> dict[tuple[int, int], _Kernel]:
+        """Float64 weight matrices built once per package, not once per tile."""
+        return layer_kernels(self)
+
     def check(self) -> None:
         _, c_in, k, _ = self.weight.shape
         too_wide = c_in * k * k > MAX_FAN_IN or np.abs(self.bias).max(initial=0) >= MAX_BIAS
@@ -44,19 +50,35 @@ def _im2col(x: np.ndarray, kh: int, kw: int, pads: tuple[int, int, int, int]) ->
 
     pads = (top, bottom, left, right) zero padding.
     """
-    c = x.shape[0]
-    xp = np.pad(x, ((0, 0), pads[:2], pads[2:]))
+    c, h, w = x.shape
+    top, bottom, left, right = pads
+    xp = np.zeros((c, h + top + bottom, w + left + right), dtype=x.dtype)  # np.pad costs more on small arrays
+    xp[:, top : top + h, left : left + w] = x
     ho, wo = xp.shape[1] - kh + 1, xp.shape[2] - kw + 1
     s0, s1, s2 = xp.strides
     cols = np.lib.stride_tricks.as_strided(xp, (c, kh, kw, ho, wo), (s0, s1, s2, s1, s2))
     return cols.reshape(c * kh * kw, ho * wo), ho, wo
 
 
-def _conv(x: np.ndarray, w: np.ndarray, pads: tuple[int, int, int, int]) -> np.ndarray:
+@dataclass(frozen=True)
+class _Kernel:
+    """A stride-1 convolution ready for im2col: float64 weight matrix, kernel size, paddings."""
+
+    matrix: np.ndarray  # (C_out, C_in*kh*kw) float64, exact copies of the integer weights
+    kh: int
+    kw: int
+    pads: tuple[int, int, int, int]
+
+
+def _conv(x: np.ndarray, kernel: _Kernel) -> np.ndarray:
     """Exact integer convolution in float64 (see module docstring)."""
+    cols, ho, wo = _im2col(x, kernel.kh, kernel.kw, kernel.pads)
+    return (kernel.matrix @ cols).reshape(-1, ho, wo)
+
+
+def _kernel(w: np.ndarray, pads: tuple[int, int, int, int]) -> _Kernel:
     c_out, _, kh, kw = w.shape
-    cols, ho, wo = _im2col(x, kh, kw, pads)
-    return (w.reshape(c_out, -1).astype(np.float64) @ cols).reshape(c_out, ho, wo)
+    return _Kernel(np.ascontiguousarray(w.reshape(c_out, -1), dtype=np.float64), kh, kw, pads)
 
 
 # Polyphase split of the transposed convolution (k=5, s=2, p=2, output_padding=1): output
@@ -66,18 +88,27 @@ def _conv(x: np.ndarray, w: np.ndarray, pads: tuple[int, int, int, int]) -> np.n
 _PHASE_PADS = {0: (1, 1), 1: (0, 1)}
 
 
-def _layer(x: np.ndarray, layer: IntLayer) -> np.ndarray:
+def layer_kernels(layer: IntLayer) -> dict[tuple[int, int], _Kernel]:
+    """The stride-1 convolutions of a layer by output phase ((0, 0) only without upsampling)."""
     w = layer.weight
-    c_out, _, k, _ = w.shape
+    k = w.shape[2]
+    if layer.upsample != 2:
+        return {(0, 0): _kernel(w, (k // 2, k // 2, k // 2, k // 2))}
+    return {
+        (ry, rx): _kernel(w[:, :, ry::2, rx::2], (*_PHASE_PADS[ry], *_PHASE_PADS[rx])) for ry in (0, 1) for rx in (0, 1)
+    }
+
+
+def _layer(x: np.ndarray, layer: IntLayer) -> np.ndarray:
+    kernels = layer.kernels
+    c_out = layer.weight.shape[0]
     if layer.upsample == 2:
         _, h, wd = x.shape
         acc = np.empty((c_out, 2 * h, 2 * wd), dtype=np.float64)
-        for ry in (0, 1):
-            for rx in (0, 1):
-                pads = (*_PHASE_PADS[ry], *_PHASE_PADS[rx])
-                acc[:, ry::2, rx::2] = _conv(x, w[:, :, ry::2, rx::2], pads)
+        for (ry, rx), kernel in kernels.items():
+            acc[:, ry::2, rx::2] = _conv(x, kernel)
     else:
-        acc = _conv(x, w, (k // 2, k // 2, k // 2, k // 2))
+        acc = _conv(x, kernels[(0, 0)])
     acc += layer.bias.astype(np.float64)[:, None, None]
     # Rounding right shift: floor((acc + 2^(s-1)) / 2^s), exact on integers below 2^53.
     out = np.floor((acc + float(1 << (layer.shift - 1))) / float(1 << layer.shift)) if layer.shift > 0 else acc
