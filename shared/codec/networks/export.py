@@ -254,6 +254,7 @@ def export_package(checkpoint: Path, out: Path, model_id: str, calib_dir: Path, 
                 "hardware": f"{platform.machine()} {platform.processor() or ''} torch {torch.__version__}".strip(),
                 "crop": state["config"].get("crop"),
                 "batch_size": state["config"].get("batch_size"),
+                "lr_schedule": state.get("lr_schedule", []),
             },
             "int8_analysis": {
                 "float_nodes": FLOAT_NODES,

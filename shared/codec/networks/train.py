@@ -97,7 +97,9 @@ def evaluate(net: GainedHyperprior, images: list[np.ndarray], device: str) -> li
     return rows
 
 
-def save_checkpoint(path: Path, net, opt, aux_opt, step: int, wall: float, cfg: TrainConfig) -> None:
+def save_checkpoint(
+    path: Path, net, opt, aux_opt, step: int, wall: float, cfg: TrainConfig, lr_schedule: list[list[float]]
+) -> None:
     tmp = path.with_suffix(".tmp")
     torch.save(
         {
@@ -106,6 +108,7 @@ def save_checkpoint(path: Path, net, opt, aux_opt, step: int, wall: float, cfg: 
             "aux_optimizer": aux_opt.state_dict(),
             "step": step,
             "wall_seconds": wall,
+            "lr_schedule": lr_schedule,
             "arch": net.arch.to_dict(),
             "config": {k: str(v) for k, v in vars(cfg).items()},
         },
@@ -114,15 +117,16 @@ def save_checkpoint(path: Path, net, opt, aux_opt, step: int, wall: float, cfg: 
     os.replace(tmp, path)
 
 
-def init_from(net: GainedHyperprior, source: Path) -> tuple[int, float]:
-    """Weights from a model package (network.pt + model.json) or a checkpoint; its step count."""
+def init_from(net: GainedHyperprior, source: Path) -> tuple[int, float, list[list[float]]]:
+    """Weights from a model package (network.pt + model.json) or a checkpoint; its step count,
+    training time and learning-rate schedule so far."""
     if (source / "model.json").is_file():
-        meta = json.loads((source / "model.json").read_text())
+        training = json.loads((source / "model.json").read_text())["training"]
         net.load_state_dict(torch.load(source / "network.pt", map_location="cpu", weights_only=True))
-        return int(meta["training"]["steps"]), float(meta["training"]["wall_seconds"])
+        return int(training["steps"]), float(training["wall_seconds"]), list(training.get("lr_schedule", []))
     state = torch.load(source, map_location="cpu", weights_only=False)
     net.load_state_dict(state["state_dict"])
-    return int(state["step"]), float(state["wall_seconds"])
+    return int(state["step"]), float(state["wall_seconds"]), list(state.get("lr_schedule", []))
 
 
 def train(cfg: TrainConfig) -> Path:
@@ -138,20 +142,24 @@ def train(cfg: TrainConfig) -> Path:
     net = GainedHyperprior(arch).to(cfg.device)
     opt, aux_opt = make_optimizers(net, cfg.lr)
     step, wall = 0, 0.0
+    lr_schedule: list[list[float]] = []  # [first step, learning rate] per change: the recipe, for model.json
     if ckpt_path.exists():
         state = torch.load(ckpt_path, map_location=cfg.device, weights_only=False)
         net.load_state_dict(state["state_dict"])
         opt.load_state_dict(state["optimizer"])
         aux_opt.load_state_dict(state["aux_optimizer"])
         step, wall = int(state["step"]), float(state["wall_seconds"])
+        lr_schedule = state.get("lr_schedule") or [[0, float(state["config"].get("lr", cfg.lr))]]
         rng = random.Random(cfg.seed + step)
         log.info("resumed from %s at step %d (%.1f h trained)", ckpt_path, step, wall / 3600)
     elif cfg.init is not None:
-        step, wall = init_from(net, cfg.init)
+        step, wall, lr_schedule = init_from(net, cfg.init)
         rng = random.Random(cfg.seed + step)
         log.info("initialized from %s (step %d, %.1f h trained)", cfg.init, step, wall / 3600)
     for group in opt.param_groups:
         group["lr"] = cfg.lr
+    if not lr_schedule or lr_schedule[-1][1] != cfg.lr:
+        lr_schedule.append([step, cfg.lr])
 
     images = load_images(cfg.data, cfg.crop)
     eval_images = load_images(cfg.eval_data, 64)[:6] if cfg.eval_data else []
@@ -196,6 +204,7 @@ def train(cfg: TrainConfig) -> Path:
                             "step": step,
                             "wall_s": round(wall, 1),
                             "q": q,
+                            "lr": cfg.lr,
                             **{k: round(v, 6) for k, v in running.items()},
                             "aux": float(aux),
                         }
@@ -208,9 +217,9 @@ def train(cfg: TrainConfig) -> Path:
                 log_file.write(json.dumps({"step": step, "wall_s": round(wall, 1), "eval": rows}) + "\n")
                 log_file.flush()
             if time.monotonic() - last_ckpt > cfg.checkpoint_minutes * 60:
-                save_checkpoint(ckpt_path, net, opt, aux_opt, step, wall, cfg)
+                save_checkpoint(ckpt_path, net, opt, aux_opt, step, wall, cfg, lr_schedule)
                 last_ckpt = time.monotonic()
-    save_checkpoint(ckpt_path, net, opt, aux_opt, step, wall, cfg)
+    save_checkpoint(ckpt_path, net, opt, aux_opt, step, wall, cfg, lr_schedule)
     if bar is not None:
         bar.close()
     log.info("stopped at step %d; checkpoint %s", step, ckpt_path)

@@ -1,0 +1,55 @@
+"""`lsic train` then `lsic export` as a user runs them: a tiny model trains, resumes with a new
+learning rate, exports to a package, and that package encodes and decodes through the CLI."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import cv2
+import pytest
+from skimage import data
+
+pytestmark = [pytest.mark.torch, pytest.mark.slow]
+LSIC = [sys.executable, "-m", "lsic.codec.cli"]
+
+
+def run(*args, env=None):
+    r = subprocess.run([*LSIC, *map(str, args)], capture_output=True, text=True, timeout=600, env=env)
+    assert r.returncode == 0, r.stderr[-3000:]
+    return r
+
+
+@pytest.fixture(scope="module")
+def photos(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("photos")
+    for name in ("astronaut", "coffee", "chelsea", "rocket"):
+        cv2.imwrite(str(folder / f"{name}.png"), cv2.cvtColor(getattr(data, name)(), cv2.COLOR_RGB2BGR))
+    return folder
+
+
+def test_train_resume_export_and_use_the_package(photos, tmp_path):
+    run_dir = tmp_path / "run"
+    common = ["train", "--data", photos, "--out", run_dir, "--N", 16, "--M", 16, "--batch-size", 2, "--crop", 64]
+    run(*common, "--max-steps", 30, "--eval-data", photos, "--eval-every", 20)
+    run(*common, "--max-steps", 40, "--lr", "5e-5")
+
+    rows = [json.loads(line) for line in (run_dir / "log.jsonl").read_text().splitlines()]
+    assert any("eval" in r and len(r["eval"]) == 8 for r in rows), "held-out evaluation per operating point"
+
+    models = tmp_path / "models"
+    run("export", run_dir / "checkpoint.pt", "--out", models / "tiny", "--id", "tiny", "--calibration", photos)
+    meta = json.loads((models / "tiny" / "model.json").read_text())
+    assert meta["training"]["steps"] == 40, "resumed from its checkpoint, not restarted"
+    assert meta["training"]["lr_schedule"] == [[0, 2e-4], [30, 5e-5]]
+    assert (models / "tiny" / "analysis.int8.onnx").is_file()
+
+    env = {**os.environ, "LSIC_MODELS": str(models)}
+    assert "tiny" in run("models", env=env).stdout
+    coded, out = tmp_path / "a.lsic", tmp_path / "a.png"
+    run("encode", photos / "coffee.png", "-o", coded, "--model", "tiny", "--quality", 8, env=env)
+    assert json.loads(run("info", coded, env=env).stdout)["model_id"] == "tiny"
+    run("decode", coded, "-o", out, "--backend", "onnx", env=env)
+    assert cv2.imread(str(out)).shape == (400, 600, 3)
