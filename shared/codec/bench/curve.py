@@ -4,6 +4,7 @@ training steps) from a training run's log.jsonl."""
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 from pathlib import Path
 
@@ -19,9 +20,12 @@ def run(args: argparse.Namespace) -> int:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    evals = [
-        e for e in (json.loads(line) for line in Path(args.log).read_text().splitlines() if line.strip()) if "eval" in e
-    ]
+    rows = [json.loads(line) for line in Path(args.log).read_text().splitlines() if line.strip()]
+    evals, lr = [], None
+    for row in rows:  # each evaluation with the learning rate of the steps before it (logged since lr_schedule)
+        lr = row.get("lr", lr)
+        if "eval" in row:
+            evals.append({**row, "lr": lr})
     if not evals:
         print("no evaluations in the log yet")
         return 1
@@ -33,14 +37,18 @@ def run(args: argparse.Namespace) -> int:
         a2.plot(steps, [e["eval"][q]["bpp"] for e in evals], marker="o", ms=3, label=f"q{q + 1}")
     a1.set(xlabel="training step", ylabel="held-out PSNR (dB)", title="Distortion")
     a2.set(xlabel="training step", ylabel="estimated bpp", title="Rate")
+    changes = [b["step"] for a, b in itertools.pairwise(evals) if a["lr"] and b["lr"] and a["lr"] != b["lr"]]
     for a in (a1, a2):
         a.grid(alpha=0.3)
+        for step in changes:
+            a.axvline(step, color="grey", ls="--", lw=0.8)
     a1.legend(ncol=2, fontsize=8)
     fig.tight_layout()
     fig.savefig(args.out, dpi=100)
-    print("| step | hours | " + " | ".join(f"q{q + 1} bpp/PSNR" for q in range(n)) + " |")
-    print("|---|---|" + "---|" * n)
+    print("| step | hours | lr | " + " | ".join(f"q{q + 1} bpp/PSNR" for q in range(n)) + " |")
+    print("|---|---|---|" + "---|" * n)
     for e in evals:
         cells = " | ".join(f"{r['bpp']:.3f}/{r['psnr']:.2f}" for r in e["eval"])
-        print(f"| {e['step']} | {e['wall_s'] / 3600:.2f} | {cells} |")
+        rate = f"{e['lr']:g}" if e["lr"] else "-"
+        print(f"| {e['step']} | {e['wall_s'] / 3600:.2f} | {rate} | {cells} |")
     return 0
