@@ -146,6 +146,19 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+FP32_SUFFIX = " (fp32 analysis)"
+
+
+def int8_costs(curves: dict[str, dict]) -> dict[str, dict[str, float]]:
+    """BD-rate of each int8 LSIC curve directly against its own fp32-analysis curve."""
+    out = {}
+    for label, c in curves.items():
+        ref = curves.get(label + FP32_SUFFIX)
+        if label.startswith("LSIC") and ref is not None:
+            out[label] = {m: bd_rate(ref["bpp"], ref[m], c["bpp"], c[m]) for m in ("psnr-rgb", "ms-ssim-rgb")}
+    return out
+
+
 def bd_table(curves: dict[str, dict]) -> str:
     baselines = [b for b in ("JPEG", "WebP", "AVIF", "JPEG XL") if b in curves]
     lines = []
@@ -162,6 +175,11 @@ def bd_table(curves: dict[str, dict]) -> str:
                 d = curves[b]
                 cells.append(f"{bd_rate(d['bpp'], d[metric], c['bpp'], c[metric]):+.1f}")
             lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    costs = int8_costs(curves)
+    if costs:
+        lines.append("\nint8 analysis against the fp32 analysis, BD-rate (%) of the same package\n")
+        lines.append("| codec | PSNR | MS-SSIM |\n|---|---|---|")
+        lines += [f"| {k} | {v['psnr-rgb']:+.2f} | {v['ms-ssim-rgb']:+.2f} |" for k, v in costs.items()]
     lines.append("\nMean bpp / PSNR (dB) per operating point\n")
     for label, c in curves.items():
         pts = ", ".join(f"{b:.3f}/{p:.2f}" for b, p in zip(c["bpp"], c["psnr-rgb"], strict=True))
@@ -208,4 +226,7 @@ def update_model_json(curves: dict[str, dict], models: list[str], n: int) -> Non
                 if b in curves
             },
         }
+        cost = int8_costs(curves).get(f"LSIC {mid}")
+        if cost:
+            meta["kodak"]["int8_vs_fp32_bd_rate_psnr"] = round(cost["psnr-rgb"], 2)
         (pkg.root / "model.json").write_text(json.dumps(meta, indent=2) + "\n")
