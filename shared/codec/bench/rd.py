@@ -155,7 +155,10 @@ def int8_costs(curves: dict[str, dict]) -> dict[str, dict[str, float]]:
     for label, c in curves.items():
         ref = curves.get(label + FP32_SUFFIX)
         if label.startswith("LSIC") and ref is not None:
-            out[label] = {m: bd_rate(ref["bpp"], ref[m], c["bpp"], c[m]) for m in ("psnr-rgb", "ms-ssim-rgb")}
+            out[label] = {
+                m: bd_rate(ref["bpp"], ref[m], c["bpp"], c[m]) if not any(map(math.isnan, c[m] + ref[m])) else math.nan
+                for m in ("psnr-rgb", "ms-ssim-rgb")
+            }
     return out
 
 
