@@ -111,6 +111,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         threads=args.threads,
         device=args.device,
         init=Path(args.init) if args.init else None,
+        qat=args.qat,
     )
     train(cfg)
     return 0
@@ -187,6 +188,11 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--device", default="cpu", help="cpu or cuda")
     t.add_argument(
         "--init", help="start a new run from a model package folder (e.g. shared/models/default) or a checkpoint"
+    )
+    t.add_argument(
+        "--qat",
+        action="store_true",
+        help="quantization-aware fine-tuning: g_a rounds where the int8 ONNX analysis rounds (kept on resume)",
     )
     t.set_defaults(func=cmd_train)
 

@@ -255,6 +255,7 @@ def export_package(checkpoint: Path, out: Path, model_id: str, calib_dir: Path, 
                 "crop": state["config"].get("crop"),
                 "batch_size": state["config"].get("batch_size"),
                 "lr_schedule": state.get("lr_schedule", []),
+                "qat_from_step": state.get("qat_from_step"),
             },
             "int8_analysis": {
                 "float_nodes": FLOAT_NODES,

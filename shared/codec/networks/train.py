@@ -13,7 +13,7 @@ import math
 import os
 import random
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -21,8 +21,30 @@ import torch
 
 from lsic.codec.image_io import list_images, read_rgb
 from lsic.codec.networks.model import LAMBDAS, Architecture, GainedHyperprior, rd_loss
+from lsic.codec.networks.qat import prepare_qat
 
 log = logging.getLogger("lsic.train")
+
+
+@dataclass
+class History:
+    """What a run has been through so far; carried by checkpoints and packages into model.json."""
+
+    step: int = 0
+    wall_seconds: float = 0.0
+    lr_schedule: list[list[float]] = field(default_factory=list)  # [first step, learning rate] per change
+    qat_from_step: int | None = None  # first step of quantization-aware fine-tuning
+
+    @classmethod
+    def from_record(cls, record: dict) -> History:
+        """From a checkpoint (step, wall_seconds) or model.json's "training" (steps, wall_seconds)."""
+        qat = record.get("qat_from_step")
+        return cls(
+            step=int(record.get("step", record.get("steps", 0))),
+            wall_seconds=float(record.get("wall_seconds", 0.0)),
+            lr_schedule=[list(row) for row in record.get("lr_schedule") or []],
+            qat_from_step=None if qat is None else int(qat),
+        )
 
 
 @dataclass
@@ -43,6 +65,7 @@ class TrainConfig:
     device: str = "cpu"
     seed: int = 0
     init: Path | None = None  # model package (or checkpoint) to start from when the run is new
+    qat: bool = False  # simulate the int8 analysis from now on (quantization-aware fine-tuning)
 
 
 def load_images(folder: Path, min_side: int) -> list[np.ndarray]:
@@ -97,18 +120,17 @@ def evaluate(net: GainedHyperprior, images: list[np.ndarray], device: str) -> li
     return rows
 
 
-def save_checkpoint(
-    path: Path, net, opt, aux_opt, step: int, wall: float, cfg: TrainConfig, lr_schedule: list[list[float]]
-) -> None:
+def save_checkpoint(path: Path, net, opt, aux_opt, history: History, cfg: TrainConfig) -> None:
     tmp = path.with_suffix(".tmp")
     torch.save(
         {
             "state_dict": net.state_dict(),
             "optimizer": opt.state_dict(),
             "aux_optimizer": aux_opt.state_dict(),
-            "step": step,
-            "wall_seconds": wall,
-            "lr_schedule": lr_schedule,
+            "step": history.step,
+            "wall_seconds": history.wall_seconds,
+            "lr_schedule": history.lr_schedule,
+            "qat_from_step": history.qat_from_step,
             "arch": net.arch.to_dict(),
             "config": {k: str(v) for k, v in vars(cfg).items()},
         },
@@ -117,16 +139,15 @@ def save_checkpoint(
     os.replace(tmp, path)
 
 
-def init_from(net: GainedHyperprior, source: Path) -> tuple[int, float, list[list[float]]]:
-    """Weights from a model package (network.pt + model.json) or a checkpoint; its step count,
-    training time and learning-rate schedule so far."""
+def init_from(net: GainedHyperprior, source: Path) -> History:
+    """Weights from a model package (network.pt + model.json) or a checkpoint, and its history."""
     if (source / "model.json").is_file():
         training = json.loads((source / "model.json").read_text())["training"]
         net.load_state_dict(torch.load(source / "network.pt", map_location="cpu", weights_only=True))
-        return int(training["steps"]), float(training["wall_seconds"]), list(training.get("lr_schedule", []))
+        return History.from_record(training)
     state = torch.load(source, map_location="cpu", weights_only=False)
     net.load_state_dict(state["state_dict"])
-    return int(state["step"]), float(state["wall_seconds"]), list(state.get("lr_schedule", []))
+    return History.from_record(state)
 
 
 def train(cfg: TrainConfig) -> Path:
@@ -135,31 +156,34 @@ def train(cfg: TrainConfig) -> Path:
     cfg.out.mkdir(parents=True, exist_ok=True)
     ckpt_path = cfg.out / "checkpoint.pt"
     log_path = cfg.out / "log.jsonl"
-    rng = random.Random(cfg.seed)
     torch.manual_seed(cfg.seed)
 
     arch = Architecture(N=cfg.N, M=cfg.M)
     net = GainedHyperprior(arch).to(cfg.device)
     opt, aux_opt = make_optimizers(net, cfg.lr)
-    step, wall = 0, 0.0
-    lr_schedule: list[list[float]] = []  # [first step, learning rate] per change: the recipe, for model.json
+    history = History()
     if ckpt_path.exists():
         state = torch.load(ckpt_path, map_location=cfg.device, weights_only=False)
         net.load_state_dict(state["state_dict"])
         opt.load_state_dict(state["optimizer"])
         aux_opt.load_state_dict(state["aux_optimizer"])
-        step, wall = int(state["step"]), float(state["wall_seconds"])
-        lr_schedule = state.get("lr_schedule") or [[0, float(state["config"].get("lr", cfg.lr))]]
-        rng = random.Random(cfg.seed + step)
-        log.info("resumed from %s at step %d (%.1f h trained)", ckpt_path, step, wall / 3600)
+        history = History.from_record(state)
+        history.lr_schedule = history.lr_schedule or [[0, float(state["config"].get("lr", cfg.lr))]]
+        log.info("resumed from %s at step %d (%.1f h trained)", ckpt_path, history.step, history.wall_seconds / 3600)
     elif cfg.init is not None:
-        step, wall, lr_schedule = init_from(net, cfg.init)
-        rng = random.Random(cfg.seed + step)
-        log.info("initialized from %s (step %d, %.1f h trained)", cfg.init, step, wall / 3600)
+        history = init_from(net, cfg.init)
+        log.info("initialized from %s (step %d, %.1f h trained)", cfg.init, history.step, history.wall_seconds / 3600)
+    rng = random.Random(cfg.seed + history.step)
     for group in opt.param_groups:
         group["lr"] = cfg.lr
-    if not lr_schedule or lr_schedule[-1][1] != cfg.lr:
-        lr_schedule.append([step, cfg.lr])
+    if not history.lr_schedule or history.lr_schedule[-1][1] != cfg.lr:
+        history.lr_schedule.append([history.step, cfg.lr])
+    if cfg.qat and history.qat_from_step is None:
+        history.qat_from_step = history.step
+    if history.qat_from_step is not None:  # once started, a run stays quantization-aware
+        prepare_qat(net.g_a).to(cfg.device)
+        log.info("quantization-aware: g_a simulates the int8 analysis since step %d", history.qat_from_step)
+    step, wall = history.step, history.wall_seconds
 
     images = load_images(cfg.data, cfg.crop)
     eval_images = load_images(cfg.eval_data, 64)[:6] if cfg.eval_data else []
@@ -196,7 +220,7 @@ def train(cfg: TrainConfig) -> Path:
                 running[k] = 0.98 * running.get(k, float(losses[k])) + 0.02 * float(losses[k])
             if bar is not None:
                 bar.update(1)
-                bar.set_postfix(loss=f"{running['loss']:.3f}", bpp=f"{running['bpp']:.3f}")
+                bar.set_postfix(loss=f"{running['loss']:.3f}", bpp=f"{running['bpp']:.3f}", refresh=False)
             if step % 100 == 0:
                 log_file.write(
                     json.dumps(
@@ -217,9 +241,11 @@ def train(cfg: TrainConfig) -> Path:
                 log_file.write(json.dumps({"step": step, "wall_s": round(wall, 1), "eval": rows}) + "\n")
                 log_file.flush()
             if time.monotonic() - last_ckpt > cfg.checkpoint_minutes * 60:
-                save_checkpoint(ckpt_path, net, opt, aux_opt, step, wall, cfg, lr_schedule)
+                history.step, history.wall_seconds = step, wall
+                save_checkpoint(ckpt_path, net, opt, aux_opt, history, cfg)
                 last_ckpt = time.monotonic()
-    save_checkpoint(ckpt_path, net, opt, aux_opt, step, wall, cfg, lr_schedule)
+    history.step, history.wall_seconds = step, wall
+    save_checkpoint(ckpt_path, net, opt, aux_opt, history, cfg)
     if bar is not None:
         bar.close()
     log.info("stopped at step %d; checkpoint %s", step, ckpt_path)

@@ -1,0 +1,114 @@
+"""Quantization-aware fine-tuning: train g_a against the int8 arithmetic the edge will run.
+
+Post-training int8 quantization of the analysis costs a few percent BD-rate (docs/benchmarks.md):
+every activation that ONNX Runtime's QDQ quantizer rounds to 8 bits adds noise that the rest of
+the network never saw in training. `prepare_qat` makes g_a round at the same places during
+training, so the weights learn to tolerate it:
+
+- the input image and the output of every int8 convolution: per-tensor uint8, range from the
+  99.99th percentile of |activation| (what export's percentile calibration picks), symmetric
+  for signed tensors, [0, t] for non-negative ones;
+- inside each GDN: the squared input and the norm (its 1x1 convolution runs in int8), and the
+  GDN's output where the next convolution is int8;
+- convolution weights (and GDN's gamma): per-output-channel symmetric int8.
+
+The last convolution of g_a and all of h_a stay float, as in export.FLOAT_NODES. Modules keep
+their classes' parameters and state-dict keys (the fake-quantizers hold no persistent state), so
+checkpoints and `lsic export` are unchanged; the ranges are re-estimated within a few steps of
+resuming.
+"""
+
+from __future__ import annotations
+
+import torch
+from compressai.layers import GDN
+from torch import Tensor, nn
+from torch.nn import functional as F
+
+PERCENTILE = 99.99
+SAMPLE = 1 << 16  # elements per batch used to estimate the percentile (a full sort is too slow)
+MOMENTUM = 0.05
+OBSERVE_EVERY = 8  # training forwards between range updates (the percentile costs as much as the layer)
+
+
+class FakeQuant(nn.Module):
+    """Round to a uint8 grid (straight-through gradient) whose range tracks the activation."""
+
+    def __init__(self, signed: bool) -> None:
+        super().__init__()
+        self.signed = signed
+        self.register_buffer("threshold", torch.zeros(()), persistent=False)
+        self.calls = 0
+
+    @torch.no_grad()
+    def _observe(self, x: Tensor) -> None:
+        flat = x.detach().abs().flatten()
+        if flat.numel() > SAMPLE:
+            flat = flat[torch.randint(flat.numel(), (SAMPLE,), device=flat.device)]
+        k = max(1, min(flat.numel(), round(flat.numel() * PERCENTILE / 100)))
+        t = flat.kthvalue(k).values.clamp_min(1e-6)
+        if float(self.threshold) == 0.0:
+            self.threshold.copy_(t)
+        else:
+            self.threshold.lerp_(t, MOMENTUM)
+
+    def forward(self, x: Tensor) -> Tensor:
+        if self.calls == 0 or (self.training and self.calls % OBSERVE_EVERY == 0):
+            self._observe(x)
+        self.calls += 1
+        t = float(self.threshold)
+        if self.signed:
+            return torch.fake_quantize_per_tensor_affine(x, 2 * t / 255, 128, 0, 255)
+        return torch.fake_quantize_per_tensor_affine(x, t / 255, 0, 0, 255)
+
+
+def fake_quant_weight(w: Tensor) -> Tensor:
+    """Per-output-channel symmetric int8, as ONNX Runtime quantizes Conv weights."""
+    scale = (w.detach().abs().amax(dim=tuple(range(1, w.dim()))) / 127).clamp_min(1e-12)
+    zero = torch.zeros_like(scale, dtype=torch.int32)
+    return torch.fake_quantize_per_channel_affine(w, scale, zero, 0, -127, 127)
+
+
+class QATConv2d(nn.Conv2d):
+    """Conv2d with int8 weights, and an int8 input (first layer) and output."""
+
+    fq_in: FakeQuant | None
+    fq_out: FakeQuant
+
+    def forward(self, x: Tensor) -> Tensor:  # type: ignore[override]
+        if self.fq_in is not None:
+            x = self.fq_in(x)
+        return self.fq_out(self._conv_forward(x, fake_quant_weight(self.weight), self.bias))
+
+
+class QATGDN(GDN):
+    """GDN as export writes it (x / sqrt(conv(x*x))), rounded where the int8 graph rounds."""
+
+    fq_square: FakeQuant
+    fq_norm: FakeQuant
+    fq_out: FakeQuant | None
+
+    def forward(self, x: Tensor) -> Tensor:
+        c = x.shape[1]
+        gamma = self.gamma_reparam(self.gamma).reshape(c, c, 1, 1)
+        norm = self.fq_norm(F.conv2d(self.fq_square(x * x), fake_quant_weight(gamma), self.beta_reparam(self.beta)))
+        out = x / torch.sqrt(norm)
+        return out if self.fq_out is None else self.fq_out(out)
+
+
+def prepare_qat(g_a: nn.Sequential) -> nn.Sequential:
+    """Turn g_a (conv, GDN, conv, GDN, conv, GDN, conv) into its int8-simulating twin, in place."""
+    convs = [m for m in g_a if isinstance(m, nn.Conv2d)]
+    gdns = [m for m in g_a if isinstance(m, GDN)]
+    if len(convs) != len(gdns) + 1 or any(g.inverse for g in gdns):
+        raise ValueError("prepare_qat expects g_a = conv, GDN, ..., conv")
+    for i, conv in enumerate(convs[:-1]):  # the last convolution stays float (export.FLOAT_NODES)
+        conv.__class__ = QATConv2d
+        conv.fq_in = FakeQuant(signed=False) if i == 0 else None
+        conv.fq_out = FakeQuant(signed=True)
+    for i, gdn in enumerate(gdns):
+        gdn.__class__ = QATGDN
+        gdn.fq_square = FakeQuant(signed=False)
+        gdn.fq_norm = FakeQuant(signed=False)
+        gdn.fq_out = FakeQuant(signed=True) if i < len(gdns) - 1 else None
+    return g_a

@@ -1,0 +1,38 @@
+"""Quantization-aware fine-tuning simulates the int8 analysis without changing the network's
+parameters or checkpoint format, and still trains."""
+
+from __future__ import annotations
+
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from lsic.codec.networks.model import Architecture, GainedHyperprior  # noqa: E402
+from lsic.codec.networks.qat import prepare_qat  # noqa: E402
+
+pytestmark = pytest.mark.torch
+
+
+def test_qat_rounds_activations_to_8_bits_and_keeps_the_checkpoint_format():
+    torch.manual_seed(0)
+    net = GainedHyperprior(Architecture(N=16, M=16, n_rates=2))
+    keys = set(net.state_dict())
+    x = torch.rand(2, 3, 64, 64)
+    with torch.no_grad():
+        y_float = net.g_a(x)
+    prepare_qat(net.g_a)
+    assert set(net.state_dict()) == keys, "checkpoints and export must not see the simulation"
+
+    first = net.g_a[0]
+    with torch.no_grad():
+        h = first(x)
+        y_sim = net.g_a(x)
+    assert torch.unique(h).numel() <= 256, "the first convolution's output lies on a uint8 grid"
+    assert not torch.equal(y_sim, y_float), "the simulation rounds"
+    rel = float((y_sim - y_float).pow(2).mean().sqrt() / y_float.pow(2).mean().sqrt())
+    assert rel < 0.2, f"int8 simulation should stay close to the float analysis (relative rms {rel:.3f})"
+
+    net.train()
+    loss = net(x, 1)["x_hat"].pow(2).mean()
+    loss.backward()
+    assert first.weight.grad is not None and float(first.weight.grad.abs().sum()) > 0, "gradients pass the rounding"
