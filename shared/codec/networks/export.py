@@ -256,6 +256,7 @@ def export_package(checkpoint: Path, out: Path, model_id: str, calib_dir: Path, 
                 "batch_size": state["config"].get("batch_size"),
                 "lr_schedule": state.get("lr_schedule", []),
                 "qat_from_step": state.get("qat_from_step"),
+                "widened": state.get("widened", []),
             },
             "int8_analysis": {
                 "float_nodes": FLOAT_NODES,

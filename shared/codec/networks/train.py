@@ -22,6 +22,7 @@ import torch
 from lsic.codec.image_io import list_images, read_rgb
 from lsic.codec.networks.model import LAMBDAS, Architecture, GainedHyperprior, rd_loss
 from lsic.codec.networks.qat import prepare_qat
+from lsic.codec.networks.widen import widen_state_dict
 
 log = logging.getLogger("lsic.train")
 
@@ -34,6 +35,7 @@ class History:
     wall_seconds: float = 0.0
     lr_schedule: list[list[float]] = field(default_factory=list)  # [first step, learning rate] per change
     qat_from_step: int | None = None  # first step of quantization-aware fine-tuning
+    widened: list[list[int]] = field(default_factory=list)  # [step, old M, new M] per latent widening
 
     @classmethod
     def from_record(cls, record: dict) -> History:
@@ -44,6 +46,7 @@ class History:
             wall_seconds=float(record.get("wall_seconds", 0.0)),
             lr_schedule=[list(row) for row in record.get("lr_schedule") or []],
             qat_from_step=None if qat is None else int(qat),
+            widened=[list(row) for row in record.get("widened") or []],
         )
 
 
@@ -131,6 +134,7 @@ def save_checkpoint(path: Path, net, opt, aux_opt, history: History, cfg: TrainC
             "wall_seconds": history.wall_seconds,
             "lr_schedule": history.lr_schedule,
             "qat_from_step": history.qat_from_step,
+            "widened": history.widened,
             "arch": net.arch.to_dict(),
             "config": {k: str(v) for k, v in vars(cfg).items()},
         },
@@ -140,14 +144,26 @@ def save_checkpoint(path: Path, net, opt, aux_opt, history: History, cfg: TrainC
 
 
 def init_from(net: GainedHyperprior, source: Path) -> History:
-    """Weights from a model package (network.pt + model.json) or a checkpoint, and its history."""
+    """Weights from a model package (network.pt + model.json) or a checkpoint, and its history.
+
+    A source with fewer latent channels than `net` is widened into it (lsic.codec.networks.widen).
+    """
     if (source / "model.json").is_file():
-        training = json.loads((source / "model.json").read_text())["training"]
-        net.load_state_dict(torch.load(source / "network.pt", map_location="cpu", weights_only=True))
-        return History.from_record(training)
-    state = torch.load(source, map_location="cpu", weights_only=False)
-    net.load_state_dict(state["state_dict"])
-    return History.from_record(state)
+        meta = json.loads((source / "model.json").read_text())
+        weights = torch.load(source / "network.pt", map_location="cpu", weights_only=True)
+        arch = meta["architecture"]
+        history = History.from_record(meta["training"])
+    else:
+        state = torch.load(source, map_location="cpu", weights_only=False)
+        weights, arch = state["state_dict"], state["arch"]
+        history = History.from_record(state)
+    old = Architecture(N=int(arch["N"]), M=int(arch["M"]), n_rates=int(arch["n_rates"]))
+    if old != net.arch:
+        weights = widen_state_dict(weights, old, net.arch)
+        history.widened.append([history.step, old.M, net.arch.M])
+        log.info("widened the latent from %d to %d channels", old.M, net.arch.M)
+    net.load_state_dict(weights)
+    return history
 
 
 def train(cfg: TrainConfig) -> Path:

@@ -1,0 +1,39 @@
+"""Widening the latent keeps what the narrow network learned: the old channels are untouched and
+the wider network starts from nearly the narrow one's reconstruction."""
+
+from __future__ import annotations
+
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from lsic.codec.networks.model import Architecture, GainedHyperprior  # noqa: E402
+from lsic.codec.networks.train import init_from  # noqa: E402
+
+pytestmark = pytest.mark.torch
+
+
+def test_widened_network_starts_where_the_narrow_one_was(tmp_path):
+    torch.manual_seed(0)
+    narrow = GainedHyperprior(Architecture(N=16, M=16, n_rates=2)).eval()
+    torch.save(
+        {"state_dict": narrow.state_dict(), "arch": narrow.arch.to_dict(), "step": 7, "wall_seconds": 1.0},
+        tmp_path / "c.pt",
+    )
+    wide = GainedHyperprior(Architecture(N=16, M=24, n_rates=2)).eval()
+    history = init_from(wide, tmp_path / "c.pt")
+    assert history.widened == [[7, 16, 24]] and history.step == 7
+
+    x = torch.rand(1, 3, 64, 64)
+    with torch.no_grad():
+        assert torch.equal(wide.g_a(x)[:, :16], narrow.g_a(x)), "old latent channels keep their weights"
+        scales_w, means_w = wide.h_s(torch.zeros(1, 16, 1, 1)).chunk(2, 1)
+        scales_n, means_n = narrow.h_s(torch.zeros(1, 16, 1, 1)).chunk(2, 1)
+        assert scales_w.shape[1] == 24 and means_w.shape[1] == 24
+        assert torch.allclose(scales_w[:, :16], scales_n, atol=0.05), "old channels' scales barely move"
+        assert torch.allclose(means_w[:, :16], means_n, atol=0.05), "old channels' means barely move"
+        drift = float((wide(x, 1)["x_hat"] - narrow(x, 1)["x_hat"]).abs().mean())
+    assert drift < 0.05, f"the new channels start small (mean reconstruction change {drift:.4f})"
+
+    with pytest.raises(ValueError, match="only add latent channels"):
+        init_from(GainedHyperprior(Architecture(N=16, M=8, n_rates=2)), tmp_path / "c.pt")
