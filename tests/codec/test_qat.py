@@ -36,3 +36,19 @@ def test_qat_rounds_activations_to_8_bits_and_keeps_the_checkpoint_format():
     loss = net(x, 1)["x_hat"].pow(2).mean()
     loss.backward()
     assert first.weight.grad is not None and float(first.weight.grad.abs().sum()) > 0, "gradients pass the rounding"
+
+
+def test_qat_leaves_float_exactly_what_export_leaves_float():
+    from torch import nn
+
+    from lsic.codec.networks.export import FLOAT_G_A_LAYERS, FLOAT_NODES
+    from lsic.codec.networks.qat import QATConv2d
+
+    net = GainedHyperprior(Architecture(N=16, M=16, n_rates=2))
+    prepare_qat(net.g_a)
+    for i, layer in enumerate(net.g_a):
+        if isinstance(layer, nn.Conv2d):
+            assert isinstance(layer, QATConv2d) == (i not in FLOAT_G_A_LAYERS)
+            assert (f"/g_a/g_a.{i}/Conv" in FLOAT_NODES) == (i in FLOAT_G_A_LAYERS)
+        else:  # a GDN rounds its output only when an int8 convolution reads it
+            assert (layer.fq_out is not None) == (i + 1 not in FLOAT_G_A_LAYERS)

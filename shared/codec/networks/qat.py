@@ -12,7 +12,7 @@ training, so the weights learn to tolerate it:
   GDN's output where the next convolution is int8;
 - convolution weights (and GDN's gamma): per-output-channel symmetric int8.
 
-The last convolution of g_a and all of h_a stay float, as in export.FLOAT_NODES. Modules keep
+The convolutions export keeps float (export.FLOAT_G_A_LAYERS) and h_a stay float. Modules keep
 their classes' parameters and state-dict keys (the fake-quantizers hold no persistent state), so
 checkpoints and `lsic export` are unchanged; the ranges are re-estimated within a few steps of
 resuming.
@@ -96,19 +96,27 @@ class QATGDN(GDN):
         return out if self.fq_out is None else self.fq_out(out)
 
 
-def prepare_qat(g_a: nn.Sequential) -> nn.Sequential:
-    """Turn g_a (conv, GDN, conv, GDN, conv, GDN, conv) into its int8-simulating twin, in place."""
-    convs = [m for m in g_a if isinstance(m, nn.Conv2d)]
-    gdns = [m for m in g_a if isinstance(m, GDN)]
-    if len(convs) != len(gdns) + 1 or any(g.inverse for g in gdns):
+def prepare_qat(g_a: nn.Sequential, float_layers: tuple[int, ...] | None = None) -> nn.Sequential:
+    """Turn g_a (conv, GDN, conv, GDN, ..., conv) into its int8-simulating twin, in place.
+
+    float_layers: indexes of the convolutions export keeps float (default: export's layout).
+    """
+    if float_layers is None:
+        from lsic.codec.networks.export import FLOAT_G_A_LAYERS as float_layers
+    layers = list(g_a)
+    if not all(isinstance(m, nn.Conv2d if i % 2 == 0 else GDN) for i, m in enumerate(layers)) or len(layers) % 2 == 0:
         raise ValueError("prepare_qat expects g_a = conv, GDN, ..., conv")
-    for i, conv in enumerate(convs[:-1]):  # the last convolution stays float (export.FLOAT_NODES)
-        conv.__class__ = QATConv2d
-        conv.fq_in = FakeQuant(signed=False) if i == 0 else None
-        conv.fq_out = FakeQuant(signed=True)
-    for i, gdn in enumerate(gdns):
-        gdn.__class__ = QATGDN
-        gdn.fq_square = FakeQuant(signed=False)
-        gdn.fq_norm = FakeQuant(signed=False)
-        gdn.fq_out = FakeQuant(signed=True) if i < len(gdns) - 1 else None
+    int8 = {i for i in range(0, len(layers), 2) if i not in float_layers}
+    for i, layer in enumerate(layers):
+        if i in int8:  # its input is rounded by the GDN before it (or here, for the image)
+            layer.__class__ = QATConv2d
+            layer.fq_in = FakeQuant(signed=False) if i == 0 else None
+            layer.fq_out = FakeQuant(signed=True)
+        elif isinstance(layer, GDN):  # GDN's own 1x1 convolution is always int8
+            if layer.inverse:
+                raise ValueError("prepare_qat expects the analysis GDN, not its inverse")
+            layer.__class__ = QATGDN
+            layer.fq_square = FakeQuant(signed=False)
+            layer.fq_norm = FakeQuant(signed=False)
+            layer.fq_out = FakeQuant(signed=True) if i + 1 in int8 else None
     return g_a
