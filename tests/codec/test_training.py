@@ -36,17 +36,20 @@ def test_train_resume_export_and_use_the_package(photos, tmp_path):
     common = ["train", "--data", photos, "--out", run_dir, "--N", 16, "--M", 16, "--batch-size", 2, "--crop", 64]
     run(*common, "--max-steps", 30, "--eval-data", photos, "--eval-every", 20)
     run(*common, "--max-steps", 40, "--lr", "5e-5")
-    run(*common, "--max-steps", 50, "--lr", "5e-5", "--qat")
-    resumed = run(*common, "--max-steps", 55, "--lr", "5e-5")
+    run(*common, "--max-steps", 60, "--lr", "5e-5", "--qat", "--eval-data", photos, "--eval-every", 20)
+    resumed = run(*common, "--max-steps", 65, "--lr", "5e-5")
     assert "quantization-aware" in resumed.stderr, "a quantization-aware run stays so when resumed without --qat"
 
     rows = [json.loads(line) for line in (run_dir / "log.jsonl").read_text().splitlines()]
     assert any("eval" in r and len(r["eval"]) == 8 for r in rows), "held-out evaluation per operating point"
+    curve = run("bench", "curve", "--log", run_dir / "log.jsonl", "--out", tmp_path / "curve.png").stdout
+    assert "| 20 |" in curve and "5e-05 QAT" in curve, "the learning curve shows the lr step and the QAT phase"
+    assert (tmp_path / "curve.png").stat().st_size > 0
 
     models = tmp_path / "models"
     run("export", run_dir / "checkpoint.pt", "--out", models / "tiny", "--id", "tiny", "--calibration", photos)
     meta = json.loads((models / "tiny" / "model.json").read_text())
-    assert meta["training"]["steps"] == 55, "resumed from its checkpoint, not restarted"
+    assert meta["training"]["steps"] == 65, "resumed from its checkpoint, not restarted"
     assert meta["training"]["lr_schedule"] == [[0, 2e-4], [30, 5e-5]]
     assert meta["training"]["qat_from_step"] == 40
     assert (models / "tiny" / "analysis.int8.onnx").is_file()

@@ -1,5 +1,6 @@
 """`lsic bench curve`: the learning curve (held-out PSNR and bpp per operating point against
-training steps) from a training run's log.jsonl."""
+training steps) from a training run's log.jsonl. Dashed lines mark learning-rate steps and the
+start of quantization-aware fine-tuning (whose evaluations run the simulated int8 analysis)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,9 @@ from pathlib import Path
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--log", required=True, help="runs/NAME/log.jsonl")
+    p.add_argument(
+        "--log", required=True, nargs="+", help="runs/NAME/log.jsonl; several: one run continued in another folder"
+    )
     p.add_argument("--out", default="docs/benchmarks/learning-curve.png")
 
 
@@ -20,12 +23,12 @@ def run(args: argparse.Namespace) -> int:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    rows = [json.loads(line) for line in Path(args.log).read_text().splitlines() if line.strip()]
-    evals, lr = [], None
-    for row in rows:  # each evaluation with the learning rate of the steps before it (logged since lr_schedule)
-        lr = row.get("lr", lr)
+    rows = [json.loads(line) for log in args.log for line in Path(log).read_text().splitlines() if line.strip()]
+    evals, lr, qat = [], None, False
+    for row in rows:  # each evaluation with the learning rate (and QAT) of the steps before it
+        lr, qat = row.get("lr", lr), row.get("qat", qat)
         if "eval" in row:
-            evals.append({**row, "lr": lr})
+            evals.append({**row, "lr": lr, "qat": qat})
     if not evals:
         print("no evaluations in the log yet")
         return 1
@@ -37,7 +40,11 @@ def run(args: argparse.Namespace) -> int:
         a2.plot(steps, [e["eval"][q]["bpp"] for e in evals], marker="o", ms=3, label=f"q{q + 1}")
     a1.set(xlabel="training step", ylabel="held-out PSNR (dB)", title="Distortion")
     a2.set(xlabel="training step", ylabel="estimated bpp", title="Rate")
-    changes = [b["step"] for a, b in itertools.pairwise(evals) if a["lr"] and b["lr"] and a["lr"] != b["lr"]]
+    changes = [
+        b["step"]
+        for a, b in itertools.pairwise(evals)
+        if (a["lr"] and b["lr"] and a["lr"] != b["lr"]) or a["qat"] != b["qat"]
+    ]
     for a in (a1, a2):
         a.grid(alpha=0.3)
         for step in changes:
@@ -49,6 +56,6 @@ def run(args: argparse.Namespace) -> int:
     print("|---|---|---|" + "---|" * n)
     for e in evals:
         cells = " | ".join(f"{r['bpp']:.3f}/{r['psnr']:.2f}" for r in e["eval"])
-        rate = f"{e['lr']:g}" if e["lr"] else "-"
+        rate = (f"{e['lr']:g}" if e["lr"] else "-") + (" QAT" if e["qat"] else "")
         print(f"| {e['step']} | {e['wall_s'] / 3600:.2f} | {rate} | {cells} |")
     return 0

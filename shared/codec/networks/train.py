@@ -233,7 +233,8 @@ def train(cfg: TrainConfig) -> Path:
             step += 1
             wall += time.monotonic() - t0
             for k in ("loss", "bpp", "mse"):
-                running[k] = 0.98 * running.get(k, float(losses[k])) + 0.02 * float(losses[k])
+                value = float(losses[k].detach())
+                running[k] = 0.98 * running.get(k, value) + 0.02 * value
             if bar is not None:
                 bar.update(1)
                 bar.set_postfix(loss=f"{running['loss']:.3f}", bpp=f"{running['bpp']:.3f}", refresh=False)
@@ -245,6 +246,7 @@ def train(cfg: TrainConfig) -> Path:
                             "wall_s": round(wall, 1),
                             "q": q,
                             "lr": cfg.lr,
+                            "qat": history.qat_from_step is not None,
                             **{k: round(v, 6) for k, v in running.items()},
                             "aux": float(aux),
                         }
