@@ -200,6 +200,7 @@ def train(cfg: TrainConfig) -> Path:
         prepare_qat(net.g_a).to(cfg.device)
         log.info("quantization-aware: g_a simulates the int8 analysis since step %d", history.qat_from_step)
     step, wall = history.step, history.wall_seconds
+    qat = history.qat_from_step is not None
 
     images = load_images(cfg.data, cfg.crop)
     eval_images = load_images(cfg.eval_data, 64)[:6] if cfg.eval_data else []
@@ -246,7 +247,7 @@ def train(cfg: TrainConfig) -> Path:
                             "wall_s": round(wall, 1),
                             "q": q,
                             "lr": cfg.lr,
-                            "qat": history.qat_from_step is not None,
+                            "qat": qat,
                             **{k: round(v, 6) for k, v in running.items()},
                             "aux": float(aux),
                         }
@@ -256,7 +257,9 @@ def train(cfg: TrainConfig) -> Path:
                 log_file.flush()
             if eval_images and step % cfg.eval_every == 0:
                 rows = evaluate(net, eval_images, cfg.device)
-                log_file.write(json.dumps({"step": step, "wall_s": round(wall, 1), "eval": rows}) + "\n")
+                log_file.write(
+                    json.dumps({"step": step, "wall_s": round(wall, 1), "lr": cfg.lr, "qat": qat, "eval": rows}) + "\n"
+                )
                 log_file.flush()
             if time.monotonic() - last_ckpt > cfg.checkpoint_minutes * 60:
                 history.step, history.wall_seconds = step, wall
