@@ -92,6 +92,17 @@ def cmd_models(args: argparse.Namespace) -> int:
     return 0
 
 
+def width_pair(text: str) -> tuple[int, int]:
+    """argparse type for --hyper-widths: two positive integers, "A,B"."""
+    try:
+        a, b = (int(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected two widths like 96,144, got {text!r}") from None
+    if a <= 0 or b <= 0:
+        raise argparse.ArgumentTypeError(f"widths must be positive, got {text!r}")
+    return a, b
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     from lsic.codec.networks.train import TrainConfig, train
 
@@ -101,6 +112,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         eval_data=Path(args.eval_data) if args.eval_data else None,
         N=args.N,
         M=args.M,
+        hyper_widths=args.hyper_widths,
         batch_size=args.batch_size,
         crop=args.crop,
         lr=args.lr,
@@ -177,6 +189,11 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--eval-data", help="held-out image folder evaluated every --eval-every steps")
     t.add_argument("--N", type=int, default=64)
     t.add_argument("--M", type=int, default=96)
+    t.add_argument(
+        "--hyper-widths",
+        type=width_pair,
+        help="hidden widths of the hyper-synthesis, e.g. 96,144 (default: M,3M/2; fix them to widen M cheaply)",
+    )
     t.add_argument("--batch-size", type=int, default=8)
     t.add_argument("--crop", type=int, default=192, help="random crop size, multiple of 64")
     t.add_argument("--lr", type=float, default=2e-4)

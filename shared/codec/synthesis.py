@@ -49,7 +49,7 @@ class TorchSynthesis:
         if threads:
             torch.set_num_threads(threads)
         arch = pkg.architecture
-        net = GainedHyperprior(Architecture(N=arch["N"], M=arch["M"], n_rates=arch["n_rates"]))
+        net = GainedHyperprior(Architecture.from_dict(arch))
         g_s = net.g_s
         state = torch.load(pkg.path("network.pt"), map_location="cpu", weights_only=True)
         g_s.load_state_dict({k[len("g_s.") :]: v for k, v in state.items() if k.startswith("g_s.")})

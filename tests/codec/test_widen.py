@@ -37,3 +37,22 @@ def test_widened_network_starts_where_the_narrow_one_was(tmp_path):
 
     with pytest.raises(ValueError, match="only add latent channels"):
         init_from(GainedHyperprior(Architecture(N=16, M=8, n_rates=2)), tmp_path / "c.pt")
+
+
+def test_fixed_hyper_widths_widen_only_the_last_hyper_layer(tmp_path):
+    torch.manual_seed(0)
+    narrow = GainedHyperprior(Architecture(N=16, M=16, n_rates=2)).eval()
+    torch.save(
+        {"state_dict": narrow.state_dict(), "arch": narrow.arch.to_dict(), "step": 3, "wall_seconds": 1.0},
+        tmp_path / "c.pt",
+    )
+    arch = Architecture(N=16, M=32, n_rates=2, hyper_widths=(16, 24))  # the narrow net's (M, 3M/2)
+    assert Architecture.from_dict(arch.to_dict()) == arch, "model.json round trip"
+    wide = GainedHyperprior(arch).eval()
+    init_from(wide, tmp_path / "c.pt")
+    for key in ("h_s.0.weight", "h_s.2.weight"):
+        assert torch.equal(wide.state_dict()[key], narrow.state_dict()[key]), f"{key} is kept whole"
+    assert wide.h_s[4].out_channels == 64, "only the output layer grows: scales and means for 32 channels"
+
+    with pytest.raises(ValueError, match="hyper-synthesis widths"):
+        init_from(GainedHyperprior(Architecture(N=16, M=32, n_rates=2, hyper_widths=(8, 8))), tmp_path / "c.pt")

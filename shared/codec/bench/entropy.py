@@ -35,7 +35,7 @@ def run(args: argparse.Namespace) -> int:
     enc = Encoder(args.model)
     pkg = enc.pkg
     arch = pkg.architecture
-    net = GainedHyperprior(Architecture(N=arch["N"], M=arch["M"], n_rates=arch["n_rates"]))
+    net = GainedHyperprior(Architecture.from_dict(arch))
     net.load_state_dict(torch.load(pkg.path("network.pt"), map_location="cpu", weights_only=True))
     net.eval()
     thresholds = scale_table()[:-1]

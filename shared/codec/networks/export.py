@@ -60,7 +60,7 @@ class AnalysisGraph(nn.Module):
 
 def load_checkpoint(path: Path) -> tuple[GainedHyperprior, dict]:
     state = torch.load(path, map_location="cpu", weights_only=False)
-    net = GainedHyperprior(Architecture(**state["arch"]))
+    net = GainedHyperprior(Architecture.from_dict(state["arch"]))
     net.load_state_dict(state["state_dict"])
     net.update(force=True)
     net.eval()

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import torch
 from compressai.models import MeanScaleHyperprior
+from compressai.models.utils import conv, deconv
 from torch import Tensor, nn
 
 # Rate-distortion trade-offs of CompressAI's published MSE models (qualities 1..8), used as the
@@ -21,14 +22,38 @@ LAMBDAS: tuple[float, ...] = (0.0018, 0.0035, 0.0067, 0.0130, 0.0250, 0.0483, 0.
 
 @dataclass(frozen=True)
 class Architecture:
-    """Sizes that define a network; stored in model.json so a package rebuilds its net."""
+    """Sizes that define a network; stored in model.json so a package rebuilds its net.
+
+    hyper_widths: the hyper-synthesis's two hidden widths. CompressAI's default (M, 3M/2) makes
+    its weights, and the edge's integer hyper-synthesis, grow as M^2; fixing them lets the latent
+    widen at a cost linear in M (docs/benchmarks.md, "Why the curves flatten").
+    """
 
     N: int = 64
     M: int = 96
     n_rates: int = len(LAMBDAS)
+    hyper_widths: tuple[int, int] | None = None
 
-    def to_dict(self) -> dict[str, int]:
-        return {"N": self.N, "M": self.M, "n_rates": self.n_rates}
+    def to_dict(self) -> dict[str, object]:
+        out: dict[str, object] = {"N": self.N, "M": self.M, "n_rates": self.n_rates}
+        if self.hyper_widths is not None:
+            out["hyper_widths"] = list(self.hyper_widths)
+        return out
+
+    @classmethod
+    def from_dict(cls, d: dict) -> Architecture:
+        """From model.json's "architecture" or a checkpoint's "arch" (extra keys ignored)."""
+        widths = d.get("hyper_widths")
+        return cls(
+            N=int(d["N"]),
+            M=int(d["M"]),
+            n_rates=int(d["n_rates"]),
+            hyper_widths=None if widths is None else (int(widths[0]), int(widths[1])),
+        )
+
+    @property
+    def hidden(self) -> tuple[int, int]:
+        return self.hyper_widths or (self.M, self.M * 3 // 2)
 
 
 def ste_round(x: Tensor) -> Tensor:
@@ -42,6 +67,15 @@ class GainedHyperprior(MeanScaleHyperprior):
     def __init__(self, arch: Architecture) -> None:
         super().__init__(N=arch.N, M=arch.M)
         self.arch = arch
+        if arch.hyper_widths is not None:
+            a, b = arch.hyper_widths
+            self.h_s = nn.Sequential(
+                deconv(arch.N, a, kernel_size=5, stride=2),
+                nn.LeakyReLU(inplace=True),
+                deconv(a, b, kernel_size=5, stride=2),
+                nn.LeakyReLU(inplace=True),
+                conv(b, arch.M * 2, kernel_size=3, stride=1),
+            )
         # Log-spaced initial gains separate the operating points from the first step on.
         init = torch.logspace(-2.0, 1.0, arch.n_rates, base=2.0)[:, None].repeat(1, arch.M)
         self.log_gain = nn.Parameter(init.log())

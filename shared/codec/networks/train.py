@@ -57,6 +57,7 @@ class TrainConfig:
     eval_data: Path | None = None
     N: int = 64
     M: int = 96
+    hyper_widths: tuple[int, int] | None = None  # None: CompressAI's (M, 3M/2)
     batch_size: int = 12
     crop: int = 160
     lr: float = 2e-4
@@ -157,7 +158,7 @@ def init_from(net: GainedHyperprior, source: Path) -> History:
         state = torch.load(source, map_location="cpu", weights_only=False)
         weights, arch = state["state_dict"], state["arch"]
         history = History.from_record(state)
-    old = Architecture(N=int(arch["N"]), M=int(arch["M"]), n_rates=int(arch["n_rates"]))
+    old = Architecture.from_dict(arch)
     if old != net.arch:
         weights = widen_state_dict(weights, old, net.arch)
         history.widened.append([history.step, old.M, net.arch.M])
@@ -174,7 +175,7 @@ def train(cfg: TrainConfig) -> Path:
     log_path = cfg.out / "log.jsonl"
     torch.manual_seed(cfg.seed)
 
-    arch = Architecture(N=cfg.N, M=cfg.M)
+    arch = Architecture(N=cfg.N, M=cfg.M, hyper_widths=cfg.hyper_widths)
     net = GainedHyperprior(arch).to(cfg.device)
     opt, aux_opt = make_optimizers(net, cfg.lr)
     history = History()

@@ -27,8 +27,12 @@ def _placement(key: str, dim: int, old: int, new: int, m_old: int, m_new: int) -
 
 def widen_state_dict(state: dict[str, Tensor], old: Architecture, new: Architecture) -> dict[str, Tensor]:
     """The narrow network's state dict, laid into a freshly initialized wider network's."""
-    if (old.N, old.n_rates) != (new.N, new.n_rates) or new.M < old.M:
-        raise ValueError(f"can only add latent channels: {old} -> {new}")
+    shrinks = new.M < old.M or any(n < o for n, o in zip(new.hidden, old.hidden, strict=True))
+    if (old.N, old.n_rates) != (new.N, new.n_rates) or shrinks:
+        raise ValueError(
+            "can only add latent channels (same N and operating points, "
+            f"hyper-synthesis widths kept or grown): {old} -> {new}"
+        )
     fresh = GainedHyperprior(new).state_dict()
     out = {}
     for key, target in fresh.items():
