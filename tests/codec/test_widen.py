@@ -13,13 +13,17 @@ from lsic.codec.networks.train import init_from  # noqa: E402
 pytestmark = pytest.mark.torch
 
 
-def test_widened_network_starts_where_the_narrow_one_was(tmp_path):
+def narrow_checkpoint(path):
+    """A trained-looking narrow network (M=16) saved as `lsic train` saves it, at step 7."""
     torch.manual_seed(0)
     narrow = GainedHyperprior(Architecture(N=16, M=16, n_rates=2)).eval()
-    torch.save(
-        {"state_dict": narrow.state_dict(), "arch": narrow.arch.to_dict(), "step": 7, "wall_seconds": 1.0},
-        tmp_path / "c.pt",
-    )
+    state = {"state_dict": narrow.state_dict(), "arch": narrow.arch.to_dict(), "step": 7, "wall_seconds": 1.0}
+    torch.save(state, path)
+    return narrow
+
+
+def test_widened_network_starts_where_the_narrow_one_was(tmp_path):
+    narrow = narrow_checkpoint(tmp_path / "c.pt")
     wide = GainedHyperprior(Architecture(N=16, M=24, n_rates=2)).eval()
     history = init_from(wide, tmp_path / "c.pt")
     assert history.widened == [[7, 16, 24]] and history.step == 7
@@ -40,12 +44,7 @@ def test_widened_network_starts_where_the_narrow_one_was(tmp_path):
 
 
 def test_fixed_hyper_widths_widen_only_the_last_hyper_layer(tmp_path):
-    torch.manual_seed(0)
-    narrow = GainedHyperprior(Architecture(N=16, M=16, n_rates=2)).eval()
-    torch.save(
-        {"state_dict": narrow.state_dict(), "arch": narrow.arch.to_dict(), "step": 3, "wall_seconds": 1.0},
-        tmp_path / "c.pt",
-    )
+    narrow = narrow_checkpoint(tmp_path / "c.pt")
     arch = Architecture(N=16, M=32, n_rates=2, hyper_widths=(16, 24))  # the narrow net's (M, 3M/2)
     assert Architecture.from_dict(arch.to_dict()) == arch, "model.json round trip"
     wide = GainedHyperprior(arch).eval()
