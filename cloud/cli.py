@@ -12,7 +12,7 @@ from pathlib import Path
 import grpc
 
 from lsic import __version__
-from lsic.cli_support import run_main
+from lsic.cli_support import on_stop_signals, run_main
 from lsic.cloud.auth import OPERATOR_TOKEN_FILE
 
 DEFAULT_SERVER = "127.0.0.1:50051"
@@ -79,7 +79,6 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 def cmd_decode(args: argparse.Namespace) -> int:
     """Decode worker: stored frames -> reconstruction cache and pyramid (started by `serve`)."""
-    import signal
 
     from lsic.cloud.reconstruct import DecodeWorker, Reconstructor
     from lsic.cloud.storage.blobs import open_blobs
@@ -90,8 +89,7 @@ def cmd_decode(args: argparse.Namespace) -> int:
     data = Path(args.data)
     store = open_metadata(args.metadata, data)
     worker = DecodeWorker(store, Reconstructor(store, open_blobs(args.blobs, data), make_decoder(args)))
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: worker.stop())
+    on_stop_signals(worker.stop)
     worker.run()
     return 0
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 import ipaddress
 import logging
 import os
-import signal
 import subprocess
 import sys
 import threading
@@ -17,6 +16,7 @@ from pathlib import Path
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
+from lsic.cli_support import on_stop_signals
 from lsic.cloud.archive import AdminService, ArchiveService
 from lsic.cloud.auth import Authenticator, load_or_create_operator_token
 from lsic.cloud.ingest import IngestLimits, IngestService
@@ -205,6 +205,5 @@ class CloudServer:
 
     def serve_forever(self) -> None:
         self.start()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(sig, lambda *_: threading.Thread(target=self.stop, daemon=True).start())
+        on_stop_signals(lambda: threading.Thread(target=self.stop, daemon=True).start())
         self.stopped.wait()

@@ -7,12 +7,11 @@ import argparse
 import json
 import logging
 import os
-import signal
 import sys
 from pathlib import Path
 
 from lsic import __version__
-from lsic.cli_support import run_main
+from lsic.cli_support import on_stop_signals, run_main
 
 log = logging.getLogger("lsic.edge")
 
@@ -147,8 +146,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
         start_http_server(s["metrics_port"], addr="127.0.0.1", registry=REGISTRY)
     agent = Agent(cfg)
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: agent.stop())
+    on_stop_signals(agent.stop)
     report = agent.run()
     summary = report.as_dict()
     print(json.dumps({"summary": summary}), flush=True)

@@ -10,11 +10,12 @@ import argparse
 import json
 import logging
 import sys
+import threading
 import time
 from pathlib import Path
 
 from lsic import __version__
-from lsic.cli_support import run_main
+from lsic.cli_support import on_stop_signals, run_main
 
 log = logging.getLogger("lsic")
 
@@ -125,7 +126,9 @@ def cmd_train(args: argparse.Namespace) -> int:
         init=Path(args.init) if args.init else None,
         qat=args.qat,
     )
-    train(cfg)
+    stop = threading.Event()
+    on_stop_signals(stop.set)  # Ctrl-C or SIGTERM: finish the step, save the checkpoint, exit
+    train(cfg, stop)
     return 0
 
 

@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 
 import cv2
 import pytest
@@ -61,3 +63,22 @@ def test_train_resume_export_and_use_the_package(photos, tmp_path):
     assert json.loads(run("info", coded, env=env).stdout)["model_id"] == "tiny"
     run("decode", coded, "-o", out, "--backend", "onnx", env=env)
     assert cv2.imread(str(out)).shape == (400, 600, 3)
+
+
+def test_interrupted_training_saves_its_checkpoint(photos, tmp_path):
+    """Ctrl-C (SIGINT) or SIGTERM ends the run at the next step with the checkpoint saved."""
+    run_dir = tmp_path / "run"
+    args = ["train", "--data", photos, "--out", run_dir, "--N", 16, "--M", 16, "--batch-size", 2, "--crop", 64]
+    proc = subprocess.Popen([*LSIC, *map(str, args)], stderr=subprocess.PIPE, text=True)
+    for line in proc.stderr:  # the loop starts right after this line
+        if "training on" in line:
+            break
+    time.sleep(3)
+    proc.send_signal(signal.SIGTERM)
+    rest = proc.communicate(timeout=120)[1]
+    assert proc.returncode == 0, rest[-3000:]
+    assert "stop requested" in rest
+    import torch
+
+    state = torch.load(run_dir / "checkpoint.pt", weights_only=False)
+    assert state["step"] > 0, "the steps trained before the signal are kept"

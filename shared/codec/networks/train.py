@@ -12,6 +12,7 @@ import logging
 import math
 import os
 import random
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -167,8 +168,11 @@ def init_from(net: GainedHyperprior, source: Path) -> History:
     return history
 
 
-def train(cfg: TrainConfig) -> Path:
-    """Train (or resume) until max_steps or max_minutes; returns the checkpoint path."""
+def train(cfg: TrainConfig, stop: threading.Event | None = None) -> Path:
+    """Train (or resume) until max_steps, max_minutes or `stop` is set; returns the checkpoint path.
+
+    Every way out saves the checkpoint, so a stopped run resumes where it stopped.
+    """
     torch.set_num_threads(cfg.threads)
     cfg.out.mkdir(parents=True, exist_ok=True)
     ckpt_path = cfg.out / "checkpoint.pt"
@@ -220,6 +224,9 @@ def train(cfg: TrainConfig) -> Path:
         while step < cfg.max_steps:
             if cfg.max_minutes and time.monotonic() - session_start > cfg.max_minutes * 60:
                 break
+            if stop is not None and stop.is_set():
+                log.info("stop requested")
+                break
             t0 = time.monotonic()
             q = rng.randrange(arch.n_rates)
             x = random_batch(images, cfg.batch_size, cfg.crop, rng).to(cfg.device)
@@ -250,7 +257,7 @@ def train(cfg: TrainConfig) -> Path:
                             "lr": cfg.lr,
                             "qat": qat,
                             **{k: round(v, 6) for k, v in running.items()},
-                            "aux": float(aux),
+                            "aux": float(aux.detach()),
                         }
                     )
                     + "\n"
