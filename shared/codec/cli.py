@@ -125,6 +125,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         device=args.device,
         init=Path(args.init) if args.init else None,
         qat=args.qat,
+        bf16=args.bf16,
     )
     stop = threading.Event()
     on_stop_signals(stop.set)  # Ctrl-C or SIGTERM: finish the step, save the checkpoint, exit
@@ -213,6 +214,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--qat",
         action="store_true",
         help="quantization-aware fine-tuning: g_a rounds where the int8 ONNX analysis rounds (kept on resume)",
+    )
+    t.add_argument(
+        "--bf16",
+        action="store_true",
+        help="run the transforms in bfloat16 autocast (about 2x faster on CPUs with AVX512-BF16 and on GPUs); "
+        "entropy models stay float32",
     )
     t.set_defaults(func=cmd_train)
 

@@ -1,5 +1,5 @@
 """`lsic train` then `lsic export` as a user runs them: a tiny model trains, resumes with a new
-learning rate, fine-tunes quantization-aware, exports to a package, and that package encodes and
+learning rate, fine-tunes quantization-aware (in bfloat16 mixed precision), exports to a package, and that package encodes and
 decodes through the CLI."""
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ def test_train_resume_export_and_use_the_package(photos, tmp_path):
     common = ["train", "--data", photos, "--out", run_dir, "--N", 16, "--M", 16, "--batch-size", 2, "--crop", 64]
     run(*common, "--max-steps", 30, "--eval-data", photos, "--eval-every", 20)
     run(*common, "--max-steps", 40, "--lr", "5e-5")
-    run(*common, "--max-steps", 60, "--lr", "5e-5", "--qat", "--eval-data", photos, "--eval-every", 20)
+    run(*common, "--max-steps", 60, "--lr", "5e-5", "--qat", "--bf16", "--eval-data", photos, "--eval-every", 20)
     resumed = run(*common, "--max-steps", 65, "--lr", "5e-5")
     assert "quantization-aware" in resumed.stderr, "a quantization-aware run stays so when resumed without --qat"
 
@@ -54,6 +54,7 @@ def test_train_resume_export_and_use_the_package(photos, tmp_path):
     assert meta["training"]["steps"] == 65, "resumed from its checkpoint, not restarted"
     assert meta["training"]["lr_schedule"] == [[0, 2e-4], [30, 5e-5]]
     assert meta["training"]["qat_from_step"] == 40
+    assert meta["training"]["bf16_steps"] == 20, "mixed-precision steps are recorded"
     assert (models / "tiny" / "analysis.int8.onnx").is_file()
 
     env = {**os.environ, "LSIC_MODELS": str(models)}

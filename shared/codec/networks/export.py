@@ -259,6 +259,7 @@ def export_package(checkpoint: Path, out: Path, model_id: str, calib_dir: Path, 
                 "lr_schedule": state.get("lr_schedule", []),
                 "qat_from_step": state.get("qat_from_step"),
                 "widened": state.get("widened", []),
+                "bf16_steps": state.get("bf16_steps", 0),
             },
             "int8_analysis": {
                 "float_nodes": FLOAT_NODES,

@@ -8,6 +8,7 @@ one run costs the steps of one model instead of one per rate.
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 
 import torch
@@ -80,6 +81,19 @@ class GainedHyperprior(MeanScaleHyperprior):
         init = torch.logspace(-2.0, 1.0, arch.n_rates, base=2.0)[:, None].repeat(1, arch.M)
         self.log_gain = nn.Parameter(init.log())
         self.log_inv_gain = nn.Parameter(-init.log())
+        self.transform_dtype: torch.dtype | None = None  # bfloat16: transforms in mixed precision
+
+    def transforms(self, x: Tensor) -> contextlib.AbstractContextManager:
+        """Where the four transforms run: in bfloat16 autocast when transform_dtype asks for it.
+
+        Only the convolutions' arithmetic drops to bfloat16 (about 2x faster training on an
+        AVX512-BF16 CPU); every transform's output is cast back to float32 before it meets
+        quantization or an entropy model, whose likelihoods need float32's resolution (a
+        bfloat16 latent near 50 has steps of 0.25).
+        """
+        if self.transform_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(x.device.type, dtype=self.transform_dtype)
 
     def gain(self, q: int) -> Tensor:
         return self.log_gain[q].exp()[None, :, None, None]
@@ -88,14 +102,17 @@ class GainedHyperprior(MeanScaleHyperprior):
         return self.log_inv_gain[q].exp()[None, :, None, None]
 
     def forward(self, x: Tensor, q: int = 0) -> dict[str, object]:  # type: ignore[override]
-        y = self.g_a(x) * self.gain(q)
-        z = self.h_a(y)
+        with self.transforms(x):
+            y = self.g_a(x).float() * self.gain(q)
+            z = self.h_a(y).float()
         z_hat, z_likelihoods = self.entropy_bottleneck(z)
-        scales_hat, means_hat = self.h_s(z_hat).chunk(2, 1)
+        with self.transforms(x):
+            scales_hat, means_hat = self.h_s(z_hat).float().chunk(2, 1)
         _, y_likelihoods = self.gaussian_conditional(y, scales_hat, means=means_hat)
         # Mixed quantization: noisy latents for the rate term, rounded ones (STE) for synthesis.
         y_hat = ste_round(y - means_hat) + means_hat
-        x_hat = self.g_s(y_hat * self.inv_gain(q))
+        with self.transforms(x):
+            x_hat = self.g_s(y_hat * self.inv_gain(q)).float()
         return {"x_hat": x_hat, "likelihoods": {"y": y_likelihoods, "z": z_likelihoods}}
 
 

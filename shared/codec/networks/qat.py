@@ -42,7 +42,7 @@ class FakeQuant(nn.Module):
 
     @torch.no_grad()
     def _observe(self, x: Tensor) -> None:
-        flat = x.detach().abs().flatten()
+        flat = x.detach().float().abs().flatten()
         if flat.numel() > SAMPLE:
             flat = flat[torch.randint(flat.numel(), (SAMPLE,), device=flat.device)]
         k = max(1, min(flat.numel(), round(flat.numel() * PERCENTILE / 100)))

@@ -37,6 +37,7 @@ class History:
     lr_schedule: list[list[float]] = field(default_factory=list)  # [first step, learning rate] per change
     qat_from_step: int | None = None  # first step of quantization-aware fine-tuning
     widened: list[list[int]] = field(default_factory=list)  # [step, old M, new M] per latent widening
+    bf16_steps: int = 0  # steps trained with the transforms in bfloat16 autocast
 
     @classmethod
     def from_record(cls, record: dict) -> History:
@@ -48,6 +49,7 @@ class History:
             lr_schedule=[list(row) for row in record.get("lr_schedule") or []],
             qat_from_step=None if qat is None else int(qat),
             widened=[list(row) for row in record.get("widened") or []],
+            bf16_steps=int(record.get("bf16_steps", 0)),
         )
 
 
@@ -71,6 +73,7 @@ class TrainConfig:
     seed: int = 0
     init: Path | None = None  # model package (or checkpoint) to start from when the run is new
     qat: bool = False  # simulate the int8 analysis from now on (quantization-aware fine-tuning)
+    bf16: bool = False  # transforms in bfloat16 autocast (entropy models stay float32)
 
 
 def load_images(folder: Path, min_side: int) -> list[np.ndarray]:
@@ -108,8 +111,12 @@ def make_optimizers(net: GainedHyperprior, lr: float):
 
 @torch.no_grad()
 def evaluate(net: GainedHyperprior, images: list[np.ndarray], device: str) -> list[dict]:
-    """Estimated rate (likelihoods) and PSNR per operating point on held-out images."""
+    """Estimated rate (likelihoods) and PSNR per operating point on held-out images.
+
+    Always in float32, so runs trained with and without --bf16 share one learning curve.
+    """
     net.eval()
+    dtype, net.transform_dtype = net.transform_dtype, None
     rows = []
     for q in range(net.arch.n_rates):
         bpps, psnrs = [], []
@@ -121,6 +128,7 @@ def evaluate(net: GainedHyperprior, images: list[np.ndarray], device: str) -> li
             mse = float(torch.mean((out["x_hat"].clamp(0, 1) - x) ** 2))
             psnrs.append(10 * math.log10(1.0 / max(mse, 1e-12)))
         rows.append({"q": q, "bpp": float(np.mean(bpps)), "psnr": float(np.mean(psnrs))})
+    net.transform_dtype = dtype
     net.train()
     return rows
 
@@ -137,6 +145,7 @@ def save_checkpoint(path: Path, net, opt, aux_opt, history: History, cfg: TrainC
             "lr_schedule": history.lr_schedule,
             "qat_from_step": history.qat_from_step,
             "widened": history.widened,
+            "bf16_steps": history.bf16_steps,
             "arch": net.arch.to_dict(),
             "config": {k: str(v) for k, v in vars(cfg).items()},
         },
@@ -204,6 +213,9 @@ def train(cfg: TrainConfig, stop: threading.Event | None = None) -> Path:
     if history.qat_from_step is not None:  # once started, a run stays quantization-aware
         prepare_qat(net.g_a).to(cfg.device)
         log.info("quantization-aware: g_a simulates the int8 analysis since step %d", history.qat_from_step)
+    if cfg.bf16:
+        net.transform_dtype = torch.bfloat16
+        log.info("transforms in bfloat16 autocast, entropy models in float32")
     step, wall = history.step, history.wall_seconds
     qat = history.qat_from_step is not None
 
@@ -240,6 +252,7 @@ def train(cfg: TrainConfig, stop: threading.Event | None = None) -> Path:
             aux.backward()
             aux_opt.step()
             step += 1
+            history.bf16_steps += cfg.bf16
             wall += time.monotonic() - t0
             for k in ("loss", "bpp", "mse"):
                 value = float(losses[k].detach())
@@ -256,6 +269,7 @@ def train(cfg: TrainConfig, stop: threading.Event | None = None) -> Path:
                             "q": q,
                             "lr": cfg.lr,
                             "qat": qat,
+                            "bf16": cfg.bf16,
                             **{k: round(v, 6) for k, v in running.items()},
                             "aux": float(aux.detach()),
                         }
