@@ -280,7 +280,17 @@ def train(cfg: TrainConfig, stop: threading.Event | None = None) -> Path:
             if eval_images and step % cfg.eval_every == 0:
                 rows = evaluate(net, eval_images, cfg.device)
                 log_file.write(
-                    json.dumps({"step": step, "wall_s": round(wall, 1), "lr": cfg.lr, "qat": qat, "eval": rows}) + "\n"
+                    json.dumps(
+                        {
+                            "step": step,
+                            "wall_s": round(wall, 1),
+                            "lr": cfg.lr,
+                            "qat": qat,
+                            "bf16": cfg.bf16,
+                            "eval": rows,
+                        }
+                    )
+                    + "\n"
                 )
                 log_file.flush()
             if time.monotonic() - last_ckpt > cfg.checkpoint_minutes * 60:
