@@ -126,6 +126,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         init=Path(args.init) if args.init else None,
         qat=args.qat,
         bf16=args.bf16,
+        widen_warmup=args.widen_warmup,
     )
     stop = threading.Event()
     on_stop_signals(stop.set)  # Ctrl-C or SIGTERM: finish the step, save the checkpoint, exit
@@ -220,6 +221,13 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="run the transforms in bfloat16 autocast (about 2x faster on CPUs with AVX512-BF16 and on GPUs); "
         "entropy models stay float32",
+    )
+    t.add_argument(
+        "--widen-warmup",
+        type=int,
+        default=2000,
+        help="after --init widens the latent (--M above the source's), hold the new channels' analysis "
+        "weights and gains this many steps while the rest learns to use them",
     )
     t.set_defaults(func=cmd_train)
 

@@ -37,7 +37,13 @@ def test_widened_network_starts_where_the_narrow_one_was(tmp_path):
         assert torch.allclose(scales_w[:, :16], scales_n, atol=0.05), "old channels' scales barely move"
         assert torch.allclose(means_w[:, :16], means_n, atol=0.05), "old channels' means barely move"
         drift = float((wide(x, 1)["x_hat"] - narrow(x, 1)["x_hat"]).abs().mean())
-    assert drift < 0.05, f"the new channels start small (mean reconstruction change {drift:.4f})"
+    assert drift < 0.05, f"the new channels are read lightly at first (mean reconstruction change {drift:.4f})"
+
+    with torch.no_grad():
+        y = wide.g_a(x)
+    old_size, new_size = float(y[:, :16].abs().mean()), float(y[:, 16:].abs().mean())
+    assert new_size > 0.3 * old_size, "new channels start large enough to survive rounding"
+    assert torch.allclose(scales_w[:, 16:], scales_w[:, :8], atol=0.05), "new channels' scales copy old ones'"
 
     with pytest.raises(ValueError, match="only add latent channels"):
         init_from(GainedHyperprior(Architecture(N=16, M=8, n_rates=2)), tmp_path / "c.pt")
@@ -55,3 +61,26 @@ def test_fixed_hyper_widths_widen_only_the_last_hyper_layer(tmp_path):
 
     with pytest.raises(ValueError, match="hyper-synthesis widths"):
         init_from(GainedHyperprior(Architecture(N=16, M=32, n_rates=2, hyper_widths=(8, 8))), tmp_path / "c.pt")
+
+
+def test_new_channels_are_held_during_the_warm_up(tmp_path):
+    from lsic.codec.networks.model import rd_loss
+    from lsic.codec.networks.widen import hold_new_channels
+
+    narrow_checkpoint(tmp_path / "c.pt")
+    wide = GainedHyperprior(Architecture(N=16, M=24, n_rates=2))
+    init_from(wide, tmp_path / "c.pt")
+    handles = hold_new_channels(wide, 16)
+    x = torch.rand(2, 3, 64, 64)
+    rd_loss(wide(x, 1), x, 0.01)["loss"].backward()
+    last = wide.g_a[-1]
+    assert last.weight.grad[16:].abs().max() == 0 and last.bias.grad[16:].abs().max() == 0
+    assert wide.log_gain.grad[:, 16:].abs().max() == 0, "new channels' gains are held too"
+    assert last.weight.grad[:16].abs().max() > 0, "old channels keep training"
+    assert wide.g_s[0].weight.grad[16:].abs().max() > 0, "g_s learns to read the new channels"
+
+    for handle in handles:
+        handle.remove()
+    wide.zero_grad()
+    rd_loss(wide(x, 1), x, 0.01)["loss"].backward()
+    assert last.weight.grad[16:].abs().max() > 0, "released after the warm-up"

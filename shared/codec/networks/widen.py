@@ -4,8 +4,14 @@ A model's high-rate quality is capped by how many numbers per pixel its latent c
 (M / 256): with M=96 the unquantized autoencoder itself stops near 31 dB on Kodak, so more bits
 buy almost nothing (docs/benchmarks.md). Training a wider model from scratch costs days on a
 CPU; widening keeps everything the narrow model learned. Old channels keep their weights at the
-same positions; new ones start from a small random init (both in g_a's last layer and g_s's first,
-so each side gets a gradient from the other), and the hyper-networks grow with them.
+same positions, and the hyper-networks grow with them.
+
+New latent channels start at full scale in g_a's last layer but small where they are read (g_s,
+h_a), so the wider network starts near the narrow one's reconstruction; their predicted scales
+copy old channels' (a scale far below the channel's size would cost bits that make the rate term
+erase it). A first
+version started g_a's new channels small too; trained, they never came alive (session 5): a
+channel that rounds to zero gives g_s nothing to learn from, and the rate term only shrinks it.
 """
 
 from __future__ import annotations
@@ -15,7 +21,8 @@ from torch import Tensor
 
 from lsic.codec.networks.model import Architecture, GainedHyperprior
 
-NEW_SCALE = 0.1  # new weights start at this fraction of a fresh init: near the narrow model's function
+NEW_SCALE = 0.1  # new weights that read the new channels start at this fraction of a fresh init
+FULL_SCALE_KEYS = ("g_a.6.weight", "g_a.6.bias")  # the new channels themselves: large enough to survive rounding
 
 
 def _placement(key: str, dim: int, old: int, new: int, m_old: int, m_new: int) -> Tensor:
@@ -42,15 +49,43 @@ def widen_state_dict(state: dict[str, Tensor], old: Architecture, new: Architect
             continue
         if key in ("log_gain", "log_inv_gain"):  # new channels start at each point's mean gain
             grown = source.mean(dim=1, keepdim=True).repeat(1, new.M)
-        elif key == "h_s.4.bias":  # new scales start at the old channels' typical scale, means at 0
+        elif key == "h_s.4.bias":  # new means start at 0 (their scales are copied below)
             grown = torch.zeros(target.shape)
-            grown[old.M : new.M] = source[: old.M].mean()
         else:
-            grown = target.clone() * NEW_SCALE if target.dim() > 1 else target.clone()
+            scale = 1.0 if key in FULL_SCALE_KEYS else NEW_SCALE
+            grown = target.clone() * scale if target.dim() > 1 else target.clone()
         index = [
             _placement(key, d, s, t, old.M, new.M).view([-1 if i == d else 1 for i in range(source.dim())])
             for d, (s, t) in enumerate(zip(source.shape, target.shape, strict=True))
         ]
         grown[tuple(index)] = source
+        if key.startswith("h_s.4."):  # new channels' scales follow old channels' (which track the gain)
+            copied = source[torch.arange(new.M - old.M) % old.M]
+            grown[(slice(old.M, new.M), *(slice(0, n) for n in copied.shape[1:]))] = copied
         out[key] = grown
     return out
+
+
+def hold_new_channels(net: GainedHyperprior, old_m: int) -> list[torch.utils.hooks.RemovableHandle]:
+    """Zero the gradients that would shrink the new channels (g_a's new outputs, their gains).
+
+    Held for a warm-up after widening: g_s, h_a and h_s learn to read and predict the new
+    channels first, so when the rate term starts pulling on them they already lower the
+    distortion. Without it the rate term erased them within a few hundred steps (session 6:
+    median std at q8 1.54 -> 0.31 in 600 steps). Remove the returned handles to release them.
+    """
+
+    def masked(rows_from: int, dim: int):
+        def hook(grad: Tensor) -> Tensor:
+            grad = grad.clone()
+            grad.narrow(dim, rows_from, grad.shape[dim] - rows_from).zero_()
+            return grad
+
+        return hook
+
+    last = net.g_a[-1]
+    return [
+        last.weight.register_hook(masked(old_m, 0)),
+        last.bias.register_hook(masked(old_m, 0)),
+        net.log_gain.register_hook(masked(old_m, 1)),
+    ]
