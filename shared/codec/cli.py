@@ -226,8 +226,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--widen-warmup",
         type=int,
         default=2000,
-        help="after --init widens the latent (--M above the source's), hold the new channels' analysis "
-        "weights and gains this many steps while the rest learns to use them",
+        help="after --init widens the latent (--M above the source's), hold the analysis and gains this "
+        "many steps while synthesis and hyperprior learn to use the new channels",
     )
     t.set_defaults(func=cmd_train)
 

@@ -90,3 +90,22 @@ def test_errors_are_one_line_with_their_own_exit_codes(photo, tmp_path):
 def test_help_is_complete_and_exits_0(cmd):
     r = subprocess.run([sys.executable, "-m", cmd, "--help"], capture_output=True, text=True, timeout=60)
     assert r.returncode == 0 and "usage" in r.stdout
+
+
+def test_latent_ceiling_bench_ranks_widths(tmp_path):
+    """`lsic bench ceiling`: a wider latent holds more; every number of a block holds everything."""
+    for folder, size in (("train", (160, 240)), ("eval", (128, 192))):
+        (tmp_path / folder).mkdir()
+        img = cv2.cvtColor(natural_image(*size), cv2.COLOR_RGB2BGR)
+        cv2.imwrite(str(tmp_path / folder / "a.png"), img)
+        cv2.imwrite(str(tmp_path / folder / "b.png"), img[:, ::-1])
+    out = run("bench", "ceiling", "--train", tmp_path / "train", "--data", tmp_path / "eval", "--M", "16,96,768").stdout
+    rows = {
+        int(line.split("|")[1]): float(line.split("|")[3])
+        for line in out.splitlines()
+        if line[:3] in ("| 1", "| 9", "| 7")
+    }
+    assert rows[16] < rows[96] < rows[768], out
+    assert rows[768] > 100, "all 768 numbers of a 16x16 RGB block reconstruct it exactly"
+    bad = run("bench", "ceiling", "--train", tmp_path / "train", "--data", tmp_path / "eval", "--M", "0", ok=False)
+    assert bad.returncode == 2 and "--M must list widths" in bad.stdout

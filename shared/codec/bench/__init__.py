@@ -9,6 +9,7 @@ BENCHES = {
     "rd": ("lsic.codec.bench.rd", "rate-distortion on an image folder against JPEG, WebP, AVIF, JPEG XL"),
     "speed": ("lsic.codec.bench.speed", "encode/decode megapixels per second"),
     "fuzz": ("lsic.codec.bench.fuzz", "mutated/truncated/random bitstreams through the decoder"),
+    "ceiling": ("lsic.codec.bench.ceiling", "quality ceiling of an M-channel latent (linear bound, no training)"),
     "curve": ("lsic.codec.bench.curve", "learning curve of a training run (from its log.jsonl)"),
     "entropy": ("lsic.codec.bench.entropy", "rate cost of the integer hyper-synthesis against the float one"),
     "half": ("lsic.codec.bench.half", "quality cost of fp16 synthesis (the cloud's GPU default)"),

@@ -23,7 +23,7 @@ import torch
 from lsic.codec.image_io import list_images, read_rgb
 from lsic.codec.networks.model import LAMBDAS, Architecture, GainedHyperprior, rd_loss
 from lsic.codec.networks.qat import prepare_qat
-from lsic.codec.networks.widen import hold_new_channels, widen_state_dict
+from lsic.codec.networks.widen import hold_analysis, widen_state_dict
 
 log = logging.getLogger("lsic.train")
 
@@ -74,7 +74,7 @@ class TrainConfig:
     init: Path | None = None  # model package (or checkpoint) to start from when the run is new
     qat: bool = False  # simulate the int8 analysis from now on (quantization-aware fine-tuning)
     bf16: bool = False  # transforms in bfloat16 autocast (entropy models stay float32)
-    widen_warmup: int = 2000  # steps after a widening during which the new channels are held (widen.py)
+    widen_warmup: int = 2000  # steps after a widening with g_a and the gains held (widen.py)
 
 
 def load_images(folder: Path, min_side: int) -> list[np.ndarray]:
@@ -219,10 +219,11 @@ def train(cfg: TrainConfig, stop: threading.Event | None = None) -> Path:
         log.info("transforms in bfloat16 autocast, entropy models in float32")
     step, wall = history.step, history.wall_seconds
     qat = history.qat_from_step is not None
-    held, release_at = [], 0
-    if history.widened and step < history.widened[-1][0] + cfg.widen_warmup:
-        held, release_at = hold_new_channels(net, history.widened[-1][1]), history.widened[-1][0] + cfg.widen_warmup
-        log.info("new latent channels held until step %d", release_at)
+    release_at = history.widened[-1][0] + cfg.widen_warmup if history.widened else 0
+    held = step < release_at
+    if held:
+        hold_analysis(net, True)
+        log.info("widened: analysis and gains held until step %d", release_at)
 
     images = load_images(cfg.data, cfg.crop)
     eval_images = load_images(cfg.eval_data, 64)[:6] if cfg.eval_data else []
@@ -245,10 +246,9 @@ def train(cfg: TrainConfig, stop: threading.Event | None = None) -> Path:
                 log.info("stop requested")
                 break
             if held and step >= release_at:
-                for handle in held:
-                    handle.remove()
-                held = []
-                log.info("new latent channels released at step %d", step)
+                hold_analysis(net, False)
+                held = False
+                log.info("widened: analysis and gains released at step %d", step)
             t0 = time.monotonic()
             q = rng.randrange(arch.n_rates)
             x = random_batch(images, cfg.batch_size, cfg.crop, rng).to(cfg.device)
