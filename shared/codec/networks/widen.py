@@ -88,7 +88,9 @@ def hold_analysis(net: GainedHyperprior, held: bool) -> None:
     new channels while the latent itself stays put. Session 6 measured the alternatives: with
     nothing held the rate term erased the new channels within 600 steps (median std at q8 1.54
     -> 0.31); with only the new channels held, the rate they cost flowed into g_a's shared
-    layers and the old channels lost 0.5-0.7 dB in 1,000 steps.
+    layers and the old channels lost 0.5-0.7 dB in 1,000 steps. Holding g_a keeps the narrow
+    model's quality, but 2,000 CPU steps did not teach g_s to read the new channels, so they
+    were still erased once released (docs/benchmarks.md, "Three ways of widening").
     """
     for p in (*net.g_a.parameters(), net.log_gain):
         p.requires_grad_(not held)
