@@ -108,4 +108,6 @@ def test_latent_ceiling_bench_ranks_widths(tmp_path):
     assert rows[16] < rows[96] < rows[768], out
     assert rows[768] > 100, "all 768 numbers of a 16x16 RGB block reconstruct it exactly"
     bad = run("bench", "ceiling", "--train", tmp_path / "train", "--data", tmp_path / "eval", "--M", "0", ok=False)
-    assert bad.returncode == 2 and "--M must list widths" in bad.stdout
+    assert bad.returncode == 2 and "widths must be between 1 and 768" in bad.stderr
+    bad = run("bench", "ceiling", "--train", tmp_path / "train", "--data", tmp_path / "eval", "--M", "abc", ok=False)
+    assert bad.returncode == 2 and "Traceback" not in bad.stderr and "comma-separated integers" in bad.stderr

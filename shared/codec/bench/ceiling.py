@@ -20,10 +20,23 @@ from lsic.codec.image_io import list_images, read_rgb
 BLOCK = 16  # g_a's downsampling: one latent vector of M numbers per 16x16 RGB block
 
 
+def widths_arg(text: str) -> list[int]:
+    """`--M 64,96,160` -> sorted distinct widths, each a possible latent size of a 16x16 block."""
+    try:
+        widths = sorted({int(w) for w in text.split(",")})
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers like 96,160, got {text!r}") from None
+    if widths[0] <= 0 or widths[-1] > BLOCK * BLOCK * 3:
+        raise argparse.ArgumentTypeError(f"widths must be between 1 and {BLOCK * BLOCK * 3}, got {text!r}")
+    return widths
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--train", required=True, help="images the principal components are fitted on")
     p.add_argument("--data", required=True, help="images the ceiling is measured on (e.g. Kodak)")
-    p.add_argument("--M", default="64,96,128,160,192,256", help="latent widths to measure, comma-separated")
+    p.add_argument(
+        "--M", type=widths_arg, default="64,96,128,160,192,256", help="latent widths to measure, comma-separated"
+    )
     p.add_argument("--max-images", type=int, default=150, help="training images used (the fit is O(images))")
 
 
@@ -65,11 +78,7 @@ def ceilings(mean: np.ndarray, components: np.ndarray, paths: list[Path], widths
 
 
 def run(args: argparse.Namespace) -> int:
-    widths = sorted({int(w) for w in args.M.split(",")})
-    limit = BLOCK * BLOCK * 3
-    if not widths or widths[0] <= 0 or widths[-1] > limit:
-        print(f"lsic: error: --M must list widths between 1 and {limit}")
-        return 2
+    widths = args.M
     train, data = list_images(Path(args.train))[: args.max_images], list_images(Path(args.data))
     if not train or not data:
         print("lsic: error: --train and --data must each hold at least one image")
