@@ -72,7 +72,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--fps", type=float, default=5.0, help="frames per second per device")
     p.add_argument("--seconds", type=float, default=60.0)
     p.add_argument("--workers", type=int, default=2, help="client processes")
-    p.add_argument("--quality", type=int, default=4)
+    p.add_argument("--quality", type=int, default=6)
     p.add_argument("--out", help="write JSON rows here")
 
 

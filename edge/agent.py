@@ -31,7 +31,7 @@ class AgentConfig:
     link: LinkOptions
     stream_id: str = "main"
     model: str = "default"
-    quality: int = 4
+    quality: int = 6
     target_kbps: float = 0.0
     tile_size: int = DEFAULT_TILE
     threads: int = 2

@@ -18,7 +18,7 @@ from lsic.testing import CloudProcess
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--sizes", default="640x480,1280x720")
-    p.add_argument("--qualities", default="1,2,3,4,5,6,7,8")
+    p.add_argument("--qualities", default="1,2,3,4,5,6,7,8,9,10")
     p.add_argument("--models", default="all")
     p.add_argument("--frames", type=int, default=60)
     p.add_argument("--threads", type=int, default=2)

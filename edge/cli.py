@@ -23,7 +23,7 @@ SETTINGS: dict[str, tuple[type, object, str]] = {
     "token": (str, None, "this device's token"),
     "stream_id": (str, "main", "stream id within the device"),
     "model": (str, "default", "model package id"),
-    "quality": (int, 4, "fixed operating point 1..N (higher is better)"),
+    "quality": (int, 6, "fixed operating point 1..N (higher is better)"),
     "target_kbps": (float, 0.0, "hold the moving-average rate under this many kbit/s (overrides --quality)"),
     "tile_size": (int, 256, "tile size, multiple of 64"),
     "threads": (int, 2, "ONNX Runtime threads"),

@@ -21,7 +21,7 @@ class Decision:
 
 
 class RateController:
-    def __init__(self, n_qualities: int, quality: int = 4, target_kbps: float = 0.0, window_s: float = 2.0) -> None:
+    def __init__(self, n_qualities: int, quality: int = 6, target_kbps: float = 0.0, window_s: float = 2.0) -> None:
         self.n = n_qualities
         self.fixed = quality
         self.target_bps = target_kbps * 1000.0 * 0.97  # aim a little under the budget

@@ -36,7 +36,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m lsic.demo", description=__doc__)
     p.add_argument("--source", default="builtin", help="builtin, camera index, video file, RTSP URL or image folder")
     p.add_argument("--frames", type=int, default=60, help="frames to send (default 60)")
-    p.add_argument("--quality", type=int, default=4)
+    p.add_argument("--quality", type=int, default=6)
     p.add_argument("--out", default="demo-data", help="folder for the service data and sample outputs")
     args = p.parse_args(argv)
     setup_logging()

@@ -104,6 +104,17 @@ def width_pair(text: str) -> tuple[int, int]:
     return a, b
 
 
+def count(text: str) -> int:
+    """argparse type for a number of things: an integer >= 0."""
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if n < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {n}")
+    return n
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     from lsic.codec.networks.train import TrainConfig, train
 
@@ -138,7 +149,9 @@ def cmd_export(args: argparse.Namespace) -> int:
     from lsic.codec.networks.export import export_package
 
     notes = {"description": args.description} if args.description else None
-    export_package(Path(args.checkpoint), Path(args.out), args.id, Path(args.calibration), notes)
+    export_package(
+        Path(args.checkpoint), Path(args.out), args.id, Path(args.calibration), notes, args.extrapolate_below
+    )
     print(json.dumps({"package": args.out}))
     return 0
 
@@ -160,7 +173,7 @@ def build_parser() -> argparse.ArgumentParser:
     e = sub.add_parser("encode", help="encode an image to .lsic")
     e.add_argument("input", help="8-bit image (PNG, JPEG, ...); grayscale/RGBA are converted")
     e.add_argument("-o", "--output", help="output .lsic (default: input with .lsic)")
-    e.add_argument("-q", "--quality", type=int, default=4, help="operating point 1..N, higher is better (default 4)")
+    e.add_argument("-q", "--quality", type=int, default=6, help="operating point 1..N, higher is better (default 6)")
     e.add_argument("-m", "--model", default="default", help="model package id or folder (default: default)")
     e.add_argument("--tile-size", type=int, default=256, help="tile size in pixels, multiple of 64 (default 256)")
     e.add_argument("--threads", type=int, default=2, help="ONNX Runtime threads (default 2)")
@@ -237,6 +250,13 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("--id", required=True, help="model id (e.g. default, lite)")
     x.add_argument("--calibration", required=True, help="image folder for int8 calibration")
     x.add_argument("--description", help="free text stored in model.json (what the model is for, its training data)")
+    x.add_argument(
+        "--extrapolate-below",
+        type=count,
+        default=0,
+        help="operating points to add under the lowest trained one by continuing the gains' line "
+        "(reaches ~0.1 bpp; marked in model.json's operating_points)",
+    )
     x.set_defaults(func=cmd_export)
 
     b = sub.add_parser("bench", help="benchmarks: rd, speed, tiling, fuzz, memory")

@@ -73,7 +73,9 @@ class ModelPackage:
 
     @property
     def n_rates(self) -> int:
-        return int(self.meta["architecture"]["n_rates"])
+        """Operating points (qualities): one per gain row, trained or extrapolated (model.json's
+        operating_points says which), so the tables, not the metadata, decide what can be coded."""
+        return int(self.arrays["gain"].shape[0])
 
     @property
     def architecture(self) -> dict:

@@ -49,8 +49,22 @@ def test_train_resume_export_and_use_the_package(photos, tmp_path):
     assert (tmp_path / "curve.png").stat().st_size > 0
 
     models = tmp_path / "models"
-    run("export", run_dir / "checkpoint.pt", "--out", models / "tiny", "--id", "tiny", "--calibration", photos)
+    run(
+        "export",
+        run_dir / "checkpoint.pt",
+        "--out",
+        models / "tiny",
+        "--id",
+        "tiny",
+        "--calibration",
+        photos,
+        "--extrapolate-below",
+        2,
+    )
     meta = json.loads((models / "tiny" / "model.json").read_text())
+    points = meta["operating_points"]
+    assert [p["trained"] for p in points] == [False, False] + [True] * 8, "two points extrapolated below the 8 trained"
+    assert points[0]["lambda"] is None and points[2]["lambda"] == meta["lambdas"][0]
     assert meta["training"]["steps"] == 65, "resumed from its checkpoint, not restarted"
     assert meta["training"]["lr_schedule"] == [[0, 2e-4], [30, 5e-5]]
     assert meta["training"]["qat_from_step"] == 40
@@ -60,7 +74,12 @@ def test_train_resume_export_and_use_the_package(photos, tmp_path):
     env = {**os.environ, "LSIC_MODELS": str(models)}
     assert "tiny" in run("models", env=env).stdout
     coded, out = tmp_path / "a.lsic", tmp_path / "a.png"
-    run("encode", photos / "coffee.png", "-o", coded, "--model", "tiny", "--quality", 8, env=env)
+    sizes = {}
+    for quality in (1, 3):  # an extrapolated point, the lowest trained one
+        run("encode", photos / "coffee.png", "-o", coded, "--model", "tiny", "--quality", quality, env=env)
+        sizes[quality] = coded.stat().st_size
+    assert sizes[1] < sizes[3], "the extrapolated point codes at a lower rate than any trained one"
+    run("encode", photos / "coffee.png", "-o", coded, "--model", "tiny", "--quality", 10, env=env)
     assert json.loads(run("info", coded, env=env).stdout)["model_id"] == "tiny"
     run("decode", coded, "-o", out, "--backend", "onnx", env=env)
     assert cv2.imread(str(out)).shape == (400, 600, 3)

@@ -131,7 +131,12 @@ def run(args: argparse.Namespace) -> int:
             label = f"LSIC {mid}" + ("" if precision == "int8" else f" ({precision} analysis)")
             curves[label], _ = measure(images, coder, range(1, pkg.n_rates + 1), not args.no_msssim)
             print(f"{label}: done ({time.time() - started:.0f}s)", flush=True)
+            first = first_trained(pkg.meta)
+            if precision == "int8" and first:
+                curves[label + TRAINED_SUFFIX] = {k: v[first:] for k, v in curves[label].items()}
     for label, c in curves.items():
+        if label.endswith(TRAINED_SUFFIX):
+            continue  # a slice of the curve above it, for the BD-rate table only
         slug = label.lower().replace(" ", "-").replace("(", "").replace(")", "")
         (out / f"{slug}.json").write_text(
             json.dumps({"name": label, "description": f"{len(images)} images of {args.data}", "results": c}, indent=2)
@@ -147,6 +152,14 @@ def run(args: argparse.Namespace) -> int:
 
 
 FP32_SUFFIX = " (fp32 analysis)"
+# The same curve without the points extrapolated below the trained range: BD-rate integrates over
+# the PSNR range two curves share, so extending the range alone moves it; this row shows how much.
+TRAINED_SUFFIX = " (trained points only)"
+
+
+def first_trained(meta: dict) -> int:
+    """Index of a package's lowest trained operating point (0 when none is extrapolated)."""
+    return sum(1 for p in meta.get("operating_points", []) if not p.get("trained", True))
 
 
 def int8_costs(curves: dict[str, dict]) -> dict[str, dict[str, float]]:
@@ -198,6 +211,8 @@ def plot(curves: dict[str, dict], path: Path, n: int) -> None:
 
     fig, ax = plt.subplots(figsize=(7, 5))
     for label, c in curves.items():
+        if label.endswith(TRAINED_SUFFIX):
+            continue
         ax.plot(c["bpp"], c["psnr-rgb"], marker="o", ms=3, label=label, lw=2.5 if label.startswith("LSIC") else 1.2)
     ax.set_xlabel("bits per pixel (whole file)")
     ax.set_ylabel("RGB PSNR (dB)")
@@ -207,6 +222,15 @@ def plot(curves: dict[str, dict], path: Path, n: int) -> None:
     ax.set_title(f"Rate-distortion, {n} images")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
+
+
+def bd_psnr_vs_baselines(curves: dict[str, dict], c: dict) -> dict[str, float]:
+    """BD-rate (%, PSNR) of curve c against each baseline measured in the same run."""
+    return {
+        b: round(bd_rate(curves[b]["bpp"], curves[b]["psnr-rgb"], c["bpp"], c["psnr-rgb"]), 2)
+        for b in ("JPEG", "WebP", "AVIF", "JPEG XL")
+        if b in curves
+    }
 
 
 def update_model_json(curves: dict[str, dict], models: list[str], n: int) -> None:
@@ -223,12 +247,11 @@ def update_model_json(curves: dict[str, dict], models: list[str], n: int) -> Non
             "bpp": [round(v, 4) for v in c["bpp"]],
             "psnr_rgb": [round(v, 3) for v in c["psnr-rgb"]],
             "ms_ssim_rgb": [round(v, 5) for v in c["ms-ssim-rgb"]],
-            "bd_rate_psnr_vs": {
-                b: round(bd_rate(curves[b]["bpp"], curves[b]["psnr-rgb"], c["bpp"], c["psnr-rgb"]), 2)
-                for b in ("JPEG", "WebP", "AVIF", "JPEG XL")
-                if b in curves
-            },
+            "bd_rate_psnr_vs": bd_psnr_vs_baselines(curves, c),
         }
+        trained = curves.get(f"LSIC {mid}{TRAINED_SUFFIX}")
+        if trained:
+            meta["kodak"]["bd_rate_psnr_vs_trained_points_only"] = bd_psnr_vs_baselines(curves, trained)
         cost = int8_costs(curves).get(f"LSIC {mid}")
         if cost:
             meta["kodak"]["int8_vs_fp32_bd_rate_psnr"] = round(cost["psnr-rgb"], 2)

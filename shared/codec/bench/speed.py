@@ -41,7 +41,7 @@ def entropy_only(pkg, results) -> None:
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--models", default="all")
-    p.add_argument("--quality", type=int, default=4)
+    p.add_argument("--quality", type=int, default=6)
     p.add_argument("--repeat", type=int, default=5)
     p.add_argument("--out", help="write JSON results here")
 

@@ -26,6 +26,7 @@ from torch.nn import functional as F
 
 from lsic.codec.entropy import int_hyper, tables
 from lsic.codec.networks.model import LAMBDAS, Architecture, GainedHyperprior
+from lsic.codec.networks.operating_points import describe, extend_below
 from lsic.codec.package import FILES, load_package_dir, sha256_file
 
 log = logging.getLogger("lsic.export")
@@ -225,8 +226,18 @@ def quantize_analysis(folder: Path, calib_images: list[np.ndarray], gains: np.nd
     pre.unlink()
 
 
-def export_package(checkpoint: Path, out: Path, model_id: str, calib_dir: Path, notes: dict | None = None) -> Path:
-    """Checkpoint -> package folder `out` (replaced atomically when complete)."""
+def export_package(
+    checkpoint: Path,
+    out: Path,
+    model_id: str,
+    calib_dir: Path,
+    notes: dict | None = None,
+    extrapolate_below: int = 0,
+) -> Path:
+    """Checkpoint -> package folder `out` (replaced atomically when complete).
+
+    extrapolate_below: operating points added under the lowest trained one (operating_points).
+    """
     from lsic.codec.networks.train import load_images
 
     net, state = load_checkpoint(checkpoint)
@@ -234,14 +245,16 @@ def export_package(checkpoint: Path, out: Path, model_id: str, calib_dir: Path, 
     tmp = Path(tempfile.mkdtemp(prefix=".export-", dir=out.parent))
     try:
         export_onnx(net, tmp)
-        gains = net.log_gain.detach().exp().numpy()
+        log_gains, positions = extend_below(net.log_gain.detach().numpy(), extrapolate_below)
+        log_inv_gains, _ = extend_below(net.log_inv_gain.detach().numpy(), extrapolate_below)
+        gains = np.exp(log_gains)
         quantize_analysis(tmp, load_images(calib_dir, 256), gains)
         # The whole float network: the GPU decoder takes g_s from it, and training can resume
         # from a package on a machine that has no checkpoint (`lsic train --init`).
         torch.save(state["state_dict"], tmp / "network.pt")
         arrays = {**factorized_arrays(net), **int_hyper_arrays(net)}
         arrays["gain"] = gains.astype(np.float32)
-        arrays["inv_gain"] = net.log_inv_gain.detach().exp().numpy().astype(np.float32)
+        arrays["inv_gain"] = np.exp(log_inv_gains).astype(np.float32)
         np.savez_compressed(tmp / "tables.npz", **arrays)
         write_selftest(tmp / "selftest.npz", arrays)
         meta = {
@@ -249,6 +262,7 @@ def export_package(checkpoint: Path, out: Path, model_id: str, calib_dir: Path, 
             "format": 1,
             "architecture": {**net.arch.to_dict(), "family": "gained-mean-scale-hyperprior"},
             "lambdas": list(LAMBDAS[: net.arch.n_rates]),
+            "operating_points": describe(positions, list(LAMBDAS[: net.arch.n_rates])),
             "training": {
                 "steps": int(state["step"]),
                 "wall_seconds": round(float(state["wall_seconds"]), 1),
