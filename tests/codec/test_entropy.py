@@ -48,8 +48,9 @@ def test_coder_round_trip_with_escapes(rng):
     dec.finish()
 
 
-def test_integer_hyper_synthesis_matches_the_export_machine_bit_for_bit():
-    pkg = load_package("default")
+@pytest.mark.parametrize("model", ["default", "hq", "lite"])
+def test_integer_hyper_synthesis_matches_the_export_machine_bit_for_bit(model):
+    pkg = load_package(model)
     with np.load(pkg.path("selftest.npz")) as ref:
         out = run_int_hyper(ref["z_fx"], pkg.hyper_layers)
         assert out.dtype == np.int64

@@ -218,7 +218,7 @@ def plot(curves: dict[str, dict], path: Path, n: int) -> None:
     ax.set_ylabel("RGB PSNR (dB)")
     ax.set_xlim(0, 2.0)
     ax.grid(alpha=0.3)
-    ax.legend()
+    ax.legend(loc="upper left", fontsize="small")  # the empty corner: LSIC curves end lower right
     ax.set_title(f"Rate-distortion, {n} images")
     fig.tight_layout()
     fig.savefig(path, dpi=110)

@@ -34,6 +34,12 @@ class IntLayer:
     leaky: bool  # LeakyReLU after the layer
 
     @functools.cached_property
+    def offset(self) -> np.ndarray:
+        """Bias plus the rounding half of the right shift, as exact float64 integers."""
+        half = (1 << (self.shift - 1)) if self.shift > 0 else 0
+        return (self.bias + half).astype(np.float64)
+
+    @functools.cached_property
     def kernels(self) -> dict[tuple[int, int], _Kernel]:
         """Float64 weight matrices built once per package, not once per tile."""
         return layer_kernels(self)
@@ -109,13 +115,17 @@ def _layer(x: np.ndarray, layer: IntLayer) -> np.ndarray:
             acc[:, ry::2, rx::2] = _conv(x, kernel)
     else:
         acc = _conv(x, kernels[(0, 0)])
-    acc += layer.bias.astype(np.float64)[:, None, None]
-    # Rounding right shift: floor((acc + 2^(s-1)) / 2^s), exact on integers below 2^53.
-    out = np.floor((acc + float(1 << (layer.shift - 1))) / float(1 << layer.shift)) if layer.shift > 0 else acc
+    # Bias, then a rounding right shift floor((acc + bias + 2^(s-1)) / 2^s), all in place: every
+    # sum is an integer below 2^53 and 2^-s is a power of two, so each step is exact.
+    acc += layer.offset[:, None, None]
+    if layer.shift > 0:
+        acc *= 2.0**-layer.shift
+        np.floor(acc, out=acc)
     if layer.leaky:
-        out = np.where(out >= 0, out, np.floor(out * LEAKY_NUM / (1 << LEAKY_SHIFT)))
-    np.clip(out, -ACT_LIMIT, ACT_LIMIT, out=out)
-    return out
+        negative = acc < 0
+        acc[negative] = np.floor(acc[negative] * (LEAKY_NUM / (1 << LEAKY_SHIFT)))
+    np.clip(acc, -ACT_LIMIT, ACT_LIMIT, out=acc)
+    return acc
 
 
 def run_int_hyper(z_hat: np.ndarray, layers: list[IntLayer]) -> np.ndarray:
