@@ -115,6 +115,17 @@ def count(text: str) -> int:
     return n
 
 
+def point_list(text: str) -> tuple[int, ...]:
+    """argparse type for --points: trained operating points 1..8, e.g. "1,2,3"."""
+    try:
+        points = tuple(sorted({int(v) for v in text.split(",")}))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected point numbers like 1,2,3, got {text!r}") from None
+    if not points or points[0] < 1 or points[-1] > 8:
+        raise argparse.ArgumentTypeError(f"trained points are numbered 1..8, got {text!r}")
+    return points
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     from lsic.codec.networks.train import TrainConfig, train
 
@@ -125,6 +136,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         N=args.N,
         M=args.M,
         hyper_widths=args.hyper_widths,
+        points=args.points,
         batch_size=args.batch_size,
         crop=args.crop,
         lr=args.lr,
@@ -211,6 +223,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--hyper-widths",
         type=width_pair,
         help="hidden widths of the hyper-synthesis, e.g. 96,144 (default: M,3M/2; fix them to widen M cheaply)",
+    )
+    t.add_argument(
+        "--points",
+        type=point_list,
+        help="train only these of the 8 trained operating points (1 = lowest rate), e.g. 1,2,3 (default: all)",
     )
     t.add_argument("--batch-size", type=int, default=8)
     t.add_argument("--crop", type=int, default=192, help="random crop size, multiple of 64")

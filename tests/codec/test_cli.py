@@ -111,3 +111,9 @@ def test_latent_ceiling_bench_ranks_widths(tmp_path):
     assert bad.returncode == 2 and "widths must be between 1 and 768" in bad.stderr
     bad = run("bench", "ceiling", "--train", tmp_path / "train", "--data", tmp_path / "eval", "--M", "abc", ok=False)
     assert bad.returncode == 2 and "Traceback" not in bad.stderr and "comma-separated integers" in bad.stderr
+
+
+@pytest.mark.parametrize(("points", "message"), [("0,1", "numbered 1..8"), ("9", "numbered 1..8"), ("a", "like 1,2,3")])
+def test_train_points_outside_the_trained_ones_are_a_usage_error(tmp_path, points, message):
+    bad = run("train", "--data", tmp_path, "--out", tmp_path / "run", "--points", points, ok=False)
+    assert bad.returncode == 2 and "Traceback" not in bad.stderr and message in bad.stderr

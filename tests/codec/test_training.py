@@ -39,8 +39,9 @@ def test_train_resume_export_and_use_the_package(photos, tmp_path):
     run(*common, "--max-steps", 30, "--eval-data", photos, "--eval-every", 20)
     run(*common, "--max-steps", 40, "--lr", "5e-5")
     run(*common, "--max-steps", 60, "--lr", "5e-5", "--qat", "--bf16", "--eval-data", photos, "--eval-every", 20)
-    resumed = run(*common, "--max-steps", 65, "--lr", "5e-5")
+    resumed = run(*common, "--max-steps", 65, "--lr", "5e-5", "--points", "7,8")
     assert "quantization-aware" in resumed.stderr, "a quantization-aware run stays so when resumed without --qat"
+    assert "training operating points 7,8 only" in resumed.stderr
 
     rows = [json.loads(line) for line in (run_dir / "log.jsonl").read_text().splitlines()]
     assert any("eval" in r and len(r["eval"]) == 8 for r in rows), "held-out evaluation per operating point"

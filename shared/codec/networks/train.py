@@ -61,6 +61,7 @@ class TrainConfig:
     N: int = 64
     M: int = 96
     hyper_widths: tuple[int, int] | None = None  # None: CompressAI's (M, 3M/2)
+    points: tuple[int, ...] | None = None  # trained operating points (1-based) sampled; None: all
     batch_size: int = 12
     crop: int = 160
     lr: float = 2e-4
@@ -225,6 +226,9 @@ def train(cfg: TrainConfig, stop: threading.Event | None = None) -> Path:
         hold_analysis(net, True)
         log.info("widened: analysis and gains held until step %d", release_at)
 
+    points = [p - 1 for p in cfg.points] if cfg.points else list(range(arch.n_rates))
+    if cfg.points:
+        log.info("training operating points %s only", ",".join(map(str, cfg.points)))
     images = load_images(cfg.data, cfg.crop)
     eval_images = load_images(cfg.eval_data, 64)[:6] if cfg.eval_data else []
     log.info("training on %d images from %s, %d threads, device %s", len(images), cfg.data, cfg.threads, cfg.device)
@@ -250,7 +254,7 @@ def train(cfg: TrainConfig, stop: threading.Event | None = None) -> Path:
                 held = False
                 log.info("widened: analysis and gains released at step %d", step)
             t0 = time.monotonic()
-            q = rng.randrange(arch.n_rates)
+            q = rng.choice(points)
             x = random_batch(images, cfg.batch_size, cfg.crop, rng).to(cfg.device)
             opt.zero_grad(set_to_none=True)
             aux_opt.zero_grad(set_to_none=True)
