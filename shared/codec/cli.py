@@ -150,6 +150,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         qat=args.qat,
         bf16=args.bf16,
         widen_warmup=args.widen_warmup,
+        refine_width=args.refine_width,
+        decoder_only=args.decoder_only,
     )
     stop = threading.Event()
     on_stop_signals(stop.set)  # Ctrl-C or SIGTERM: finish the step, save the checkpoint, exit
@@ -258,6 +260,18 @@ def build_parser() -> argparse.ArgumentParser:
         default=2000,
         help="after --init widens the latent (--M above the source's), hold the analysis and gains this "
         "many steps while synthesis and hyperprior learn to use the new channels",
+    )
+    t.add_argument(
+        "--refine-width",
+        type=int,
+        help="give the cloud decoder a residual branch this wide (e.g. 48) beside g_s; with --init, it "
+        "starts at zero, so training starts from the source's reconstructions",
+    )
+    t.add_argument(
+        "--decoder-only",
+        action="store_true",
+        help="train only the synthesis (distortion in dB): the edge encoder, entropy models and bitstreams "
+        "stay exactly as in --init (kept on resume)",
     )
     t.set_defaults(func=cmd_train)
 

@@ -31,7 +31,8 @@ class OnnxSynthesis:
 
 
 class TorchSynthesis:
-    """PyTorch synthesis built from CompressAI layers; CUDA when available, else CPU.
+    """PyTorch synthesis built from CompressAI layers (g_s, and the package's residual branch if
+    it has one); CUDA when available, else CPU.
 
     half=None (auto) runs fp16 on CUDA: measured on Kodak (`lsic bench half`), fp16 synthesis
     changes PSNR by under 0.01 dB at every operating point. CPUs stay fp32 (fp16 is slow there).
@@ -49,10 +50,9 @@ class TorchSynthesis:
         if threads:
             torch.set_num_threads(threads)
         arch = pkg.architecture
-        net = GainedHyperprior(Architecture.from_dict(arch))
-        g_s = net.g_s
+        g_s = GainedHyperprior(Architecture.from_dict(arch)).synthesis()
         state = torch.load(pkg.path("network.pt"), map_location="cpu", weights_only=True)
-        g_s.load_state_dict({k[len("g_s.") :]: v for k, v in state.items() if k.startswith("g_s.")})
+        g_s.load_state_dict({k: v for k, v in state.items() if k.startswith(("g_s.", "g_s_refine."))})
         self.half = device.startswith("cuda") if half is None else half
         self.g_s = (g_s.half() if self.half else g_s).to(device).eval()
         self.device = device

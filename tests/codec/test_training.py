@@ -103,3 +103,44 @@ def test_interrupted_training_saves_its_checkpoint(photos, tmp_path):
 
     state = torch.load(run_dir / "checkpoint.pt", weights_only=False)
     assert state["step"] > 0, "the steps trained before the signal are kept"
+
+
+def test_decoder_only_training_keeps_the_edge_bitstream(photos, tmp_path):
+    """A heavier cloud decoder (`--refine-width`, `--decoder-only`) trained from a package: the
+    edge writes the same bits as before, and the new package decodes them better."""
+    from lsic.codec.bitstream import parse
+    from lsic.codec.metrics import psnr
+
+    models = tmp_path / "models"
+    tiny = ["--data", photos, "--N", 16, "--M", 16, "--batch-size", 2, "--crop", 64]
+    run("train", *tiny, "--out", tmp_path / "base", "--max-steps", 20)
+    run(
+        "export", tmp_path / "base" / "checkpoint.pt", "--out", models / "base", "--id", "base", "--calibration", photos
+    )
+    refine = ["train", *tiny, "--out", tmp_path / "dec", "--init", models / "base", "--lr", "1e-3"]
+    first = run(*refine, "--refine-width", 8, "--decoder-only", "--max-steps", 40)
+    assert "decoder only: the synthesis trains alone since step 20" in first.stderr
+    resumed = run(*refine, "--refine-width", 8, "--max-steps", 60)
+    assert "decoder only" in resumed.stderr, "a decoder-only run stays so when resumed without the flag"
+    run("export", tmp_path / "dec" / "checkpoint.pt", "--out", models / "dec", "--id", "dec", "--calibration", photos)
+    meta = json.loads((models / "dec" / "model.json").read_text())
+    assert meta["architecture"]["refine_width"] == 8
+    assert meta["training"]["decoder_only_from_step"] == 20 and meta["training"]["steps"] == 60
+
+    env = {**os.environ, "LSIC_MODELS": str(models)}
+    source = cv2.cvtColor(cv2.imread(str(photos / "coffee.png")), cv2.COLOR_BGR2RGB)
+    payloads, quality = {}, {}
+    for model in ("base", "dec"):
+        coded = tmp_path / f"{model}.lsic"
+        run("encode", photos / "coffee.png", "-o", coded, "--model", model, "--quality", 4, env=env)
+        parsed = parse(coded.read_bytes())
+        payloads[model] = [parsed.tile_payload(i) for i in range(len(parsed.lengths))]
+        decoded = {}
+        for backend in ("torch", "onnx"):
+            out = tmp_path / f"{model}-{backend}.png"
+            run("decode", coded, "-o", out, "--backend", backend, env=env)
+            decoded[backend] = cv2.cvtColor(cv2.imread(str(out)), cv2.COLOR_BGR2RGB)
+        assert psnr(decoded["torch"], decoded["onnx"]) > 45, "the branch is in both the torch and the ONNX decoder"
+        quality[model] = psnr(source, decoded["torch"])
+    assert payloads["dec"] == payloads["base"], "the edge's entropy-coded tiles are bit-identical"
+    assert quality["dec"] > quality["base"] + 0.1, quality

@@ -153,7 +153,7 @@ def export_onnx(net: GainedHyperprior, folder: Path) -> None:
     )
     y = torch.rand(1, m, 16, 16)
     torch.onnx.export(
-        net.g_s,
+        net.synthesis(),
         (y,),
         str(folder / "synthesis.fp32.onnx"),
         input_names=["y_hat"],
@@ -274,6 +274,7 @@ def export_package(
                 "qat_from_step": state.get("qat_from_step"),
                 "widened": state.get("widened", []),
                 "bf16_steps": state.get("bf16_steps", 0),
+                "decoder_only_from_step": state.get("decoder_only_from_step"),
             },
             "int8_analysis": {
                 "float_nodes": FLOAT_NODES,

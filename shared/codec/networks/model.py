@@ -16,6 +16,8 @@ from compressai.models import MeanScaleHyperprior
 from compressai.models.utils import conv, deconv
 from torch import Tensor, nn
 
+from lsic.codec.networks.refine import Synthesis, refine_branch
+
 # Rate-distortion trade-offs of CompressAI's published MSE models (qualities 1..8), used as the
 # operating points of the variable-rate model. Loss = lambda * 255^2 * MSE + bpp.
 LAMBDAS: tuple[float, ...] = (0.0018, 0.0035, 0.0067, 0.0130, 0.0250, 0.0483, 0.0932, 0.1800)
@@ -34,22 +36,27 @@ class Architecture:
     M: int = 96
     n_rates: int = len(LAMBDAS)
     hyper_widths: tuple[int, int] | None = None
+    refine_width: int | None = None  # width of the cloud decoder's residual branch (refine.py)
 
     def to_dict(self) -> dict[str, object]:
         out: dict[str, object] = {"N": self.N, "M": self.M, "n_rates": self.n_rates}
         if self.hyper_widths is not None:
             out["hyper_widths"] = list(self.hyper_widths)
+        if self.refine_width is not None:
+            out["refine_width"] = self.refine_width
         return out
 
     @classmethod
     def from_dict(cls, d: dict) -> Architecture:
         """From model.json's "architecture" or a checkpoint's "arch" (extra keys ignored)."""
         widths = d.get("hyper_widths")
+        refine = d.get("refine_width")
         return cls(
             N=int(d["N"]),
             M=int(d["M"]),
             n_rates=int(d["n_rates"]),
             hyper_widths=None if widths is None else (int(widths[0]), int(widths[1])),
+            refine_width=None if refine is None else int(refine),
         )
 
     @property
@@ -77,6 +84,7 @@ class GainedHyperprior(MeanScaleHyperprior):
                 nn.LeakyReLU(inplace=True),
                 conv(b, arch.M * 2, kernel_size=3, stride=1),
             )
+        self.g_s_refine = None if arch.refine_width is None else refine_branch(arch.M, arch.refine_width)
         # Log-spaced initial gains separate the operating points from the first step on.
         init = torch.logspace(-2.0, 1.0, arch.n_rates, base=2.0)[:, None].repeat(1, arch.M)
         self.log_gain = nn.Parameter(init.log())
@@ -101,7 +109,8 @@ class GainedHyperprior(MeanScaleHyperprior):
     def inv_gain(self, q: int) -> Tensor:
         return self.log_inv_gain[q].exp()[None, :, None, None]
 
-    def forward(self, x: Tensor, q: int = 0) -> dict[str, object]:  # type: ignore[override]
+    def latent(self, x: Tensor, q: int = 0) -> tuple[Tensor, dict[str, Tensor]]:
+        """The rounded latent as synthesis reads it (inverse gain applied), and the likelihoods."""
         with self.transforms(x):
             y = self.g_a(x).float() * self.gain(q)
             z = self.h_a(y).float()
@@ -111,9 +120,19 @@ class GainedHyperprior(MeanScaleHyperprior):
         _, y_likelihoods = self.gaussian_conditional(y, scales_hat, means=means_hat)
         # Mixed quantization: noisy latents for the rate term, rounded ones (STE) for synthesis.
         y_hat = ste_round(y - means_hat) + means_hat
-        with self.transforms(x):
-            x_hat = self.g_s(y_hat * self.inv_gain(q)).float()
-        return {"x_hat": x_hat, "likelihoods": {"y": y_likelihoods, "z": z_likelihoods}}
+        return y_hat * self.inv_gain(q), {"y": y_likelihoods, "z": z_likelihoods}
+
+    def synthesize(self, y_hat: Tensor) -> Tensor:
+        with self.transforms(y_hat):
+            return self.synthesis()(y_hat).float()
+
+    def synthesis(self) -> Synthesis:
+        """The decoder's part of the network, as exported and run in the cloud."""
+        return Synthesis(self.g_s, self.g_s_refine)
+
+    def forward(self, x: Tensor, q: int = 0) -> dict[str, object]:  # type: ignore[override]
+        y_hat, likelihoods = self.latent(x, q)
+        return {"x_hat": self.synthesize(y_hat), "likelihoods": likelihoods}
 
 
 def rd_loss(out: dict[str, object], x: Tensor, lmbda: float) -> dict[str, Tensor]:
