@@ -152,6 +152,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         widen_warmup=args.widen_warmup,
         refine_width=args.refine_width,
         decoder_only=args.decoder_only,
+        distortion=args.distortion,
     )
     stop = threading.Event()
     on_stop_signals(stop.set)  # Ctrl-C or SIGTERM: finish the step, save the checkpoint, exit
@@ -230,6 +231,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--points",
         type=point_list,
         help="train only these of the 8 trained operating points (1 = lowest rate), e.g. 1,2,3 (default: all)",
+    )
+    t.add_argument(
+        "--distortion",
+        choices=["mse", "ms-ssim"],
+        help="what the loss minimizes: mse (lambda * 255^2 * MSE, CompressAI's MSE ladder) or ms-ssim "
+        "(lambda * (1 - MS-SSIM), its MS-SSIM ladder; crops of 192 or more); default: the run's own, mse for a new run",
     )
     t.add_argument("--batch-size", type=int, default=8)
     t.add_argument("--crop", type=int, default=192, help="random crop size, multiple of 64")

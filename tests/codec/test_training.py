@@ -144,3 +144,32 @@ def test_decoder_only_training_keeps_the_edge_bitstream(photos, tmp_path):
         quality[model] = psnr(source, decoded["torch"])
     assert payloads["dec"] == payloads["base"], "the edge's entropy-coded tiles are bit-identical"
     assert quality["dec"] > quality["base"] + 0.1, quality
+
+
+def test_ms_ssim_fine_tuning_is_recorded_in_the_package(photos, tmp_path):
+    """`--distortion ms-ssim` switches a run's loss to CompressAI's MS-SSIM ladder; the run keeps
+    it when resumed, and model.json says what the lambdas mean and from which step."""
+    run_dir = tmp_path / "run"
+    common = ["train", "--data", photos, "--out", run_dir, "--N", 16, "--M", 16, "--batch-size", 1, "--crop", 192]
+    run(*common, "--max-steps", 3)
+    switched = run(*common, "--max-steps", 5, "--distortion", "ms-ssim", "--eval-data", photos, "--eval-every", 5)
+    assert "distortion: ms-ssim since step 3" in switched.stderr
+    resumed = run(*common, "--max-steps", 6)
+    assert "distortion: ms-ssim since step 3" in resumed.stderr, "resumed without the flag, the run stays MS-SSIM"
+    evals = [json.loads(line) for line in (run_dir / "log.jsonl").read_text().splitlines() if '"eval"' in line]
+    assert all(0 < row["ms_ssim"] < 1 for row in evals[-1]["eval"]), "evaluations report MS-SSIM per point"
+
+    run("export", run_dir / "checkpoint.pt", "--out", tmp_path / "pkg", "--id", "ssim", "--calibration", photos)
+    meta = json.loads((tmp_path / "pkg" / "model.json").read_text())
+    assert meta["distortion"] == "ms-ssim"
+    assert meta["lambdas"][0] == 2.40 and meta["lambdas"][-1] == 220.0, "CompressAI's MS-SSIM ladder"
+    assert meta["training"]["distortion_schedule"] == [[0, "mse"], [3, "ms-ssim"]]
+
+    small = subprocess.run(
+        [*LSIC, "train", "--data", photos, "--out", tmp_path / "small", "--crop", "64", "--distortion", "ms-ssim"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert small.returncode != 0 and "--distortion ms-ssim needs --crop 192 or more" in small.stderr
+    assert "Traceback" not in small.stderr

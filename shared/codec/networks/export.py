@@ -25,7 +25,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from lsic.codec.entropy import int_hyper, tables
-from lsic.codec.networks.model import LAMBDAS, Architecture, GainedHyperprior
+from lsic.codec.networks.model import DISTORTIONS, Architecture, GainedHyperprior
 from lsic.codec.networks.operating_points import describe, extend_below
 from lsic.codec.package import FILES, load_package_dir, sha256_file
 
@@ -257,12 +257,16 @@ def export_package(
         arrays["inv_gain"] = np.exp(log_inv_gains).astype(np.float32)
         np.savez_compressed(tmp / "tables.npz", **arrays)
         write_selftest(tmp / "selftest.npz", arrays)
+        schedule = state.get("distortion_schedule") or [[0, "mse"]]
+        distortion = schedule[-1][1]
+        lambdas = DISTORTIONS[distortion][: net.arch.n_rates]
         meta = {
             "id": model_id,
             "format": 1,
             "architecture": {**net.arch.to_dict(), "family": "gained-mean-scale-hyperprior"},
-            "lambdas": list(LAMBDAS[: net.arch.n_rates]),
-            "operating_points": describe(positions, list(LAMBDAS[: net.arch.n_rates])),
+            "distortion": distortion,
+            "lambdas": list(lambdas),
+            "operating_points": describe(positions, list(lambdas)),
             "training": {
                 "steps": int(state["step"]),
                 "wall_seconds": round(float(state["wall_seconds"]), 1),
@@ -275,6 +279,7 @@ def export_package(
                 "widened": state.get("widened", []),
                 "bf16_steps": state.get("bf16_steps", 0),
                 "decoder_only_from_step": state.get("decoder_only_from_step"),
+                "distortion_schedule": schedule,
             },
             "int8_analysis": {
                 "float_nodes": FLOAT_NODES,

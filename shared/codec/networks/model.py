@@ -21,6 +21,12 @@ from lsic.codec.networks.refine import Synthesis, refine_branch
 # Rate-distortion trade-offs of CompressAI's published MSE models (qualities 1..8), used as the
 # operating points of the variable-rate model. Loss = lambda * 255^2 * MSE + bpp.
 LAMBDAS: tuple[float, ...] = (0.0018, 0.0035, 0.0067, 0.0130, 0.0250, 0.0483, 0.0932, 0.1800)
+# CompressAI's MS-SSIM ladder for the same eight qualities. Loss = lambda * (1 - MS-SSIM) + bpp.
+MSSSIM_LAMBDAS: tuple[float, ...] = (2.40, 4.58, 8.73, 16.64, 31.73, 60.50, 115.37, 220.00)
+# `lsic train --distortion`: the metric the loss minimizes, with its lambda per trained point.
+DISTORTIONS: dict[str, tuple[float, ...]] = {"mse": LAMBDAS, "ms-ssim": MSSSIM_LAMBDAS}
+# Five-scale MS-SSIM with an 11-pixel window needs images larger than (11 - 1) * 2^4 pixels.
+MSSSIM_MIN_SIDE = 161
 
 
 @dataclass(frozen=True)
@@ -135,8 +141,9 @@ class GainedHyperprior(MeanScaleHyperprior):
         return {"x_hat": self.synthesize(y_hat), "likelihoods": likelihoods}
 
 
-def rd_loss(out: dict[str, object], x: Tensor, lmbda: float) -> dict[str, Tensor]:
-    """Rate-distortion loss in CompressAI's convention (bpp + lambda * 255^2 * MSE)."""
+def rd_loss(out: dict[str, object], x: Tensor, lmbda: float, distortion: str = "mse") -> dict[str, Tensor]:
+    """Rate-distortion loss in CompressAI's convention: bpp + lambda * 255^2 * MSE, or with
+    distortion="ms-ssim" bpp + lambda * (1 - MS-SSIM) (pytorch-msssim, data range 1)."""
     n, _, h, w = x.shape
     num_pixels = n * h * w
     likelihoods = out["likelihoods"]
@@ -146,4 +153,11 @@ def rd_loss(out: dict[str, object], x: Tensor, lmbda: float) -> dict[str, Tensor
     x_hat = out["x_hat"]
     assert isinstance(x_hat, Tensor)
     mse = torch.mean((x_hat - x) ** 2)
+    if distortion == "ms-ssim":
+        from pytorch_msssim import ms_ssim
+
+        similarity = ms_ssim(x_hat, x, data_range=1.0)
+        return {"loss": lmbda * (1 - similarity) + bpp, "bpp": bpp, "mse": mse, "ms_ssim": similarity}
+    if distortion != "mse":
+        raise ValueError(f"unknown distortion {distortion!r}: {', '.join(DISTORTIONS)}")
     return {"loss": lmbda * 255**2 * mse + bpp, "bpp": bpp, "mse": mse}

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from lsic.codec.image_io import list_images, read_rgb
-from lsic.codec.networks.model import LAMBDAS, Architecture, GainedHyperprior, rd_loss
+from lsic.codec.networks.model import DISTORTIONS, MSSSIM_MIN_SIDE, Architecture, GainedHyperprior, rd_loss
 from lsic.codec.networks.qat import prepare_qat
 from lsic.codec.networks.widen import hold_analysis, widen_state_dict
 
@@ -39,6 +39,22 @@ class History:
     widened: list[list[int]] = field(default_factory=list)  # [step, old M, new M] per latent widening
     bf16_steps: int = 0  # steps trained with the transforms in bfloat16 autocast
     decoder_only_from_step: int | None = None  # first step that trained the synthesis alone
+    # [first step, "mse" or "ms-ssim"] per change of the loss's distortion; runs from before
+    # the option have none and were MSE throughout
+    distortion_schedule: list[list] = field(default_factory=list)
+
+    @property
+    def distortion(self) -> str:
+        return self.distortion_schedule[-1][1] if self.distortion_schedule else "mse"
+
+    def use_distortion(self, name: str) -> None:
+        """Record the distortion trained from the current step on (a change keeps the old rows)."""
+        schedule = self.distortion_schedule or [[0, "mse"]]
+        if schedule[-1][1] != name:
+            if schedule[-1][0] == self.step:
+                schedule.pop()
+            schedule.append([self.step, name])
+        self.distortion_schedule = schedule
 
     @classmethod
     def from_record(cls, record: dict) -> History:
@@ -54,6 +70,7 @@ class History:
             decoder_only_from_step=None
             if record.get("decoder_only_from_step") is None
             else int(record["decoder_only_from_step"]),
+            distortion_schedule=[list(row) for row in record.get("distortion_schedule") or []],
         )
 
 
@@ -82,6 +99,7 @@ class TrainConfig:
     bf16: bool = False  # transforms in bfloat16 autocast (entropy models stay float32)
     widen_warmup: int = 2000  # steps after a widening with g_a and the gains held (widen.py)
     decoder_only: bool = False  # train the synthesis alone; bitstreams and the edge stay unchanged
+    distortion: str | None = None  # "mse" or "ms-ssim"; None: the run's own (MSE for a new run)
 
 
 def load_images(folder: Path, min_side: int) -> list[np.ndarray]:
@@ -152,12 +170,15 @@ def evaluate(net: GainedHyperprior, images: list[np.ndarray], device: str) -> li
     """Estimated rate (likelihoods) and PSNR per operating point on held-out images.
 
     Always in float32, so runs trained with and without --bf16 share one learning curve.
+    MS-SSIM is added for images large enough for its five scales.
     """
+    from pytorch_msssim import ms_ssim
+
     net.eval()
     dtype, net.transform_dtype = net.transform_dtype, None
     rows = []
     for q in range(net.arch.n_rates):
-        bpps, psnrs = [], []
+        bpps, psnrs, similarities = [], [], []
         for img in images:
             h, w = (img.shape[0] // 64) * 64, (img.shape[1] // 64) * 64
             x = torch.from_numpy(img[:h, :w].copy()).permute(2, 0, 1)[None].float().div(255).to(device)
@@ -165,7 +186,12 @@ def evaluate(net: GainedHyperprior, images: list[np.ndarray], device: str) -> li
             bpps.append(float(rd_loss(out, x, 0.0)["bpp"]))
             mse = float(torch.mean((out["x_hat"].clamp(0, 1) - x) ** 2))
             psnrs.append(10 * math.log10(1.0 / max(mse, 1e-12)))
-        rows.append({"q": q, "bpp": float(np.mean(bpps)), "psnr": float(np.mean(psnrs))})
+            if min(h, w) >= MSSSIM_MIN_SIDE:
+                similarities.append(float(ms_ssim(out["x_hat"].clamp(0, 1), x, data_range=1.0)))
+        row = {"q": q, "bpp": float(np.mean(bpps)), "psnr": float(np.mean(psnrs))}
+        if similarities:
+            row["ms_ssim"] = float(np.mean(similarities))
+        rows.append(row)
     net.transform_dtype = dtype
     net.train()
     return rows
@@ -185,6 +211,7 @@ def save_checkpoint(path: Path, net, opt, aux_opt, history: History, cfg: TrainC
             "widened": history.widened,
             "bf16_steps": history.bf16_steps,
             "decoder_only_from_step": history.decoder_only_from_step,
+            "distortion_schedule": history.distortion_schedule,
             "arch": net.arch.to_dict(),
             "config": {k: str(v) for k, v in vars(cfg).items()},
         },
@@ -264,6 +291,14 @@ def train(cfg: TrainConfig, stop: threading.Event | None = None) -> Path:
         group["lr"] = cfg.lr
     if not history.lr_schedule or history.lr_schedule[-1][1] != cfg.lr:
         history.lr_schedule.append([history.step, cfg.lr])
+    history.use_distortion(cfg.distortion or history.distortion)
+    distortion, lambdas = history.distortion, DISTORTIONS[history.distortion]
+    if distortion == "ms-ssim" and cfg.crop < MSSSIM_MIN_SIDE:
+        raise SystemExit(
+            f"--distortion ms-ssim needs --crop 192 or more (five scales need {MSSSIM_MIN_SIDE}), got {cfg.crop}"
+        )
+    if distortion != "mse":
+        log.info("distortion: %s since step %d", distortion, history.distortion_schedule[-1][0])
     if cfg.qat and history.qat_from_step is None:
         history.qat_from_step = history.step
     if history.qat_from_step is not None:  # once started, a run stays quantization-aware
@@ -312,7 +347,7 @@ def train(cfg: TrainConfig, stop: threading.Event | None = None) -> Path:
             x = random_batch(images, cfg.batch_size, cfg.crop, rng).to(cfg.device)
             opt.zero_grad(set_to_none=True)
             aux_opt.zero_grad(set_to_none=True)
-            losses = decoder_loss(net, x, q) if decoder_only else rd_loss(net(x, q), x, LAMBDAS[q])
+            losses = decoder_loss(net, x, q) if decoder_only else rd_loss(net(x, q), x, lambdas[q], distortion)
             losses["loss"].backward()
             torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
             opt.step()
