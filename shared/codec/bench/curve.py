@@ -12,9 +12,39 @@ from pathlib import Path
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
-        "--log", required=True, nargs="+", help="runs/NAME/log.jsonl; several: one run continued in another folder"
+        "--log",
+        required=True,
+        nargs="+",
+        help="runs/NAME/log.jsonl; several: one run continued in another folder or on another machine, whose "
+        "earlier part may be this command's own table (docs/benchmarks/learning-curve*.txt)",
     )
     p.add_argument("--out", default="docs/benchmarks/learning-curve.png")
+
+
+def read_rows(path: Path) -> list[dict]:
+    """A training log's rows; a learning-curve table (this command's output) gives its evaluations.
+
+    Run folders stay on the machine that trained them, while the table is committed, so a run
+    resumed elsewhere from a package (`lsic train --init`) continues its curve from the table.
+    """
+    lines = [line for line in path.read_text().splitlines() if line.strip()]
+    if not lines or not lines[0].startswith("|"):
+        return [json.loads(line) for line in lines]
+    rows = []
+    for line in lines[2:]:  # after the header and the |---| rule
+        step, hours, rate, *cells = (c.strip() for c in line.strip().strip("|").split("|"))
+        lr, _, qat = rate.partition(" ")
+        points = [dict(zip(("bpp", "psnr"), map(float, c.split("/")), strict=True)) for c in cells]
+        rows.append(
+            {
+                "step": int(step),
+                "wall_s": float(hours) * 3600,
+                "lr": None if lr == "-" else float(lr),
+                "qat": qat == "QAT",
+                "eval": [{"q": q, **point} for q, point in enumerate(points)],
+            }
+        )
+    return rows
 
 
 def run(args: argparse.Namespace) -> int:
@@ -23,7 +53,7 @@ def run(args: argparse.Namespace) -> int:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    rows = [json.loads(line) for log in args.log for line in Path(log).read_text().splitlines() if line.strip()]
+    rows = [row for log in args.log for row in read_rows(Path(log))]
     evals, lr, qat = [], None, False
     for row in rows:  # each evaluation with the learning rate (and QAT) of the steps before it
         lr, qat = row.get("lr", lr), row.get("qat", qat)
