@@ -4,6 +4,7 @@ exit code (never a traceback)."""
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 from collections.abc import Callable
@@ -37,6 +38,10 @@ def run_main(prog: str, parser: argparse.ArgumentParser, argv: list[str] | None,
     except LsicError as exc:
         print(f"{prog}: error: {exc}", file=sys.stderr)
         return exc.exit_code
+    except BrokenPipeError:
+        # The reader went away (`lsic info x.lsic | head`): what it read is what it wanted.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141  # 128 + SIGPIPE, as a shell tool killed by the closed pipe would end
     except OSError as exc:
         where = getattr(exc, "filename", None)
         print(f"{prog}: error: {exc.strerror or exc}" + (f": {where}" if where else ""), file=sys.stderr)

@@ -45,6 +45,18 @@ def test_encode_info_decode(photo, tmp_path):
     assert cv2.imread(str(tmp_path / "r.jpg")).shape == (40, 50, 3)
 
 
+def test_output_into_a_closed_pipe_ends_quietly(photo, tmp_path):
+    """`lsic info x.lsic --tiles | head -1`: the reader leaves early; no error line, no traceback."""
+    out = tmp_path / "p.lsic"
+    run("encode", photo, "-o", out)
+    proc = subprocess.Popen(
+        [*LSIC, "info", str(out), "--tiles"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    proc.stdout.close()  # closed before the command writes anything
+    stderr = proc.communicate(timeout=120)[1]
+    assert proc.returncode == 141 and stderr == "", stderr
+
+
 def test_grayscale_and_rgba_are_converted_with_a_notice(tmp_path):
     gray = tmp_path / "g.png"
     cv2.imwrite(str(gray), np.full((40, 50), 90, np.uint8))
