@@ -75,7 +75,7 @@ def cmd_info(args: argparse.Namespace) -> int:
 
 
 def cmd_models(args: argparse.Namespace) -> int:
-    from lsic.codec.package import available_models, load_package
+    from lsic.codec.package import available_models, build_hash, load_package, retired_dirs
 
     rows = []
     for mid in available_models():
@@ -87,6 +87,9 @@ def cmd_models(args: argparse.Namespace) -> int:
                 "qualities": pkg.n_rates,
                 "hash": pkg.hash.hex()[:16],
                 "kodak": pkg.meta.get("kodak"),
+                "retired_builds": [
+                    {"hash": (build_hash(d) or b"").hex()[:16], "path": str(d)} for d in retired_dirs(mid)
+                ],
             }
         )
     print(json.dumps(rows, indent=2))
@@ -165,7 +168,13 @@ def cmd_export(args: argparse.Namespace) -> int:
 
     notes = {"description": args.description} if args.description else None
     export_package(
-        Path(args.checkpoint), Path(args.out), args.id, Path(args.calibration), notes, args.extrapolate_below
+        Path(args.checkpoint),
+        Path(args.out),
+        args.id,
+        Path(args.calibration),
+        notes,
+        args.extrapolate_below,
+        retire=not args.no_retire,
     )
     print(json.dumps({"package": args.out}))
     return 0
@@ -287,6 +296,12 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("--out", required=True, help="package folder to write")
     x.add_argument("--id", required=True, help="model id (e.g. default, lite)")
     x.add_argument("--calibration", required=True, help="image folder for int8 calibration")
+    x.add_argument(
+        "--no-retire",
+        action="store_true",
+        help="replace a different build already in --out outright (default: keep it decode-only in the models "
+        "folder's retired/, so its bitstreams keep decoding)",
+    )
     x.add_argument("--description", help="free text stored in model.json (what the model is for, its training data)")
     x.add_argument(
         "--extrapolate-below",

@@ -14,7 +14,7 @@ import numpy as np
 
 from lsic.codec.bitstream import TILE_SAME_AS_PREVIOUS, ParsedContainer, parse
 from lsic.codec.entropy.latents import TileSymbols, decode_tile
-from lsic.codec.errors import BitstreamError, LsicError, ModelHashError, OperatingPointError
+from lsic.codec.errors import BitstreamError, LsicError, OperatingPointError
 from lsic.codec.package import STRIDE, ModelPackage, load_package
 from lsic.codec.synthesis import make_synthesis, to_rgb8
 from lsic.codec.tiling import Grid, Tile, padded_size, place, smooth_seams
@@ -36,9 +36,7 @@ class Decoder:
 
     def package_for(self, parsed: ParsedContainer) -> ModelPackage:
         h = parsed.header
-        pkg = load_package(h.model_id)
-        if pkg.hash != h.model_hash:
-            raise ModelHashError(f"bitstream was made by a different build of model '{h.model_id}' (hash mismatch)")
+        pkg = load_package(h.model_id, h.model_hash)  # the current build or a retired one
         if not 1 <= h.quality <= pkg.n_rates:
             raise OperatingPointError(f"bitstream quality {h.quality} is not an operating point of {h.model_id}")
         return pkg

@@ -13,7 +13,7 @@ import onnxruntime as ort
 
 from lsic.codec.bitstream import TILE_CODED, TILE_SAME_AS_PREVIOUS, Container, TileEntry
 from lsic.codec.entropy.latents import encode_tile
-from lsic.codec.errors import InputImageError
+from lsic.codec.errors import InputImageError, ModelError
 from lsic.codec.image_io import to_rgb8
 from lsic.codec.package import STRIDE, ModelPackage, load_package
 from lsic.codec.threads import single_threaded_blas
@@ -39,6 +39,10 @@ class Encoder:
 
     def __init__(self, model: str | ModelPackage = "default", threads: int = 2, precision: str = "int8") -> None:
         self.pkg = model if isinstance(model, ModelPackage) else load_package(model)
+        if self.pkg.decode_only:
+            raise ModelError(
+                f"{self.pkg.root} is a retired build of model '{self.pkg.id}': it decodes, it does not encode"
+            )
         name = "analysis.int8.onnx" if precision == "int8" else "analysis.fp32.onnx"
         self.session = make_session(str(self.pkg.path(name)), 1)
         single_threaded_blas()

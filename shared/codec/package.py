@@ -3,6 +3,12 @@
 A package is found by id (installed packages, then folders in $LSIC_MODELS) and refused when a
 file's SHA-256 differs from model.json. The package hash, stored in every bitstream, is the
 SHA-256 of model.json's file-hash table, so a decoder can tell a bitstream from another model.
+
+A package re-exported under the same id (retrained) is a new build with a new hash. Its earlier
+build stays decodable: `lsic export` keeps it as a retired, decode-only copy (what the entropy
+decoder and the synthesis need) in the models folder's `retired/`, and decoders and the cloud's
+ingest find the build a bitstream names by its hash. Archives and edge devices that have not
+upgraded yet keep working; only encoding needs the current build.
 """
 
 from __future__ import annotations
@@ -29,6 +35,8 @@ FILES = (
     "tables.npz",
     "selftest.npz",
 )
+DECODE_FILES = ("synthesis.fp32.onnx", "network.pt", "tables.npz", "selftest.npz")  # what a retired build keeps
+RETIRED_DIR = "retired"  # in a models folder: retired builds, one folder "<id>-<hash16>" each
 STRIDE = 64  # total downsampling of z: tiles are padded to a multiple of this
 
 
@@ -51,11 +59,25 @@ def search_dirs() -> list[Path]:
 
 
 def available_models() -> list[str]:
+    """Ids of the current (encodable) packages."""
     ids = []
     for d in search_dirs():
         if d.is_dir():
             ids += [p.parent.name for p in sorted(d.glob("*/model.json"))]
     return sorted(set(ids))
+
+
+def retired_dirs(model_id: str) -> list[Path]:
+    """Folders of the retired builds of a model, search path order."""
+    return [p.parent for d in search_dirs() for p in sorted((d / RETIRED_DIR).glob(f"{model_id}-*/model.json"))]
+
+
+def build_hash(root: Path) -> bytes | None:
+    """The package hash a folder's model.json declares (files not verified), None if unreadable."""
+    try:
+        return package_hash(json.loads((root / "model.json").read_text())["files"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
 
 
 @dataclass
@@ -70,6 +92,11 @@ class ModelPackage:
     @property
     def id(self) -> str:
         return str(self.meta["id"])
+
+    @property
+    def decode_only(self) -> bool:
+        """A retired build: it decodes its bitstreams but has no analysis transform."""
+        return "retired" in self.meta
 
     @property
     def n_rates(self) -> int:
@@ -128,33 +155,65 @@ def load_package_dir(root: Path) -> ModelPackage:
     except (OSError, ValueError) as exc:
         raise ModelError(f"{root}: unreadable model.json ({exc})") from exc
     hashes = meta.get("files", {})
-    for name in FILES:
+    retired = meta.get("retired")
+    # A retired build keeps the hash table of its full package (the hash its bitstreams carry)
+    # and verifies the decode-only files it kept against their own table.
+    kept = retired.get("files", {}) if isinstance(retired, dict) else hashes
+    for name in DECODE_FILES if retired else FILES:
         p = root / name
         if not p.is_file():
             raise ModelError(f"model {meta.get('id', root.name)}: missing file {name}")
-        if hashes.get(name) != sha256_file(p):
+        if kept.get(name) != sha256_file(p):
             raise ModelHashError(f"model {meta.get('id', root.name)}: {name} does not match its hash in model.json")
     return ModelPackage(root=root, meta=meta, hash=package_hash(hashes))
 
 
-_LOADED: dict[str, ModelPackage] = {}
+_LOADED: dict[tuple[str, bytes | None], ModelPackage] = {}
 
 
-def load_package(model: str | Path) -> ModelPackage:
-    """Load a package by id (search path) or by folder path; cached per process."""
-    key = str(model)
+def load_package(model: str | Path, build: bytes | None = None) -> ModelPackage:
+    """Load a package by id (search path) or by folder path; cached per process.
+
+    build: the package hash a bitstream carries. The current package is taken when it matches,
+    else the retired build with that hash; ModelHashError when neither is installed.
+    """
+    key = (str(model), build)
     if key in _LOADED:
         return _LOADED[key]
     p = Path(model)
     if (p / "model.json").is_file():
         pkg = load_package_dir(p)
+    elif build is not None:
+        pkg = _load_build(str(model), build)
     else:
         for d in search_dirs():
-            if (d / key / "model.json").is_file():
-                pkg = load_package_dir(d / key)
+            if (d / str(model) / "model.json").is_file():
+                pkg = load_package_dir(d / str(model))
                 break
         else:
             known = ", ".join(available_models()) or "none installed"
-            raise UnknownModelError(f"unknown model '{key}' (available: {known})")
+            raise UnknownModelError(f"unknown model '{model}' (available: {known})")
+    if build is not None and pkg.hash != build:
+        raise ModelHashError(f"bitstream was made by a different build of model '{pkg.id}' (hash mismatch)")
     _LOADED[key] = pkg
     return pkg
+
+
+def _load_build(model_id: str, build: bytes) -> ModelPackage:
+    retired = retired_dirs(model_id)
+    try:
+        current = load_package(model_id)
+    except UnknownModelError:
+        if not retired:
+            raise
+        current = None
+    if current is not None and current.hash == build:
+        return current
+    for root in retired:
+        if build_hash(root) == build:
+            return load_package_dir(root)
+    installed = [b.hex()[:16] for b in ([current.hash] if current else []) + [build_hash(r) for r in retired] if b]
+    raise ModelHashError(
+        f"bitstream was made by build {build.hex()[:16]} of model '{model_id}', which is not installed "
+        f"(hash mismatch; installed builds: {', '.join(installed)}; a retired build goes in a models folder's {RETIRED_DIR}/)"
+    )

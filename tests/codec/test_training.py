@@ -173,3 +173,64 @@ def test_ms_ssim_fine_tuning_is_recorded_in_the_package(photos, tmp_path):
     )
     assert small.returncode != 0 and "--distortion ms-ssim needs --crop 192 or more" in small.stderr
     assert "Traceback" not in small.stderr
+
+
+def test_retrained_package_keeps_decoding_the_previous_builds_bitstreams(photos, tmp_path, monkeypatch):
+    """Re-exporting a package under its id retires the old build decode-only: archived tiles and
+    devices that have not upgraded keep decoding and ingesting; only encoding needs the new build."""
+    import grpc
+    import numpy as np
+
+    from lsic.testing import CloudProcess
+    from lsic.v1 import lsic_pb2 as pb
+    from lsic.v1 import lsic_pb2_grpc as pb_grpc
+
+    models, run_dir = tmp_path / "models", tmp_path / "run"
+    monkeypatch.setenv("LSIC_MODELS", str(models))
+    tiny = ["train", "--data", photos, "--out", run_dir, "--N", 16, "--M", 16, "--batch-size", 2, "--crop", 64]
+    export = ["export", run_dir / "checkpoint.pt", "--out", models / "tiny", "--id", "tiny", "--calibration", photos]
+    run(*tiny, "--max-steps", 10)
+    run(*export)
+    old, new = tmp_path / "old.lsic", tmp_path / "new.lsic"
+    run("encode", photos / "coffee.png", "-o", old, "--model", "tiny", "--quality", 5)
+    before = tmp_path / "before.png"
+    run("decode", old, "-o", before, "--backend", "onnx")
+
+    run(*tiny, "--max-steps", 15)  # retrained: a new build under the same id
+    run(*export)
+    listed = {row["id"]: row for row in json.loads(run("models").stdout)}["tiny"]
+    (retired,) = listed["retired_builds"]
+    assert retired["hash"] != listed["hash"] and (models / "retired").is_dir()
+    assert sum(f.stat().st_size for f in (models / "retired").rglob("*") if f.is_file()) < sum(
+        f.stat().st_size for f in (models / "tiny").iterdir()
+    ), "a retired build keeps only what decoding needs"
+
+    for backend in ("onnx", "torch"):
+        out = tmp_path / f"old-{backend}.png"
+        run("decode", old, "-o", out, "--backend", backend)
+        if backend == "onnx":
+            assert np.array_equal(cv2.imread(str(out)), cv2.imread(str(before))), "same build, same pixels"
+    run("encode", photos / "coffee.png", "-o", new, "--model", "tiny", "--quality", 5)
+    assert json.loads(run("info", new).stdout)["model_hash"] != json.loads(run("info", old).stdout)["model_hash"]
+    run("decode", new, "-o", tmp_path / "new.png", "--backend", "onnx")
+    refused = subprocess.run(
+        [*LSIC, "encode", str(photos / "coffee.png"), "-o", str(tmp_path / "x.lsic"), "--model", retired["path"]],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert refused.returncode == 8 and "retired build of model 'tiny'" in refused.stderr
+
+    cloud = CloudProcess(tmp_path / "cloud", extra=["--decode-backend", "onnx"]).start()
+    try:
+        token = cloud.add_device("cam")
+        with grpc.insecure_channel(cloud.address) as ch:
+            put = pb_grpc.IngestStub(ch).PutFrame
+            md = (("authorization", f"Bearer {token}"),)
+            for seq, path in enumerate((old, new)):
+                ack = put(
+                    pb.FrameRecord(stream_id="s", sequence=seq, bitstream=path.read_bytes()), metadata=md, timeout=60
+                )
+                assert ack.status == pb.FrameAck.STORED, "a device still on the previous build is not turned away"
+    finally:
+        cloud.stop()

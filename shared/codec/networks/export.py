@@ -25,9 +25,10 @@ from torch import nn
 from torch.nn import functional as F
 
 from lsic.codec.entropy import int_hyper, tables
+from lsic.codec.errors import LsicError
 from lsic.codec.networks.model import DISTORTIONS, Architecture, GainedHyperprior
 from lsic.codec.networks.operating_points import describe, extend_below
-from lsic.codec.package import FILES, load_package_dir, sha256_file
+from lsic.codec.package import DECODE_FILES, FILES, RETIRED_DIR, load_package_dir, sha256_file
 
 log = logging.getLogger("lsic.export")
 FX = 1 << int_hyper.ACT_FRAC_BITS
@@ -233,10 +234,12 @@ def export_package(
     calib_dir: Path,
     notes: dict | None = None,
     extrapolate_below: int = 0,
+    retire: bool = True,
 ) -> Path:
     """Checkpoint -> package folder `out` (replaced atomically when complete).
 
     extrapolate_below: operating points added under the lowest trained one (operating_points).
+    retire: a different build already in `out` is kept decode-only (retire_build) first.
     """
     from lsic.codec.networks.train import load_images
 
@@ -290,8 +293,10 @@ def export_package(
             **(notes or {}),
         }
         (tmp / "model.json").write_text(json.dumps(meta, indent=2) + "\n")
-        load_package_dir(tmp)  # verify before replacing
+        new = load_package_dir(tmp)  # verify before replacing
         if out.exists():
+            if retire and (out / "model.json").is_file():
+                retire_build(out, new.hash)
             shutil.rmtree(out)
         tmp.rename(out)
     finally:
@@ -299,3 +304,43 @@ def export_package(
             shutil.rmtree(tmp, ignore_errors=True)
     log.info("exported %s (step %d) to %s", model_id, state["step"], out)
     return out
+
+
+def retire_build(root: Path, successor: bytes | None = None) -> Path | None:
+    """Keep the package in `root`, about to be replaced, as a decode-only build in the models
+    folder's retired/<id>-<hash16>: its tables, selftest, ONNX synthesis and the synthesis's
+    torch weights (a few MB), so the bitstreams it wrote keep decoding. Returns the folder, or
+    None when there was nothing to keep (a damaged package, or the same build again).
+    """
+    try:
+        old = load_package_dir(root)
+    except LsicError as exc:
+        log.warning("not retiring %s: %s", root, exc)
+        return None
+    if old.decode_only or old.hash == successor:
+        return None
+    dest = root.parent / RETIRED_DIR / f"{old.id}-{old.hash.hex()[:16]}"
+    if dest.exists():
+        return dest
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".retire-", dir=dest.parent))
+    try:
+        for name in DECODE_FILES:
+            if name != "network.pt":
+                shutil.copy2(root / name, tmp / name)
+        weights = torch.load(root / "network.pt", map_location="cpu", weights_only=True)
+        torch.save({k: v for k, v in weights.items() if k.startswith(("g_s.", "g_s_refine."))}, tmp / "network.pt")
+        meta = dict(old.meta)
+        meta["retired"] = {
+            "files": {name: sha256_file(tmp / name) for name in DECODE_FILES},
+            "retired_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "successor": successor.hex()[:16] if successor else None,
+        }
+        (tmp / "model.json").write_text(json.dumps(meta, indent=2) + "\n")
+        load_package_dir(tmp)  # verify: decodes with the hash its bitstreams carry
+        tmp.rename(dest)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    log.info("kept the previous build of %s (%s) decode-only in %s", old.id, old.hash.hex()[:16], dest)
+    return dest
