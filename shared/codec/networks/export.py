@@ -298,6 +298,7 @@ def export_package(
             if retire and (out / "model.json").is_file():
                 retire_build(out, new.hash)
             shutil.rmtree(out)
+        tmp.chmod(0o755)  # mkdtemp makes it private; a package is read by every user
         tmp.rename(out)
     finally:
         if tmp.exists():
@@ -338,6 +339,7 @@ def retire_build(root: Path, successor: bytes | None = None) -> Path | None:
         }
         (tmp / "model.json").write_text(json.dumps(meta, indent=2) + "\n")
         load_package_dir(tmp)  # verify: decodes with the hash its bitstreams carry
+        tmp.chmod(0o755)  # mkdtemp makes it private; a package is read by every user
         tmp.rename(dest)
     finally:
         if tmp.exists():
