@@ -56,3 +56,14 @@ def test_curve_continues_from_its_own_table(tmp_path):
     assert [line.split("|")[1].strip() for line in stitched[2:]] == ["2000", "4000", "6000"]
     assert "| 6000 | 0.60 | 0.0001 QAT | 0.100/26.00 |" in stitched[-1]
     assert (tmp_path / "c.png").stat().st_size > 0
+
+
+def test_overlapping_table_and_log_show_each_step_once(tmp_path):
+    log = tmp_path / "log.jsonl"
+    log.write_text("\n".join(json.dumps(evaluation(s, 1e-4, True, 26.0)) for s in (2000, 4000)) + "\n")
+    table = tmp_path / "learning-curve.txt"
+    table.write_text(curve(tmp_path, log))
+    log.write_text(log.read_text() + json.dumps(evaluation(6000, 1.5e-5, True, 27.0)) + "\n")
+
+    stitched = curve(tmp_path, table, log).splitlines()
+    assert [line.split("|")[1].strip() for line in stitched[2:]] == ["2000", "4000", "6000"]

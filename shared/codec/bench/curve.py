@@ -47,6 +47,15 @@ def read_rows(path: Path) -> list[dict]:
     return rows
 
 
+def latest_per_step(evals: list[dict]) -> list[dict]:
+    """One evaluation per step, the one read last, in step order.
+
+    A run resumed in its own folder keeps its whole log.jsonl, so a committed table and the log
+    continuing it overlap; the log, read after the table, is the one that counts.
+    """
+    return sorted({e["step"]: e for e in evals}.values(), key=lambda e: e["step"])
+
+
 def run(args: argparse.Namespace) -> int:
     import matplotlib
 
@@ -62,6 +71,7 @@ def run(args: argparse.Namespace) -> int:
     if not evals:
         print("no evaluations in the log yet")
         return 1
+    evals = latest_per_step(evals)
     fig, (a1, a2) = plt.subplots(1, 2, figsize=(11, 4))
     n = len(evals[0]["eval"])
     for q in range(n):
