@@ -180,6 +180,14 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_requantize(args: argparse.Namespace) -> int:
+    from lsic.codec.networks.export import requantize_package
+
+    requantize_package(Path(args.package), Path(args.calibration), retire=not args.no_retire)
+    print(json.dumps({"package": args.package}))
+    return 0
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
     from lsic.codec.bench import run_bench
 
@@ -311,6 +319,12 @@ def build_parser() -> argparse.ArgumentParser:
         "(reaches ~0.1 bpp; marked in model.json's operating_points)",
     )
     x.set_defaults(func=cmd_export)
+
+    r = sub.add_parser("requantize", help="redo a package's int8 analysis from its fp32 analysis (no checkpoint)")
+    r.add_argument("package", help="package folder, e.g. shared/models/hq")
+    r.add_argument("--calibration", required=True, help="image folder for int8 calibration")
+    r.add_argument("--no-retire", action="store_true", help="replace the build outright instead of retiring it")
+    r.set_defaults(func=cmd_requantize)
 
     b = sub.add_parser("bench", help="benchmarks: rd, speed, tiling, fuzz, memory")
     from lsic.codec.bench import add_bench_arguments

@@ -234,3 +234,75 @@ def test_retrained_package_keeps_decoding_the_previous_builds_bitstreams(photos,
                 assert ack.status == pb.FrameAck.STORED, "a device still on the previous build is not turned away"
     finally:
         cloud.stop()
+
+
+def test_requantize_redoes_the_int8_analysis_and_keeps_old_bitstreams_decoding(photos, tmp_path, monkeypatch):
+    """`lsic requantize` rebuilds a package's int8 analysis from its fp32 graph (no checkpoint):
+    a new build with 7-bit weights, the replaced one retired, its bitstreams decoding to the same pixels."""
+    import numpy as np
+
+    models, run_dir = tmp_path / "models", tmp_path / "run"
+    monkeypatch.setenv("LSIC_MODELS", str(models))
+    run(
+        "train",
+        "--data",
+        photos,
+        "--out",
+        run_dir,
+        "--N",
+        16,
+        "--M",
+        16,
+        "--batch-size",
+        2,
+        "--crop",
+        64,
+        "--max-steps",
+        5,
+    )
+    run("export", run_dir / "checkpoint.pt", "--out", models / "tiny", "--id", "tiny", "--calibration", photos)
+    _downgrade_to_8bit_weights(models / "tiny", photos, monkeypatch)  # as exported before session 20
+    old = tmp_path / "old.lsic"
+    run("encode", photos / "coffee.png", "-o", old, "--model", "tiny", "--quality", 5)
+    before = tmp_path / "before.png"
+    run("decode", old, "-o", before, "--backend", "onnx")
+    synthesis = (models / "tiny" / "synthesis.fp32.onnx").read_bytes()
+
+    run("requantize", models / "tiny", "--calibration", photos)
+    meta = json.loads((models / "tiny" / "model.json").read_text())
+    assert meta["int8_analysis"]["weights"] == "7-bit (reduce_range)" and "requantized" in meta["int8_analysis"]
+    assert (models / "tiny" / "synthesis.fp32.onnx").read_bytes() == synthesis, "only the analysis changes"
+    listed = {row["id"]: row for row in json.loads(run("models").stdout)}["tiny"]
+    (retired,) = listed["retired_builds"]
+    assert retired["hash"] != listed["hash"]
+    after = tmp_path / "after.png"
+    run("decode", old, "-o", after, "--backend", "onnx")
+    assert np.array_equal(cv2.imread(str(after)), cv2.imread(str(before))), "the old build's bitstream still decodes"
+    new = tmp_path / "new.lsic"
+    run("encode", photos / "coffee.png", "-o", new, "--model", "tiny", "--quality", 5)
+    run("decode", new, "-o", tmp_path / "new.png", "--backend", "onnx")
+    bad = subprocess.run(
+        [*LSIC, "requantize", str(tmp_path / "nothing"), "--calibration", str(photos)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert bad.returncode != 0 and "Traceback" not in bad.stderr
+
+
+def _downgrade_to_8bit_weights(package, photos, monkeypatch):
+    """Rewrite a package's int8 analysis with full 8-bit weights, the export of sessions 1-19."""
+    import numpy as np
+    import onnxruntime.quantization as oq
+
+    from lsic.codec.networks import export
+    from lsic.codec.networks.train import load_images
+    from lsic.codec.package import FILES, sha256_file
+
+    quantize = oq.quantize_static
+    monkeypatch.setattr(oq, "quantize_static", lambda *a, **k: quantize(*a, **{**k, "reduce_range": False}))
+    export.quantize_analysis(package, load_images(photos, 256), np.load(package / "tables.npz")["gain"])
+    monkeypatch.setattr(oq, "quantize_static", quantize)
+    meta = json.loads((package / "model.json").read_text())
+    meta["files"] = {name: sha256_file(package / name) for name in FILES}
+    (package / "model.json").write_text(json.dumps(meta))
