@@ -52,3 +52,25 @@ def test_qat_leaves_float_exactly_what_export_leaves_float():
             assert (f"/g_a/g_a.{i}/Conv" in FLOAT_NODES) == (i in FLOAT_G_A_LAYERS)
         else:  # a GDN rounds its output only when an int8 convolution reads it
             assert (layer.fq_out is not None) == (i + 1 not in FLOAT_G_A_LAYERS)
+
+
+@pytest.mark.parametrize("model_id", ["default", "hq", "lite"])
+def test_qat_weight_grid_is_the_one_the_shipped_int8_analysis_runs(model_id):
+    """Fine-tuning must round weights exactly as export's quantizer does (7-bit, per channel)."""
+    from pathlib import Path
+
+    import numpy as np
+    import onnx
+    from onnx import numpy_helper
+
+    from lsic.codec.networks.qat import fake_quant_weight
+
+    package = Path(__file__).resolve().parents[2] / "shared" / "models" / model_id
+    weights = torch.load(package / "network.pt", map_location="cpu", weights_only=True)
+    graph = {t.name: numpy_helper.to_array(t) for t in onnx.load(package / "analysis.int8.onnx").graph.initializer}
+    for name in ("g_a.0.weight", "g_a.2.weight"):
+        q, scale = graph[f"{name}_quantized"].astype(np.float32), graph[f"{name}_scale"]
+        assert q.min() >= -64 and q.max() <= 64, "7-bit weights: the u8s8 kernels cannot saturate"
+        shipped = q * scale.reshape(-1, 1, 1, 1)
+        simulated = fake_quant_weight(weights[name].float()).numpy()
+        np.testing.assert_allclose(simulated, shipped, rtol=0, atol=float(scale.max()) * 1e-3, err_msg=name)

@@ -10,7 +10,8 @@ training, so the weights learn to tolerate it:
   for signed tensors, [0, t] for non-negative ones;
 - inside each GDN: the squared input and the norm (its 1x1 convolution runs in int8), and the
   GDN's output where the next convolution is int8;
-- convolution weights (and GDN's gamma): per-output-channel symmetric int8.
+- convolution weights (and GDN's gamma): per-output-channel symmetric, 7-bit ([-64, 64]) as
+  export's `reduce_range` writes them (export.quantize_analysis says why).
 
 The convolutions export keeps float (export.FLOAT_G_A_LAYERS) and h_a stay float. Modules keep
 their classes' parameters and state-dict keys (the fake-quantizers hold no persistent state), so
@@ -62,11 +63,14 @@ class FakeQuant(nn.Module):
         return torch.fake_quantize_per_tensor_affine(x, t / 255, 0, 0, 255)
 
 
+WEIGHT_LEVELS = 64  # ONNX Runtime's reduce_range int8 weights: [-64, 64]
+
+
 def fake_quant_weight(w: Tensor) -> Tensor:
-    """Per-output-channel symmetric int8, as ONNX Runtime quantizes Conv weights."""
-    scale = (w.detach().abs().amax(dim=tuple(range(1, w.dim()))) / 127).clamp_min(1e-12)
+    """Per-output-channel symmetric 7-bit, as ONNX Runtime quantizes Conv weights with reduce_range."""
+    scale = (w.detach().abs().amax(dim=tuple(range(1, w.dim()))) / WEIGHT_LEVELS).clamp_min(1e-12)
     zero = torch.zeros_like(scale, dtype=torch.int32)
-    return torch.fake_quantize_per_channel_affine(w, scale, zero, 0, -127, 127)
+    return torch.fake_quantize_per_channel_affine(w, scale, zero, 0, -WEIGHT_LEVELS, WEIGHT_LEVELS)
 
 
 class QATConv2d(nn.Conv2d):
