@@ -16,6 +16,7 @@ from pathlib import Path
 
 from lsic import __version__
 from lsic.cli_support import on_stop_signals, run_main
+from lsic.codec.entropy.context import CONTEXT_KINDS
 
 log = logging.getLogger("lsic")
 
@@ -156,6 +157,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         refine_width=args.refine_width,
         decoder_only=args.decoder_only,
         distortion=args.distortion,
+        context=args.context,
+        context_only=args.context_only,
     )
     stop = threading.Event()
     on_stop_signals(stop.set)  # Ctrl-C or SIGTERM: finish the step, save the checkpoint, exit
@@ -296,6 +299,18 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="train only the synthesis (distortion in dB): the edge encoder, entropy models and bitstreams "
         "stay exactly as in --init (kept on resume)",
+    )
+    t.add_argument(
+        "--context",
+        choices=CONTEXT_KINDS,
+        help="code y in two passes, the second with a checkerboard context over the first (a parallel "
+        "context model); with --init from a package without one, it starts as that package (kept on resume)",
+    )
+    t.add_argument(
+        "--context-only",
+        action="store_true",
+        help="train only the context (rate alone): the edge's analysis transform, the synthesis and the "
+        "hyperprior stay exactly as in --init (kept on resume)",
     )
     t.set_defaults(func=cmd_train)
 

@@ -127,6 +127,11 @@ class ModelPackage:
         return layers_from_arrays(self.arrays)
 
     @cached_property
+    def context_layers(self) -> list[IntLayer]:
+        """The integer checkerboard context (lsic.codec.entropy.context); empty without one."""
+        return layers_from_arrays(self.arrays, prefix="cx")
+
+    @cached_property
     def latent_codec(self) -> LatentCodec:
         a = self.arrays
         z = TableSet(a["z_freqs"], a["z_lengths"], a["z_origins"])

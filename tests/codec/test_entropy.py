@@ -12,8 +12,9 @@ import numpy as np
 import pytest
 
 from lsic.codec.entropy.coder import LatentCodec
+from lsic.codec.entropy.context import anchor_mask, run_int_context
 from lsic.codec.entropy.int_hyper import run_int_hyper
-from lsic.codec.entropy.latents import decode_tile, quantize
+from lsic.codec.entropy.latents import decode_tile, encode_tile, quantize
 from lsic.codec.entropy.tables import TOTAL, quantize_pmf
 from lsic.codec.package import STRIDE, load_package
 from lsic.codec.tiling import Tile, cut, padded_size
@@ -41,7 +42,7 @@ def test_coder_round_trip_with_escapes(rng):
     y = rng.integers(-5, 6, size=(m, 8, 12))
     y[1, 2, 3] = -1_000_000
     idx = rng.integers(0, 64, size=y.shape).astype(np.int32)
-    payload = codec.encode(z, y, idx)
+    payload = codec.encode(z, [(y, idx)])
     dec = codec.decoder(payload)
     assert np.array_equal(dec.decode_z(z.shape), z)
     assert np.array_equal(dec.decode_y(idx), y)
@@ -55,6 +56,11 @@ def test_integer_hyper_synthesis_matches_the_export_machine_bit_for_bit(model):
         out = run_int_hyper(ref["z_fx"], pkg.hyper_layers)
         assert out.dtype == np.int64
         assert np.array_equal(out, ref["output"])
+        if pkg.context_layers:  # the checkerboard context's integer network, too
+            refined = run_int_context(out, ref["ctx_anchors_fx"], pkg.context_layers)
+            assert np.array_equal(refined, ref["ctx_output"])
+            anchors = anchor_mask(*out.shape[1:])
+            assert np.array_equal(refined[:, anchors], out[:, anchors]), "anchors keep the hyperprior's tables"
 
 
 def tile_corpus(kodak_files: list[Path]) -> list[np.ndarray]:
@@ -153,7 +159,7 @@ def test_quantize_then_decode_gives_the_encoders_integers(encoder, kodak):
         tile = Tile(0, 0, 0, 256, 256)
         ((y, z),) = encoder.analyse([cut(img, tile, STRIDE)], q - 1)
         sent = quantize(pkg, y, z)
-        payload = pkg.latent_codec.encode(sent.z, sent.y, sent.index)
+        payload = encode_tile(pkg, y, z)
         got = decode_tile(pkg, payload, padded_size(256, STRIDE), padded_size(256, STRIDE))
         for a, b in ((sent.z, got.z), (sent.y, got.y), (sent.index, got.index), (sent.means_fx, got.means_fx)):
             assert np.array_equal(a, b)

@@ -146,6 +146,49 @@ def test_decoder_only_training_keeps_the_edge_bitstream(photos, tmp_path):
     assert quality["dec"] > quality["base"] + 0.1, quality
 
 
+def test_context_only_training_keeps_the_edge_analysis_and_codes_in_two_passes(photos, tmp_path, monkeypatch):
+    """A checkerboard context added to a package (`--context checkerboard --context-only`): the
+    int8 analysis is the package's own, the run stays context-only on resume, and the new
+    package's two-pass bitstreams decode the same in this process, with torch and with ONNX."""
+    from lsic.codec.decoder import Decoder
+    from lsic.codec.encoder import Encoder
+    from lsic.codec.entropy.latents import coding_passes
+    from lsic.codec.metrics import psnr
+    from lsic.codec.package import load_package
+
+    models = tmp_path / "models"
+    tiny = ["--data", photos, "--N", 16, "--M", 16, "--batch-size", 2, "--crop", 64]
+    run("train", *tiny, "--out", tmp_path / "base", "--max-steps", 20)
+    run("export", tmp_path / "base" / "checkpoint.pt", "--out", models / "base", "--id", "base", "--calibration", photos)
+    ctx = ["train", *tiny, "--out", tmp_path / "ctx", "--init", models / "base", "--lr", "1e-3"]
+    first = run(*ctx, "--context", "checkerboard", "--context-only", "--max-steps", 40)
+    assert "context only: the checkerboard context trains alone since step 20" in first.stderr
+    resumed = run(*ctx, "--max-steps", 50)
+    assert "context only" in resumed.stderr, "a context-only run stays so when resumed without the flags"
+    run("export", tmp_path / "ctx" / "checkpoint.pt", "--out", models / "ctx", "--id", "ctx", "--calibration", photos)
+    meta = json.loads((models / "ctx" / "model.json").read_text())
+    assert meta["architecture"]["context"] == "checkerboard"
+    assert meta["training"]["context_only_from_step"] == 20 and meta["training"]["steps"] == 50
+    base_meta = json.loads((models / "base" / "model.json").read_text())
+    assert meta["files"]["analysis.int8.onnx"] == base_meta["files"]["analysis.int8.onnx"], "same edge analysis"
+
+    monkeypatch.setenv("LSIC_MODELS", str(models))
+    pkg = load_package(models / "ctx")
+    assert len(pkg.context_layers) == 4 and len(coding_passes(pkg, 4, 4)) == 2
+    assert not load_package(models / "base").context_layers
+    source = cv2.cvtColor(cv2.imread(str(photos / "coffee.png")), cv2.COLOR_BGR2RGB)
+    data = Encoder(pkg).encode(source, quality=5)
+    decoded = {b: Decoder(backend=b).decode(data).rgb for b in ("torch", "onnx")}
+    assert psnr(decoded["torch"], decoded["onnx"]) > 45
+    base = Decoder(backend="torch").decode(Encoder("base").encode(source, quality=5)).rgb
+    assert abs(psnr(source, decoded["torch"]) - psnr(source, base)) < 0.5, "same analysis, same synthesis"
+    env = {**os.environ, "LSIC_MODELS": str(models)}
+    coded, out = tmp_path / "c.lsic", tmp_path / "c.png"
+    run("encode", photos / "coffee.png", "-o", coded, "--model", "ctx", "--quality", 5, env=env)
+    run("decode", coded, "-o", out, "--backend", "torch", env=env)
+    assert psnr(decoded["torch"], cv2.cvtColor(cv2.imread(str(out)), cv2.COLOR_BGR2RGB)) > 45, "the CLI agrees"
+
+
 def test_ms_ssim_fine_tuning_is_recorded_in_the_package(photos, tmp_path):
     """`--distortion ms-ssim` switches a run's loss to CompressAI's MS-SSIM ladder; the run keeps
     it when resumed, and model.json says what the lambdas mean and from which step."""

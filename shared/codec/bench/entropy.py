@@ -1,4 +1,4 @@
-"""`lsic bench entropy`: the rate cost of the integer hyper-synthesis against the float one.
+"""`lsic bench entropy`: the rate cost of the integer hyper-synthesis (and context) against the float ones.
 
 Same images, same int8 analysis, same z symbols and the same integer tables; only the network
 that picks each y symbol's table and mean differs: the shipped integer network, or the trained
@@ -26,7 +26,7 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from lsic.codec.encoder import Encoder
-    from lsic.codec.entropy.latents import FX, encode_tile, quantize
+    from lsic.codec.entropy.latents import FX, coding_passes, encode_tile, quantize
     from lsic.codec.entropy.tables import scale_table
     from lsic.codec.networks.model import Architecture, GainedHyperprior
     from lsic.codec.package import STRIDE
@@ -52,12 +52,16 @@ def run(args: argparse.Namespace) -> int:
                 s = quantize(pkg, y, z)
                 z_hat = torch.from_numpy((s.z + pkg.z_medians_fx[:, None, None] / FX).astype(np.float32))[None]
                 with torch.no_grad():
-                    scales, means = net.h_s(z_hat).chunk(2, 1)
-                scales = scales[0].numpy().astype(np.float64)
-                means = means[0].numpy().astype(np.float64)
+                    hyper = net.h_s(z_hat)
+                    means = hyper.chunk(2, 1)[1]
+                    if net.context is not None:
+                        y_t = torch.from_numpy(y.astype(np.float32))[None]
+                        hyper = net.context(hyper, torch.round(y_t - means) + means)
+                scales, means = (t[0].numpy().astype(np.float64) for t in hyper.chunk(2, 1))
                 index = np.searchsorted(thresholds, np.maximum(scales, 0.11), side="left").astype(np.int32)
                 y_int = np.rint(y.astype(np.float64) - means).astype(np.int64)
-                bytes_float += len(pkg.latent_codec.encode(s.z, y_int, index))
+                passes = coding_passes(pkg, *y_int.shape[1:])
+                bytes_float += len(pkg.latent_codec.encode(s.z, [(y_int[:, m], index[:, m]) for m in passes]))
         total_i += bytes_int
         total_f += bytes_float
         print(f"| {q} | {bytes_int} | {bytes_float} | {100 * (bytes_int / bytes_float - 1):+.2f}% |", flush=True)

@@ -5,8 +5,10 @@ Layout of a tile's entropy-coded payload (one ANS stream, decoded in this order)
   2. raw values of escaped z symbols (high then low parts, uniform)
   3. y, grouped by table index in increasing order, raster order within a group
   4. raw values of escaped y symbols
-The decoder learns the y table indexes from z through the integer hyper-synthesis, so
-everything needed to decode a symbol is an already-decoded integer.
+  (3 and 4 once per coding pass of y: one pass, or two with a checkerboard context)
+The decoder learns the y table indexes from z through the integer hyper-synthesis (and, for a
+second pass, from the first pass's y through the integer context), so everything needed to
+decode a symbol is an already-decoded integer.
 """
 
 from __future__ import annotations
@@ -105,8 +107,9 @@ class LatentCodec:
         self.z_tables = z_tables
         self.y_tables = y_tables
 
-    def encode(self, z: np.ndarray, y: np.ndarray, y_index: np.ndarray) -> bytes:
-        """z (N,h,w) ints, y (M,H,W) ints (already minus means), y_index (M,H,W) tables."""
+    def encode(self, z: np.ndarray, y_passes: list[tuple[np.ndarray, np.ndarray]]) -> bytes:
+        """z (N,h,w) ints, then y's coding passes in order: (y ints already minus their means,
+        their tables), each pair of one shape."""
         plan = Plan()
         n, per_channel = z.shape[0], z[0].size
         z_flat = z.reshape(-1)
@@ -114,12 +117,13 @@ class LatentCodec:
         for c in range(n):
             plan.add(sym[c * per_channel : (c + 1) * per_channel], self.z_tables.model(c))
         plan.add_raw(z_flat[esc])
-        order, tables, runs = _grouped(y_index)
-        y_sorted = y.reshape(-1)[order]
-        sym, esc = self.y_tables.symbols(y_sorted, tables)
-        for t, start, end in runs:
-            plan.add(sym[start:end], self.y_tables.model(t))
-        plan.add_raw(y_sorted[esc])
+        for y, y_index in y_passes:
+            order, tables, runs = _grouped(y_index)
+            y_sorted = y.reshape(-1)[order]
+            sym, esc = self.y_tables.symbols(y_sorted, tables)
+            for t, start, end in runs:
+                plan.add(sym[start:end], self.y_tables.model(t))
+            plan.add_raw(y_sorted[esc])
         return plan.encode()
 
     def decoder(self, payload: bytes) -> LatentDecoder:

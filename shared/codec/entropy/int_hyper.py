@@ -51,7 +51,7 @@ class IntLayer:
             raise ValueError("integer layer outside the exact float64 range")
 
 
-def _im2col(x: np.ndarray, kh: int, kw: int, pads: tuple[int, int, int, int]) -> tuple[np.ndarray, int, int]:
+def im2col(x: np.ndarray, kh: int, kw: int, pads: tuple[int, int, int, int]) -> tuple[np.ndarray, int, int]:
     """(C, H, W) -> (C*kh*kw, H_out*W_out) patches of a stride-1 convolution.
 
     pads = (top, bottom, left, right) zero padding.
@@ -78,7 +78,7 @@ class _Kernel:
 
 def _conv(x: np.ndarray, kernel: _Kernel) -> np.ndarray:
     """Exact integer convolution in float64 (see module docstring)."""
-    cols, ho, wo = _im2col(x, kernel.kh, kernel.kw, kernel.pads)
+    cols, ho, wo = im2col(x, kernel.kh, kernel.kw, kernel.pads)
     return (kernel.matrix @ cols).reshape(-1, ho, wo)
 
 
@@ -115,9 +115,17 @@ def _layer(x: np.ndarray, layer: IntLayer) -> np.ndarray:
             acc[:, ry::2, rx::2] = _conv(x, kernel)
     else:
         acc = _conv(x, kernels[(0, 0)])
-    # Bias, then a rounding right shift floor((acc + bias + 2^(s-1)) / 2^s), all in place: every
-    # sum is an integer below 2^53 and 2^-s is a power of two, so each step is exact.
-    acc += layer.offset[:, None, None]
+    return finish_layer(acc, layer)
+
+
+def finish_layer(acc: np.ndarray, layer: IntLayer) -> np.ndarray:
+    """Accumulators (C_out, ...) of a layer's products -> its integer outputs, in place.
+
+    Bias, then a rounding right shift floor((acc + bias + 2^(s-1)) / 2^s): every sum is an
+    integer below 2^53 and 2^-s is a power of two, so each step is exact. Then the integer
+    LeakyReLU and the activation clamp.
+    """
+    acc += layer.offset.reshape(-1, *([1] * (acc.ndim - 1)))
     if layer.shift > 0:
         acc *= 2.0**-layer.shift
         np.floor(acc, out=acc)
@@ -141,15 +149,16 @@ def scale_indexes(scales_fx: np.ndarray, thresholds_fx: np.ndarray) -> np.ndarra
     return np.searchsorted(thresholds_fx, scales_fx, side="left").astype(np.int32)
 
 
-def layers_from_arrays(arrays: dict[str, np.ndarray]) -> list[IntLayer]:
-    """Rebuild the integer layers from the arrays of a model package's tables.npz."""
+def layers_from_arrays(arrays: dict[str, np.ndarray], prefix: str = "hs") -> list[IntLayer]:
+    """Rebuild integer layers from a model package's tables.npz: the hyper-synthesis ("hs") or
+    the checkerboard context ("cx", lsic.codec.entropy.context)."""
     layers = []
     i = 0
-    while f"hs{i}_w" in arrays:
-        meta = arrays[f"hs{i}_meta"]
+    while f"{prefix}{i}_w" in arrays:
+        meta = arrays[f"{prefix}{i}_meta"]
         layer = IntLayer(
-            weight=arrays[f"hs{i}_w"].astype(np.int32),
-            bias=arrays[f"hs{i}_b"].astype(np.int64),
+            weight=arrays[f"{prefix}{i}_w"].astype(np.int32),
+            bias=arrays[f"{prefix}{i}_b"].astype(np.int64),
             shift=int(meta[0]),
             upsample=int(meta[1]),
             leaky=bool(meta[2]),

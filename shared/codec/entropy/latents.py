@@ -3,6 +3,10 @@
 Encoder: float y, z from the analysis transform -> integers -> integer hyper-synthesis picks
 each y symbol's table and mean -> rANS payload. Decoder: payload -> z integers -> the same
 integer hyper-synthesis -> y integers -> y_hat for the synthesis transform.
+
+With a checkerboard context (packages whose tables carry one, lsic.codec.entropy.context) y is
+coded in two halves: the anchors with the hyper-synthesis's tables, then the other half with
+tables the integer context network refines from the decoded anchors.
 """
 
 from __future__ import annotations
@@ -12,10 +16,12 @@ from dataclasses import dataclass
 import numpy as np
 
 from lsic.codec.entropy.coder import RAW_OFFSET
+from lsic.codec.entropy.context import anchor_mask, run_int_context
 from lsic.codec.entropy.int_hyper import ACT_FRAC_BITS, run_int_hyper, scale_indexes
 from lsic.codec.package import ModelPackage
 
 FX = float(1 << ACT_FRAC_BITS)
+_LIMIT = RAW_OFFSET - 1
 
 
 @dataclass
@@ -32,27 +38,62 @@ class TileSymbols:
         return (self.y.astype(np.float64) + self.means_fx.astype(np.float64) / FX).astype(np.float32)
 
 
-def hyper_params(pkg: ModelPackage, z_int: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Table indexes and fixed-point means of y from the integer z (a pure integer function)."""
+
+def hyper_output(pkg: ModelPackage, z_int: np.ndarray) -> np.ndarray:
+    """Integer hyper-synthesis output (2M, 4h, 4w) from the integer z (a pure integer function)."""
     z_fx = z_int.astype(np.int64) * int(FX) + pkg.z_medians_fx[:, None, None]
-    out = run_int_hyper(z_fx, pkg.hyper_layers)
+    return run_int_hyper(z_fx, pkg.hyper_layers)
+
+
+def split_params(pkg: ModelPackage, out: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Scales and means half of an integer parameter map -> (table indexes, fixed-point means)."""
     m = out.shape[0] // 2
     return scale_indexes(out[:m], pkg.scale_thresholds), out[m:]
+
+
+def hyper_params(pkg: ModelPackage, z_int: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Table indexes and fixed-point means of y from the integer z alone (no context)."""
+    return split_params(pkg, hyper_output(pkg, z_int))
+
+
+def context_params(pkg: ModelPackage, hyper: np.ndarray, y_anchors: np.ndarray, means_fx: np.ndarray):
+    """Tables and means of every y symbol once the anchors' integers are known (non-anchor
+    entries of `y_anchors` are ignored)."""
+    anchors = anchor_mask(*hyper.shape[1:])
+    anchors_fx = np.where(anchors, y_anchors * int(FX) + means_fx, 0)
+    return split_params(pkg, run_int_context(hyper, anchors_fx, pkg.context_layers))
+
+
+def _to_int(y: np.ndarray, means_fx: np.ndarray) -> np.ndarray:
+    return np.clip(np.rint(y.astype(np.float64) - means_fx / FX), -_LIMIT, _LIMIT).astype(np.int64)
 
 
 def quantize(pkg: ModelPackage, y: np.ndarray, z: np.ndarray) -> TileSymbols:
     """Analysis outputs of one tile (gained y (M,H,W), z (N,h,w)) -> its symbols."""
     medians = pkg.z_medians_fx.astype(np.float64)[:, None, None] / FX
-    lim = RAW_OFFSET - 1
-    z_int = np.clip(np.rint(z.astype(np.float64) - medians), -lim, lim).astype(np.int64)
-    index, means_fx = hyper_params(pkg, z_int)
-    y_int = np.clip(np.rint(y.astype(np.float64) - means_fx / FX), -lim, lim).astype(np.int64)
+    z_int = np.clip(np.rint(z.astype(np.float64) - medians), -_LIMIT, _LIMIT).astype(np.int64)
+    hyper = hyper_output(pkg, z_int)
+    index, means_fx = split_params(pkg, hyper)
+    y_int = _to_int(y, means_fx)
+    if pkg.context_layers:
+        # The anchors keep the hyper-synthesis's means, so their integers are already final.
+        index, means_fx = context_params(pkg, hyper, y_int, means_fx)
+        y_int = _to_int(y, means_fx)
     return TileSymbols(z_int, y_int, index, means_fx)
+
+
+def coding_passes(pkg: ModelPackage, h: int, w: int) -> list[np.ndarray]:
+    """Position masks (h, w) of y's coding passes in order: one, or the anchors then the rest."""
+    if not pkg.context_layers:
+        return [np.ones((h, w), dtype=bool)]
+    anchors = anchor_mask(h, w)
+    return [anchors, ~anchors]
 
 
 def encode_tile(pkg: ModelPackage, y: np.ndarray, z: np.ndarray) -> bytes:
     s = quantize(pkg, y, z)
-    return pkg.latent_codec.encode(s.z, s.y, s.index)
+    passes = coding_passes(pkg, *s.y.shape[1:])
+    return pkg.latent_codec.encode(s.z, [(s.y[:, sel], s.index[:, sel]) for sel in passes])
 
 
 def decode_tile(pkg: ModelPackage, payload: bytes, padded_h: int, padded_w: int) -> TileSymbols:
@@ -60,7 +101,13 @@ def decode_tile(pkg: ModelPackage, payload: bytes, padded_h: int, padded_w: int)
     n = int(pkg.architecture["N"])
     dec = pkg.latent_codec.decoder(payload)
     z = dec.decode_z((n, padded_h // 64, padded_w // 64))
-    index, means_fx = hyper_params(pkg, z)
-    y = dec.decode_y(index)
+    hyper = hyper_output(pkg, z)
+    index, means_fx = split_params(pkg, hyper)
+    passes = coding_passes(pkg, padded_h // 16, padded_w // 16)
+    y = np.zeros(index.shape, dtype=np.int64)
+    y[:, passes[0]] = dec.decode_y(index[:, passes[0]])
+    if len(passes) > 1:
+        index, means_fx = context_params(pkg, hyper, y, means_fx)
+        y[:, passes[1]] = dec.decode_y(index[:, passes[1]])
     dec.finish()
     return TileSymbols(z, y, index, means_fx)

@@ -25,6 +25,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from lsic.codec.entropy import int_hyper, tables
+from lsic.codec.entropy.context import anchor_mask, run_int_context
 from lsic.codec.errors import LsicError, ModelError
 from lsic.codec.networks.model import DISTORTIONS, Architecture, GainedHyperprior
 from lsic.codec.networks.operating_points import describe, extend_below
@@ -120,8 +121,21 @@ def int_hyper_arrays(net: GainedHyperprior) -> dict[str, np.ndarray]:
     return out
 
 
+def int_context_arrays(net: GainedHyperprior) -> dict[str, np.ndarray]:
+    """The checkerboard context as integer layers "cx0".. (none for a network without one)."""
+    if net.context is None:
+        return {}
+    convs = net.context.int_convs()
+    out = {}
+    for i, m in enumerate(convs):
+        q = _quantize_layer(m.weight, m.bias, transposed=False, leaky=0 < i < len(convs) - 1)
+        out.update({f"cx{i}_w": q["w"], f"cx{i}_b": q["b"], f"cx{i}_meta": q["meta"]})
+    return out
+
+
 def write_selftest(path: Path, arrays: dict[str, np.ndarray]) -> None:
-    """Reference input/output of the integer hyper-synthesis, computed on the export machine.
+    """Reference input/output of the integer hyper-synthesis (and context), computed on the
+    export machine.
 
     Any machine that loads the package must reproduce the output bit for bit (tests check it).
     """
@@ -131,7 +145,15 @@ def write_selftest(path: Path, arrays: dict[str, np.ndarray]) -> None:
     z[:, 0, 0] = int_hyper.ACT_LIMIT  # extremes exercise the clamps
     z[:, 0, 1] = -int_hyper.ACT_LIMIT
     out = int_hyper.run_int_hyper(z, int_hyper.layers_from_arrays(arrays))
-    np.savez_compressed(path, z_fx=z, output=out)
+    extra = {}
+    context = int_hyper.layers_from_arrays(arrays, prefix="cx")
+    if context:
+        m = out.shape[0] // 2
+        anchors = np.where(anchor_mask(*out.shape[1:]), rng.integers(-40, 41, size=(m, *out.shape[1:])) * FX, 0)
+        anchors += np.where(anchor_mask(*out.shape[1:]), out[m:], 0)
+        anchors[:, 0, 0] = int_hyper.ACT_LIMIT
+        extra = {"ctx_anchors_fx": anchors, "ctx_output": run_int_context(out, anchors, context)}
+    np.savez_compressed(path, z_fx=z, output=out, **extra)
 
 
 def export_onnx(net: GainedHyperprior, folder: Path) -> None:
@@ -262,7 +284,7 @@ def export_package(
         # The whole float network: the GPU decoder takes g_s from it, and training can resume
         # from a package on a machine that has no checkpoint (`lsic train --init`).
         torch.save(state["state_dict"], tmp / "network.pt")
-        arrays = {**factorized_arrays(net), **int_hyper_arrays(net)}
+        arrays = {**factorized_arrays(net), **int_hyper_arrays(net), **int_context_arrays(net)}
         arrays["gain"] = gains.astype(np.float32)
         arrays["inv_gain"] = np.exp(log_inv_gains).astype(np.float32)
         np.savez_compressed(tmp / "tables.npz", **arrays)
@@ -290,6 +312,8 @@ def export_package(
                 "bf16_steps": state.get("bf16_steps", 0),
                 "decoder_only_from_step": state.get("decoder_only_from_step"),
                 "distortion_schedule": schedule,
+                "context_from_step": state.get("context_from_step"),
+                "context_only_from_step": state.get("context_only_from_step"),
             },
             "int8_analysis": {
                 "float_nodes": FLOAT_NODES,

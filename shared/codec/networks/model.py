@@ -16,6 +16,7 @@ from compressai.models import MeanScaleHyperprior
 from compressai.models.utils import conv, deconv
 from torch import Tensor, nn
 
+from lsic.codec.networks.context import CheckerboardContext
 from lsic.codec.networks.refine import Synthesis, refine_branch
 
 # Rate-distortion trade-offs of CompressAI's published MSE models (qualities 1..8), used as the
@@ -43,6 +44,7 @@ class Architecture:
     n_rates: int = len(LAMBDAS)
     hyper_widths: tuple[int, int] | None = None
     refine_width: int | None = None  # width of the cloud decoder's residual branch (refine.py)
+    context: str | None = None  # "checkerboard": y coded in two passes (context.py); None: hyperprior only
 
     def to_dict(self) -> dict[str, object]:
         out: dict[str, object] = {"N": self.N, "M": self.M, "n_rates": self.n_rates}
@@ -50,6 +52,8 @@ class Architecture:
             out["hyper_widths"] = list(self.hyper_widths)
         if self.refine_width is not None:
             out["refine_width"] = self.refine_width
+        if self.context is not None:
+            out["context"] = self.context
         return out
 
     @classmethod
@@ -63,6 +67,7 @@ class Architecture:
             n_rates=int(d["n_rates"]),
             hyper_widths=None if widths is None else (int(widths[0]), int(widths[1])),
             refine_width=None if refine is None else int(refine),
+            context=d.get("context"),
         )
 
     @property
@@ -91,6 +96,7 @@ class GainedHyperprior(MeanScaleHyperprior):
                 conv(b, arch.M * 2, kernel_size=3, stride=1),
             )
         self.g_s_refine = None if arch.refine_width is None else refine_branch(arch.M, arch.refine_width)
+        self.context = None if arch.context is None else CheckerboardContext(arch.M)
         # Log-spaced initial gains separate the operating points from the first step on.
         init = torch.logspace(-2.0, 1.0, arch.n_rates, base=2.0)[:, None].repeat(1, arch.M)
         self.log_gain = nn.Parameter(init.log())
@@ -122,7 +128,10 @@ class GainedHyperprior(MeanScaleHyperprior):
             z = self.h_a(y).float()
         z_hat, z_likelihoods = self.entropy_bottleneck(z)
         with self.transforms(x):
-            scales_hat, means_hat = self.h_s(z_hat).float().chunk(2, 1)
+            hyper = self.h_s(z_hat).float()
+        if self.context is not None:  # anchors as the decoder has them: rounded around their means
+            hyper = self.context(hyper, ste_round(y - hyper.chunk(2, 1)[1]) + hyper.chunk(2, 1)[1])
+        scales_hat, means_hat = hyper.chunk(2, 1)
         _, y_likelihoods = self.gaussian_conditional(y, scales_hat, means=means_hat)
         # Mixed quantization: noisy latents for the rate term, rounded ones (STE) for synthesis.
         y_hat = ste_round(y - means_hat) + means_hat

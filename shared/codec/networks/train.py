@@ -39,6 +39,8 @@ class History:
     widened: list[list[int]] = field(default_factory=list)  # [step, old M, new M] per latent widening
     bf16_steps: int = 0  # steps trained with the transforms in bfloat16 autocast
     decoder_only_from_step: int | None = None  # first step that trained the synthesis alone
+    context_from_step: int | None = None  # first step with the checkerboard context (context.py)
+    context_only_from_step: int | None = None  # first step that trained the context alone
     # [first step, "mse" or "ms-ssim"] per change of the loss's distortion; runs from before
     # the option have none and were MSE throughout
     distortion_schedule: list[list] = field(default_factory=list)
@@ -71,7 +73,13 @@ class History:
             if record.get("decoder_only_from_step") is None
             else int(record["decoder_only_from_step"]),
             distortion_schedule=[list(row) for row in record.get("distortion_schedule") or []],
+            context_from_step=_optional_int(record.get("context_from_step")),
+            context_only_from_step=_optional_int(record.get("context_only_from_step")),
         )
+
+
+def _optional_int(value: object) -> int | None:
+    return None if value is None else int(value)  # type: ignore[arg-type]
 
 
 @dataclass
@@ -99,6 +107,8 @@ class TrainConfig:
     bf16: bool = False  # transforms in bfloat16 autocast (entropy models stay float32)
     widen_warmup: int = 2000  # steps after a widening with g_a and the gains held (widen.py)
     decoder_only: bool = False  # train the synthesis alone; bitstreams and the edge stay unchanged
+    context: str | None = None  # "checkerboard": add (or keep) the checkerboard context
+    context_only: bool = False  # train the context alone; the edge's analysis stays unchanged
     distortion: str | None = None  # "mse" or "ms-ssim"; None: the run's own (MSE for a new run)
 
 
@@ -149,6 +159,16 @@ def freeze_all_but_synthesis(net: GainedHyperprior) -> None:
         p.requires_grad_(id(p) in ids)
 
 
+def freeze_all_but_context(net: GainedHyperprior) -> None:
+    """Context-only training: the transforms, gains and hyperprior stay as trained, so the
+    edge's int8 analysis is unchanged; only the probabilities of y's second half improve."""
+    if net.context is None:
+        raise SystemExit("--context-only needs a context: --context checkerboard")
+    ids = {id(p) for p in net.context.parameters()}
+    for p in net.parameters():
+        p.requires_grad_(id(p) in ids)
+
+
 def decoder_loss(net: GainedHyperprior, x: torch.Tensor, q: int) -> dict[str, torch.Tensor]:
     """Distortion alone, in dB (10 log10 MSE), on the latents the real coder sends.
 
@@ -163,6 +183,16 @@ def decoder_loss(net: GainedHyperprior, x: torch.Tensor, q: int) -> dict[str, to
     bits = sum(torch.log2(lk).sum() for lk in likelihoods.values())
     bpp = -bits / (x.shape[0] * x.shape[2] * x.shape[3])
     return {"loss": 10 * torch.log10(mse), "bpp": bpp, "mse": mse}
+
+
+def context_loss(net: GainedHyperprior, x: torch.Tensor, q: int) -> dict[str, torch.Tensor]:
+    """Rate alone: with the transforms fixed, the context changes no reconstruction (rounding
+    around a better mean moves pixels, but its gradient through the straight-through rounding
+    is zero), so the synthesis is not run at all."""
+    _, likelihoods = net.latent(x, q)
+    bits = sum(torch.log2(lk).sum() for lk in likelihoods.values())
+    bpp = -bits / (x.shape[0] * x.shape[2] * x.shape[3])
+    return {"loss": bpp, "bpp": bpp}
 
 
 @torch.no_grad()
@@ -212,6 +242,8 @@ def save_checkpoint(path: Path, net, opt, aux_opt, history: History, cfg: TrainC
             "bf16_steps": history.bf16_steps,
             "decoder_only_from_step": history.decoder_only_from_step,
             "distortion_schedule": history.distortion_schedule,
+            "context_from_step": history.context_from_step,
+            "context_only_from_step": history.context_only_from_step,
             "arch": net.arch.to_dict(),
             "config": {k: str(v) for k, v in vars(cfg).items()},
         },
@@ -236,7 +268,7 @@ def init_from(net: GainedHyperprior, source: Path) -> History:
         weights, arch = state["state_dict"], state["arch"]
         history = History.from_record(state)
     old = Architecture.from_dict(arch)
-    if replace(old, refine_width=net.arch.refine_width) != net.arch:
+    if replace(old, refine_width=net.arch.refine_width, context=net.arch.context) != net.arch:
         weights = widen_state_dict(weights, old, net.arch)
         history.widened.append([history.step, old.M, net.arch.M])
         log.info("widened the latent from %d to %d channels", old.M, net.arch.M)
@@ -245,6 +277,11 @@ def init_from(net: GainedHyperprior, source: Path) -> History:
         if net.g_s_refine is not None:
             weights.update({f"g_s_refine.{k}": v for k, v in net.g_s_refine.state_dict().items()})
         log.info("decoder branch: %s -> %s channels", old.refine_width, net.arch.refine_width)
+    if old.context != net.arch.context:
+        weights = {k: v for k, v in weights.items() if not k.startswith("context.")}
+        if net.context is not None:
+            weights.update({f"context.{k}": v for k, v in net.context.state_dict().items()})
+        log.info("context: %s -> %s", old.context, net.arch.context)
     net.load_state_dict(weights)
     return history
 
@@ -260,10 +297,13 @@ def train(cfg: TrainConfig, stop: threading.Event | None = None) -> Path:
     log_path = cfg.out / "log.jsonl"
     torch.manual_seed(cfg.seed)
 
-    arch = Architecture(N=cfg.N, M=cfg.M, hyper_widths=cfg.hyper_widths, refine_width=cfg.refine_width)
+    state = torch.load(ckpt_path, map_location=cfg.device, weights_only=False) if ckpt_path.exists() else None
+    context = cfg.context or (state["arch"].get("context") if state is not None else None)  # kept on resume
+    arch = Architecture(
+        N=cfg.N, M=cfg.M, hyper_widths=cfg.hyper_widths, refine_width=cfg.refine_width, context=context
+    )
     net = GainedHyperprior(arch).to(cfg.device)
     history = History()
-    state = torch.load(ckpt_path, map_location=cfg.device, weights_only=False) if ckpt_path.exists() else None
     if cfg.decoder_only and state is None and cfg.init is None:
         raise SystemExit(
             "--decoder-only needs a trained network to start from: --init PACKAGE or a checkpoint in --out"
@@ -274,6 +314,14 @@ def train(cfg: TrainConfig, stop: threading.Event | None = None) -> Path:
     elif cfg.init is not None:
         history = init_from(net, cfg.init)
         log.info("initialized from %s (step %d, %.1f h trained)", cfg.init, history.step, history.wall_seconds / 3600)
+    if arch.context is not None and history.context_from_step is None:
+        history.context_from_step = history.step
+    if cfg.context_only and history.context_only_from_step is None:
+        history.context_only_from_step = history.step
+    context_only = history.context_only_from_step is not None  # once started, a run stays so
+    if context_only:
+        freeze_all_but_context(net)
+        log.info("context only: the checkerboard context trains alone since step %d", history.context_only_from_step)
     if cfg.decoder_only and history.decoder_only_from_step is None:
         history.decoder_only_from_step = history.step
     decoder_only = history.decoder_only_from_step is not None  # once started, a run stays so
@@ -347,11 +395,16 @@ def train(cfg: TrainConfig, stop: threading.Event | None = None) -> Path:
             x = random_batch(images, cfg.batch_size, cfg.crop, rng).to(cfg.device)
             opt.zero_grad(set_to_none=True)
             aux_opt.zero_grad(set_to_none=True)
-            losses = decoder_loss(net, x, q) if decoder_only else rd_loss(net(x, q), x, lambdas[q], distortion)
+            if decoder_only:
+                losses = decoder_loss(net, x, q)
+            elif context_only:
+                losses = context_loss(net, x, q)
+            else:
+                losses = rd_loss(net(x, q), x, lambdas[q], distortion)
             losses["loss"].backward()
             torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
             opt.step()
-            if not decoder_only:  # the quantiles shape the z tables: fixed with the encoder
+            if not (decoder_only or context_only):  # the quantiles shape the z tables: fixed with the encoder
                 aux = net.aux_loss()
                 aux.backward()
                 aux_opt.step()
@@ -359,6 +412,8 @@ def train(cfg: TrainConfig, stop: threading.Event | None = None) -> Path:
             history.bf16_steps += cfg.bf16
             wall += time.monotonic() - t0
             for k in ("loss", "bpp", "mse"):
+                if k not in losses:
+                    continue
                 value = float(losses[k].detach())
                 running[k] = 0.98 * running.get(k, value) + 0.02 * value
             if bar is not None:
@@ -375,7 +430,7 @@ def train(cfg: TrainConfig, stop: threading.Event | None = None) -> Path:
                             "qat": qat,
                             "bf16": cfg.bf16,
                             **{k: round(v, 6) for k, v in running.items()},
-                            "aux": None if decoder_only else float(aux.detach()),
+                            "aux": None if decoder_only or context_only else float(aux.detach()),
                             **({"decoder_only": True} if decoder_only else {}),
                         }
                     )
