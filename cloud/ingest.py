@@ -17,7 +17,7 @@ from lsic.cloud.auth import Authenticator
 from lsic.cloud.storage.metadata import FrameRow, SqlMetadataStore, now_us
 from lsic.codec.bitstream import TILE_CODED, TILE_SAME_AS_PREVIOUS, parse
 from lsic.codec.errors import LsicError
-from lsic.codec.package import load_package
+from lsic.codec.package import package_for_header
 from lsic.v1 import lsic_pb2 as pb
 from lsic.v1 import lsic_pb2_grpc as pb_grpc
 
@@ -84,8 +84,7 @@ class IngestService(pb_grpc.IngestServicer):
                 if kind == TILE_CODED:
                     parsed.tile_payload(i)  # checks the tile's CRC32C
             # devices not yet upgraded still send the previous build, which the cloud keeps retired
-            pkg = load_package(parsed.header.model_id, parsed.header.model_hash)
-            pkg.check_quality(parsed.header.quality)
+            package_for_header(parsed.header)
         except LsicError as exc:
             raise Rejected(status_of(exc), str(exc)) from exc
         h = parsed.header

@@ -21,7 +21,11 @@ from lsic.codec.errors import (
 from lsic.codec.tiling import Grid
 
 MAGIC = b"LSIC"
-VERSION = 1
+VERSION = 2  # the newest format this decoder reads
+# Version 2: the tile payloads code y in two passes, the second with a checkerboard context
+# (models whose model.json architecture has "context"). Hyperprior-only models keep writing
+# version 1, bit for bit as before.
+VERSION_TWO_PASS = 2
 _FIXED = struct.Struct("<4sBBIIHB32sB")  # magic ver flags width height tile quality hash id_len
 _TILE = struct.Struct("<BII")  # kind, length, crc32c
 MAX_DIM = 1 << 20
@@ -50,6 +54,7 @@ class Container:
     model_id: str
     model_hash: bytes
     tiles: list[TileEntry] = field(default_factory=list)
+    version: int = 1
 
     @property
     def grid(self) -> Grid:
@@ -63,7 +68,7 @@ class Container:
             raise BitstreamError("tile count does not match the tile grid")
         head = bytearray(
             _FIXED.pack(
-                MAGIC, VERSION, 0, self.width, self.height, self.tile_size, self.quality, self.model_hash, len(mid)
+                MAGIC, self.version, 0, self.width, self.height, self.tile_size, self.quality, self.model_hash, len(mid)
             )
         )
         head += mid
@@ -94,7 +99,7 @@ class ParsedContainer:
     def info(self) -> dict:
         h = self.header
         return {
-            "format_version": VERSION,
+            "format_version": h.version,
             "width": h.width,
             "height": h.height,
             "tile_size": h.tile_size,
@@ -150,7 +155,7 @@ def parse(data: bytes) -> ParsedContainer:
         raise ChecksumError("header checksum mismatch (corrupted header)")
     if not (0 < width <= MAX_DIM and 0 < height <= MAX_DIM) or tile % 64 or not tile:
         raise BitstreamError(f"invalid geometry {width}x{height}, tile {tile}")
-    header = Container(width, height, tile, quality, model_id, mhash)
+    header = Container(width, height, tile, quality, model_id, mhash, version=version)
     if n_tiles != len(header.grid):
         raise BitstreamError(f"tile table has {n_tiles} entries, the grid needs {len(header.grid)}")
     kinds, lengths, crcs, offsets = [], [], [], []

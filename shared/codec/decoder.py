@@ -14,8 +14,8 @@ import numpy as np
 
 from lsic.codec.bitstream import TILE_SAME_AS_PREVIOUS, ParsedContainer, parse
 from lsic.codec.entropy.latents import TileSymbols, decode_tile
-from lsic.codec.errors import BitstreamError, LsicError, OperatingPointError
-from lsic.codec.package import STRIDE, ModelPackage, load_package
+from lsic.codec.errors import BitstreamError, LsicError
+from lsic.codec.package import STRIDE, ModelPackage, package_for_header
 from lsic.codec.synthesis import make_synthesis, to_rgb8
 from lsic.codec.tiling import Grid, Tile, padded_size, place, smooth_seams
 
@@ -35,11 +35,7 @@ class Decoder:
         self._synth: dict[str, object] = {}
 
     def package_for(self, parsed: ParsedContainer) -> ModelPackage:
-        h = parsed.header
-        pkg = load_package(h.model_id, h.model_hash)  # the current build or a retired one
-        if not 1 <= h.quality <= pkg.n_rates:
-            raise OperatingPointError(f"bitstream quality {h.quality} is not an operating point of {h.model_id}")
-        return pkg
+        return package_for_header(parsed.header)  # the current build or a retired one
 
     def synthesis(self, pkg: ModelPackage):
         s = self._synth.get(pkg.id)

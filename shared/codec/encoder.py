@@ -11,7 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import onnxruntime as ort
 
-from lsic.codec.bitstream import TILE_CODED, TILE_SAME_AS_PREVIOUS, Container, TileEntry
+from lsic.codec.bitstream import TILE_CODED, TILE_SAME_AS_PREVIOUS, VERSION_TWO_PASS, Container, TileEntry
 from lsic.codec.entropy.latents import encode_tile
 from lsic.codec.errors import InputImageError, ModelError
 from lsic.codec.image_io import to_rgb8
@@ -83,4 +83,5 @@ class Encoder:
             TileEntry(TILE_SAME_AS_PREVIOUS) if t.index in skip else TileEntry(TILE_CODED, payloads[t.index])
             for t in grid.tiles()
         ]
-        return Container(w, h, tile_size, quality, self.pkg.id, self.pkg.hash, entries).to_bytes()
+        version = VERSION_TWO_PASS if self.pkg.context_layers else 1
+        return Container(w, h, tile_size, quality, self.pkg.id, self.pkg.hash, entries, version).to_bytes()

@@ -22,9 +22,10 @@ from pathlib import Path
 
 import numpy as np
 
+from lsic.codec.bitstream import VERSION_TWO_PASS, Container
 from lsic.codec.entropy.coder import LatentCodec, TableSet
 from lsic.codec.entropy.int_hyper import IntLayer, layers_from_arrays
-from lsic.codec.errors import ModelError, ModelHashError, OperatingPointError, UnknownModelError
+from lsic.codec.errors import BitstreamError, ModelError, ModelHashError, OperatingPointError, UnknownModelError
 
 BUILTIN_DIR = Path(__file__).resolve().parent.parent / "models"
 FILES = (
@@ -201,6 +202,18 @@ def load_package(model: str | Path, build: bytes | None = None) -> ModelPackage:
     if build is not None and pkg.hash != build:
         raise ModelHashError(f"bitstream was made by a different build of model '{pkg.id}' (hash mismatch)")
     _LOADED[key] = pkg
+    return pkg
+
+
+def package_for_header(header: Container) -> ModelPackage:
+    """The build a bitstream names, checked against the bitstream: its quality is one of the
+    build's operating points and its format version is the one the build writes."""
+    pkg = load_package(header.model_id, header.model_hash)
+    if not 1 <= header.quality <= pkg.n_rates:
+        raise OperatingPointError(f"bitstream quality {header.quality} is not an operating point of {header.model_id}")
+    if (header.version >= VERSION_TWO_PASS) != bool(pkg.context_layers):
+        kind = "a two-pass (context)" if pkg.context_layers else "a one-pass (hyperprior)"
+        raise BitstreamError(f"format version {header.version} does not match {kind} model '{header.model_id}'")
     return pkg
 
 

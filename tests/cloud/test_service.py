@@ -82,7 +82,7 @@ def test_unknown_model(stubs, device, frame):
     p = parse(frame)
     h = p.header
     tiles = [TileEntry(k, p.data[o : o + n]) for k, o, n in zip(p.kinds, p.offsets, p.lengths, strict=True)]
-    other = Container(h.width, h.height, h.tile_size, h.quality, "mystery-model", h.model_hash, tiles).to_bytes()
+    other = Container(h.width, h.height, h.tile_size, h.quality, "mystery-model", h.model_hash, tiles, h.version).to_bytes()
     assert status_of(lambda: put(stubs, device, other, 8)) == grpc.StatusCode.NOT_FOUND
 
 

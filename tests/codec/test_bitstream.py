@@ -58,3 +58,24 @@ def test_magic_and_newer_version_refused():
 def test_trailing_garbage_refused():
     with pytest.raises(BitstreamError, match="unexpected bytes"):
         parse(make() + b"x")
+
+
+@pytest.mark.parametrize("model", ["default", "lite"])
+def test_format_version_must_match_the_models_coding_passes(model, decoder):
+    """A context model writes version 2 (y in two passes), a hyperprior-only one version 1; a
+    stream claiming the other is refused with a clear error, not decoded into garbage."""
+    from lsic.codec.encoder import Encoder
+    from lsic.codec.package import load_package
+
+    from ..conftest import natural_image
+
+    pkg = load_package(model)
+    data = Encoder(pkg).encode(natural_image(64, 64), quality=4)
+    p = parse(data)
+    assert p.header.version == (2 if pkg.context_layers else 1) == p.info()["format_version"]
+    h = p.header
+    tiles = [TileEntry(k, p.tile_payload(i)) for i, k in enumerate(p.kinds)]
+    wrong = Container(h.width, h.height, h.tile_size, h.quality, h.model_id, h.model_hash, tiles, 3 - h.version)
+    with pytest.raises(BitstreamError, match="does not match"):
+        decoder.decode(wrong.to_bytes())
+    assert decoder.decode(data).rgb.shape == (64, 64, 3)

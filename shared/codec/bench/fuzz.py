@@ -64,7 +64,9 @@ def _mutate(data: bytes, rng: random.Random) -> bytes:
         if len(tiles) != len(h.grid):
             tiles = (tiles * len(h.grid))[: len(h.grid)]
     try:
-        return Container(h.width, h.height, h.tile_size, h.quality, h.model_id, h.model_hash, tiles).to_bytes()
+        return Container(
+            h.width, h.height, h.tile_size, h.quality, h.model_id, h.model_hash, tiles, h.version
+        ).to_bytes()
     except LsicError:
         return bytes(b)
 
