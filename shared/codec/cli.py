@@ -86,6 +86,7 @@ def cmd_models(args: argparse.Namespace) -> int:
                 "id": mid,
                 "path": str(pkg.root),
                 "qualities": pkg.n_rates,
+                "architecture": pkg.architecture,
                 "hash": pkg.hash.hex()[:16],
                 "kodak": pkg.meta.get("kodak"),
                 "retired_builds": [

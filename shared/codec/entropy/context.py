@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from lsic.codec.entropy.int_hyper import ACT_LIMIT, IntLayer, finish_layer, im2col
+from lsic.codec.entropy.int_hyper import ACT_LIMIT, IntLayer, finish_layer
 
 CONTEXT_KINDS = ("checkerboard",)  # model.json "architecture.context"; absent: hyperprior only
 
@@ -28,28 +28,56 @@ def anchor_mask(h: int, w: int) -> np.ndarray:
     return (i + j) % 2 == 0
 
 
-def _matrix(layer: IntLayer) -> np.ndarray:
-    """The layer's weights as a float64 (C_out, C_in*k*k) matrix, built once per package."""
-    return layer.kernels[(0, 0)].matrix
+def _taps(k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Offsets (dy, dx) of a k x k kernel that land on anchors when centred on a non-anchor:
+    those with dy + dx odd. The other taps only ever meet zeros."""
+    dy, dx = np.indices((k, k)) - k // 2
+    odd = (dy + dx) % 2 == 1
+    return dy[odd], dx[odd]
+
+
+_MATRICES: dict[int, tuple[IntLayer, np.ndarray]] = {}  # by layer identity: built once per package
+
+
+def _context_matrix(layer: IntLayer) -> np.ndarray:
+    """The context convolution's weights on the anchor taps only, as float64 (C_out, C_in*taps)."""
+    cached = _MATRICES.get(id(layer))
+    if cached is None or cached[0] is not layer:
+        k = layer.weight.shape[2]
+        dy, dx = _taps(k)
+        w = layer.weight[:, :, dy + k // 2, dx + k // 2]
+        cached = (layer, np.ascontiguousarray(w.reshape(w.shape[0], -1), dtype=np.float64))
+        _MATRICES[id(layer)] = cached
+    return cached[1]
+
+
+def _anchor_columns(x: np.ndarray, k: int, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+    """(C, H, W) anchors -> (C*taps, K) the anchor-tap neighbourhoods of K non-anchor positions."""
+    c = x.shape[0]
+    r = k // 2
+    xp = np.zeros((c, x.shape[1] + 2 * r, x.shape[2] + 2 * r), dtype=np.float64)
+    xp[:, r:-r, r:-r] = x
+    dy, dx = _taps(k)
+    out = np.stack([xp[:, rows + a + r, cols + b + r] for a, b in zip(dy, dx, strict=True)], axis=1)
+    return out.reshape(c * len(dy), -1)
 
 
 def run_int_context(hyper_out: np.ndarray, anchors_fx: np.ndarray, layers: list[IntLayer]) -> np.ndarray:
     """Integer hyper output (2M, H, W) and anchors (M, H, W), both fixed point with non-anchors
     of `anchors_fx` zero -> the hyper output with its non-anchor positions refined.
 
-    Exact for the same reason as run_int_hyper: integer operands below 2^53 in float64.
+    Exact for the same reason as run_int_hyper: integer operands below 2^53 in float64. Only
+    the non-anchor positions are computed, and the 5x5 convolution only on its 12 taps that
+    reach anchors: a third of the full convolution's work.
     """
     ctx, *params = layers
     _, h, w = anchors_fx.shape
-    k = ctx.weight.shape[2]
-    others = ~anchor_mask(h, w).reshape(-1)
+    rows, cols = np.nonzero(~anchor_mask(h, w))
     x = np.clip(anchors_fx.astype(np.float64), -ACT_LIMIT, ACT_LIMIT)
-    cols, _, _ = im2col(x, k, k, (k // 2,) * 4)
-    c = finish_layer(_matrix(ctx) @ cols[:, others], ctx)
-    hyper = hyper_out.reshape(hyper_out.shape[0], -1)[:, others].astype(np.float64)
-    x = np.concatenate([hyper, c])
+    c = finish_layer(_context_matrix(ctx) @ _anchor_columns(x, ctx.weight.shape[2], rows, cols), ctx)
+    x = np.concatenate([hyper_out[:, rows, cols].astype(np.float64), c])
     for layer in params:
-        x = finish_layer(_matrix(layer) @ x, layer)
-    out = hyper_out.astype(np.int64, copy=True).reshape(hyper_out.shape[0], -1)
-    out[:, others] += x.astype(np.int64)
-    return out.reshape(hyper_out.shape)
+        x = finish_layer(layer.kernels[(0, 0)].matrix @ x, layer)
+    out = hyper_out.astype(np.int64, copy=True)
+    out[:, rows, cols] += x.astype(np.int64)
+    return out
