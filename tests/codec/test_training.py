@@ -165,6 +165,9 @@ def test_context_only_training_keeps_the_edge_analysis_and_codes_in_two_passes(p
     assert "context only: the checkerboard context trains alone since step 20" in first.stderr
     resumed = run(*ctx, "--max-steps", 50)
     assert "context only" in resumed.stderr, "a context-only run stays so when resumed without the flags"
+    joint = run("train", *tiny, "--out", tmp_path / "joint", "--init", tmp_path / "ctx" / "checkpoint.pt", "--max-steps", 52)
+    assert "context only" not in joint.stderr, "a new run from a context-only checkpoint trains the whole network"
+    assert "context: " not in joint.stderr, "and keeps the context it starts from"
     run("export", tmp_path / "ctx" / "checkpoint.pt", "--out", models / "ctx", "--id", "ctx", "--calibration", photos)
     meta = json.loads((models / "ctx" / "model.json").read_text())
     assert meta["architecture"]["context"] == "checkerboard"

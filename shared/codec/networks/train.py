@@ -252,6 +252,13 @@ def save_checkpoint(path: Path, net, opt, aux_opt, history: History, cfg: TrainC
     os.replace(tmp, path)
 
 
+def source_context(source: Path) -> str | None:
+    """The context kind of a package or checkpoint that a new run starts from (--init)."""
+    if (source / "model.json").is_file():
+        return json.loads((source / "model.json").read_text())["architecture"].get("context")
+    return torch.load(source, map_location="cpu", weights_only=False)["arch"].get("context")
+
+
 def init_from(net: GainedHyperprior, source: Path) -> History:
     """Weights from a model package (network.pt + model.json) or a checkpoint, and its history.
 
@@ -299,6 +306,8 @@ def train(cfg: TrainConfig, stop: threading.Event | None = None) -> Path:
 
     state = torch.load(ckpt_path, map_location=cfg.device, weights_only=False) if ckpt_path.exists() else None
     context = cfg.context or (state["arch"].get("context") if state is not None else None)  # kept on resume
+    if context is None and state is None and cfg.init is not None:
+        context = source_context(cfg.init)  # a network with a context keeps it
     arch = Architecture(
         N=cfg.N, M=cfg.M, hyper_widths=cfg.hyper_widths, refine_width=cfg.refine_width, context=context
     )
@@ -313,6 +322,9 @@ def train(cfg: TrainConfig, stop: threading.Event | None = None) -> Path:
         history = History.from_record(state)
     elif cfg.init is not None:
         history = init_from(net, cfg.init)
+        # A new run picks its own phase: a context trained alone in one run folder is then
+        # trained with the whole network by a run started from its checkpoint.
+        history.context_only_from_step = None
         log.info("initialized from %s (step %d, %.1f h trained)", cfg.init, history.step, history.wall_seconds / 3600)
     if arch.context is not None and history.context_from_step is None:
         history.context_from_step = history.step
