@@ -13,6 +13,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 STEP_RATIO = 1.35  # typical size ratio between neighbouring operating points
+# Budget the bucket starts with: a quarter second, not a full bucket, so a short stream's
+# average holds too (a 6 s clip starting half full overshot a 200 kbit/s target by 10%).
+START_CREDIT_S = 0.25
 
 
 @dataclass
@@ -26,7 +29,7 @@ class RateController:
         self.fixed = quality
         self.target_bps = target_kbps * 1000.0 * 0.97  # aim a little under the budget
         self.capacity = self.target_bps * window_s
-        self.level = self.capacity / 2
+        self.level = min(self.capacity, self.target_bps * START_CREDIT_S)
         self.estimate: dict[int, float] = {}
         self.last_t: float | None = None
         self.first_t: float | None = None
@@ -51,7 +54,9 @@ class RateController:
         if gap is not None:
             self.level = min(self.capacity, self.level + gap * self.target_bps)
         self.last_t = now
-        if not self.estimate or not gap:
+        if not self.estimate:  # no size seen yet: start from the lowest point and climb
+            return Decision(1)
+        if not gap:
             return Decision(min(self.fixed, self.n))
         # Spend at most two frame intervals' worth on one frame: the bucket absorbs size
         # variation, it does not fund bursts.

@@ -139,6 +139,22 @@ def random_batch(images: list[np.ndarray], n: int, crop: int, rng: random.Random
     return torch.from_numpy(out).permute(0, 3, 1, 2).float().div_(255.0)
 
 
+def start_phase(history: History, phase: str, requested: bool) -> bool:
+    """Start a training phase ("decoder_only", "context_only") at this step when asked; once
+    started, a run stays in it, flag or not (its first step is in the history)."""
+    attr = f"{phase}_from_step"
+    if requested and getattr(history, attr) is None:
+        setattr(history, attr, history.step)
+    return getattr(history, attr) is not None
+
+
+def train_only(net: GainedHyperprior, module: torch.nn.Module) -> None:
+    """Freeze every parameter of the network but `module`'s."""
+    ids = {id(p) for p in module.parameters()}
+    for p in net.parameters():
+        p.requires_grad_(id(p) in ids)
+
+
 def make_optimizers(net: GainedHyperprior, lr: float):
     main = [p for n, p in net.named_parameters() if p.requires_grad and not n.endswith(".quantiles")]
     aux = [p for n, p in net.named_parameters() if n.endswith(".quantiles")]
@@ -153,10 +169,7 @@ def freeze_all_but_synthesis(net: GainedHyperprior) -> None:
     learning rate a new branch needs shakes it (measured: -0.3 dB on Kodak after 1,000 steps
     at 2e-4 with g_s trainable, -0.6 dB after the first 35 steps).
     """
-    trained = net.g_s_refine if net.g_s_refine is not None else net.g_s
-    ids = {id(p) for p in trained.parameters()}
-    for p in net.parameters():
-        p.requires_grad_(id(p) in ids)
+    train_only(net, net.g_s_refine if net.g_s_refine is not None else net.g_s)
 
 
 def freeze_all_but_context(net: GainedHyperprior) -> None:
@@ -164,9 +177,7 @@ def freeze_all_but_context(net: GainedHyperprior) -> None:
     edge's int8 analysis is unchanged; only the probabilities of y's second half improve."""
     if net.context is None:
         raise SystemExit("--context-only needs a context: --context checkerboard")
-    ids = {id(p) for p in net.context.parameters()}
-    for p in net.parameters():
-        p.requires_grad_(id(p) in ids)
+    train_only(net, net.context)
 
 
 def decoder_loss(net: GainedHyperprior, x: torch.Tensor, q: int) -> dict[str, torch.Tensor]:
@@ -328,15 +339,11 @@ def train(cfg: TrainConfig, stop: threading.Event | None = None) -> Path:
         log.info("initialized from %s (step %d, %.1f h trained)", cfg.init, history.step, history.wall_seconds / 3600)
     if arch.context is not None and history.context_from_step is None:
         history.context_from_step = history.step
-    if cfg.context_only and history.context_only_from_step is None:
-        history.context_only_from_step = history.step
-    context_only = history.context_only_from_step is not None  # once started, a run stays so
+    context_only = start_phase(history, "context_only", cfg.context_only)
     if context_only:
         freeze_all_but_context(net)
         log.info("context only: the checkerboard context trains alone since step %d", history.context_only_from_step)
-    if cfg.decoder_only and history.decoder_only_from_step is None:
-        history.decoder_only_from_step = history.step
-    decoder_only = history.decoder_only_from_step is not None  # once started, a run stays so
+    decoder_only = start_phase(history, "decoder_only", cfg.decoder_only)
     if decoder_only:
         freeze_all_but_synthesis(net)
         log.info("decoder only: the synthesis trains alone since step %d", history.decoder_only_from_step)
