@@ -160,6 +160,11 @@ def cmd_train(args: argparse.Namespace) -> int:
         distortion=args.distortion,
         context=args.context,
         context_only=args.context_only,
+        log_every=args.log_every,
+        compile=args.compile,
+        channels_last={"auto": None, "on": True, "off": False}[args.channels_last],
+        final_lr=args.final_lr,
+        final_minutes=args.final_minutes,
     )
     stop = threading.Event()
     on_stop_signals(stop.set)  # Ctrl-C or SIGTERM: finish the step, save the checkpoint, exit
@@ -189,6 +194,17 @@ def cmd_requantize(args: argparse.Namespace) -> int:
 
     requantize_package(Path(args.package), Path(args.calibration), retire=not args.no_retire)
     print(json.dumps({"package": args.package}))
+    return 0
+
+
+def cmd_gpu(args: argparse.Namespace) -> int:
+    from lsic.codec.networks import gpu_recipe
+
+    if args.gpu_command == "pack":
+        gpu_recipe.pack(Path(args.init), Path(args.data), Path(args.eval_data), Path(args.kodak), Path(args.out),
+                        args.model)
+    else:
+        gpu_recipe.unpack(Path(args.returned), Path(args.run))
     return 0
 
 
@@ -266,6 +282,18 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--max-minutes", type=float, default=0.0, help="stop after this many minutes (0: no limit)")
     t.add_argument("--checkpoint-minutes", type=float, default=4.0)
     t.add_argument("--eval-every", type=int, default=2000)
+    t.add_argument(
+        "--log-every", type=int, default=100, help="steps between log lines (the only steps that wait for a GPU)"
+    )
+    t.add_argument(
+        "--compile", action="store_true", help="torch.compile the transforms (worth it for long GPU runs)"
+    )
+    t.add_argument(
+        "--channels-last", choices=["auto", "on", "off"], default="auto",
+        help="NHWC activations (auto: on CUDA, where cuDNN's bfloat16 kernels want them)",
+    )
+    t.add_argument("--final-lr", type=float, help="learning rate of the last --final-minutes (needs --max-minutes)")
+    t.add_argument("--final-minutes", type=float, default=0.0)
     t.add_argument("--threads", type=int, default=2)
     t.add_argument("--device", default="cpu", help="cpu or cuda")
     t.add_argument(
@@ -341,6 +369,20 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--calibration", required=True, help="image folder for int8 calibration")
     r.add_argument("--no-retire", action="store_true", help="replace the build outright instead of retiring it")
     r.set_defaults(func=cmd_requantize)
+
+    g = sub.add_parser("gpu", help="train on a borrowed GPU machine: pack what it needs, unpack what it returns")
+    gsub = g.add_subparsers(dest="gpu_command", required=True)
+    gp = gsub.add_parser("pack", help="write the two halves a GPU machine's calls carry (deploy/gpu/run.sh)")
+    gp.add_argument("--init", required=True, help="checkpoint, run folder, or folder of a returned split checkpoint")
+    gp.add_argument("--data", required=True, help="training images")
+    gp.add_argument("--eval-data", required=True, help="held-out images (the first six travel)")
+    gp.add_argument("--kodak", required=True, help="images for the GPU machine's `lsic bench decode`")
+    gp.add_argument("--model", default="default", help="installed model the decode benchmark runs")
+    gp.add_argument("--out", default=".gpu", help="folder to write (ignored by git)")
+    gu = gsub.add_parser("unpack", help="join a returned checkpoint into a run folder that lsic train resumes")
+    gu.add_argument("returned", help="folder holding checkpoint.weights.pt, checkpoint.adam.pt, log.jsonl")
+    gu.add_argument("--run", required=True, help="run folder (its checkpoint.pt is replaced)")
+    g.set_defaults(func=cmd_gpu)
 
     b = sub.add_parser("bench", help="benchmarks: rd, speed, tiling, fuzz, memory")
     from lsic.codec.bench import add_bench_arguments

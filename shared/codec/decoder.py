@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -16,7 +17,8 @@ from lsic.codec.bitstream import TILE_SAME_AS_PREVIOUS, ParsedContainer, parse
 from lsic.codec.entropy.latents import TileSymbols, decode_tile
 from lsic.codec.errors import BitstreamError, LsicError
 from lsic.codec.package import STRIDE, ModelPackage, package_for_header
-from lsic.codec.synthesis import make_synthesis, to_rgb8
+from lsic.codec.synthesis import make_synthesis
+from lsic.codec.tile_pool import TilePool
 from lsic.codec.tiling import Grid, Tile, padded_size, place, smooth_seams
 
 BATCH = 16
@@ -30,8 +32,18 @@ class DecodedFrame:
 
 
 class Decoder:
-    def __init__(self, backend: str = "auto", device: str = "auto", threads: int = 0, half: bool | None = None) -> None:
+    def __init__(
+        self,
+        backend: str = "auto",
+        device: str = "auto",
+        threads: int = 0,
+        half: bool | None = None,
+        pool: TilePool | None = None,
+    ) -> None:
+        """pool: worker processes that entropy-decode tiles while this process runs the synthesis
+        (decode_many overlaps the two); None decodes tiles in this process, as the batches need them."""
         self.backend, self.device, self.threads, self.half = backend, device, threads, half
+        self.pool = pool
         self._synth: dict[str, object] = {}
 
     def package_for(self, parsed: ParsedContainer) -> ModelPackage:
@@ -79,13 +91,21 @@ class Decoder:
 
         def flush(key: tuple[str, tuple[int, int]]) -> None:
             group = pending.pop(key)
-            x_hat = group[0][0].synth.run(np.stack([yh for _, _, yh in group]))
-            for (st, t, _), img in zip(group, x_hat, strict=True):
-                st.tiles[t.index] = place(st.out, t, to_rgb8(img)[: t.h, : t.w], st.x, st.y)
+            rgb = group[0][0].synth.run_rgb8(np.stack([yh for _, _, yh in group]))
+            for (st, t, _), img in zip(group, rgb, strict=True):
+                st.tiles[t.index] = place(st.out, t, img[: t.h, : t.w], st.x, st.y)
 
-        for job in jobs:
+        started: list[_JobState | LsicError] = []
+        for job in jobs:  # with a pool, every job's tiles are queued before the first is awaited
             try:
-                st = self._start(job)
+                started.append(self._start(job))
+            except LsicError as exc:
+                started.append(exc)
+        for st in started:
+            if isinstance(st, LsicError):
+                states.append(st)
+                continue
+            try:
                 for t, y_hat in st.coded:
                     key = (st.pkg.id, y_hat.shape[1:])
                     pending[key].append((st, t, y_hat))
@@ -107,12 +127,11 @@ class Decoder:
         inv_gain = pkg.inv_gain(parsed.header.quality - 1)[:, None, None]
         needed = grid.tiles_in(x, y, w, h)
         st.refs = [t for t in needed if parsed.kinds[t.index] == TILE_SAME_AS_PREVIOUS]
-        # Lazy: tiles are entropy-decoded as the batches take them, so memory stays bounded.
-        st.coded = (
-            (t, self.tile_symbols(parsed, pkg, t).y_hat() * inv_gain)
-            for t in needed
-            if parsed.kinds[t.index] != TILE_SAME_AS_PREVIOUS
-        )
+        coded = [t for t in needed if parsed.kinds[t.index] != TILE_SAME_AS_PREVIOUS]
+        if self.pool is not None:
+            st.coded = _pooled(self.pool.submit(job.data, [t.index for t in coded]), grid)
+        else:  # lazy: tiles are entropy-decoded as the batches take them, so memory stays bounded
+            st.coded = ((t, self.tile_symbols(parsed, pkg, t).y_hat() * inv_gain) for t in coded)
         return st
 
     def _finish(self, st: _JobState) -> DecodedFrame | LsicError:
@@ -132,6 +151,16 @@ class Decoder:
         if st.job.on_done:
             st.job.on_done(frame)
         return frame
+
+
+def _pooled(chunks: list[tuple[list[int], Future]], grid: Grid) -> Iterator[tuple[Tile, np.ndarray]]:
+    """(tile, y_hat) in tile order from a pool's futures; a worker's bitstream error is raised here."""
+    tiles = grid.tiles()
+    for indexes, future in chunks:
+        result = future.result()
+        if isinstance(result, LsicError):
+            raise result
+        yield from ((tiles[i], y_hat) for i, y_hat in zip(indexes, result, strict=True))
 
 
 @dataclass

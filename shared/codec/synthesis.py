@@ -29,6 +29,10 @@ class OnnxSynthesis:
         (x,) = self.session.run(["x_hat"], {"y_hat": y_hat.astype(np.float32)})
         return x
 
+    def run_rgb8(self, y_hat: np.ndarray) -> np.ndarray:
+        """(B, M, h, w) latents -> (B, H, W, 3) uint8 pixels."""
+        return np.stack([to_rgb8(x) for x in self.run(y_hat)])
+
 
 class TorchSynthesis:
     """PyTorch synthesis built from CompressAI layers (g_s, and the package's residual branch if
@@ -58,12 +62,22 @@ class TorchSynthesis:
         self.device = device
         self.torch = torch
 
+    def _forward(self, y_hat: np.ndarray):
+        y = self.torch.from_numpy(np.ascontiguousarray(y_hat, dtype=np.float32))
+        if self.device != "cpu":  # page-locked, so the copy runs as a DMA beside the kernels
+            y = y.pin_memory().to(self.device, non_blocking=True)
+        return self.g_s(y.half() if self.half else y).float()
+
     def run(self, y_hat: np.ndarray) -> np.ndarray:
-        torch = self.torch
-        with torch.inference_mode():
-            y = torch.from_numpy(y_hat).to(self.device)
-            y = y.half() if self.half else y
-            return self.g_s(y).float().cpu().numpy()
+        with self.torch.inference_mode():
+            return self._forward(y_hat).cpu().numpy()
+
+    def run_rgb8(self, y_hat: np.ndarray) -> np.ndarray:
+        """(B, M, h, w) latents -> (B, H, W, 3) uint8 pixels, rounded as to_rgb8 rounds but on
+        the device: a quarter of the bytes come back, and no CPU core spends time converting."""
+        with self.torch.inference_mode():
+            x = self._forward(y_hat).mul_(255.0).round_().clamp_(0, 255).to(self.torch.uint8)
+            return x.permute(0, 2, 3, 1).contiguous().cpu().numpy()
 
 
 def make_synthesis(

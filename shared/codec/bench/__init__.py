@@ -12,6 +12,7 @@ BENCHES = {
     "ceiling": ("lsic.codec.bench.ceiling", "quality ceiling of an M-channel latent (linear bound, no training)"),
     "curve": ("lsic.codec.bench.curve", "learning curve of a training run (from its log.jsonl)"),
     "entropy": ("lsic.codec.bench.entropy", "rate cost of the integer hyper-synthesis against the float one"),
+    "decode": ("lsic.codec.bench.decode", "cloud decoder MP/s: entropy path in 1..N processes, synthesis, end to end"),
     "half": ("lsic.codec.bench.half", "quality cost of fp16 synthesis (the cloud's GPU default)"),
     "tiling": ("lsic.codec.bench.tiling", "rate and PSNR cost of tiling, large-image memory, region decode speed"),
     "edge": ("lsic.edge.bench", "edge agent frames/s, kbps and RSS against a local cloud service"),

@@ -303,7 +303,7 @@ def export_package(
                 "steps": int(state["step"]),
                 "wall_seconds": round(float(state["wall_seconds"]), 1),
                 "data": str(state["config"].get("data", "")),
-                "hardware": f"{platform.machine()} {platform.processor() or ''} torch {torch.__version__}".strip(),
+                "hardware_phases": state.get("hardware_phases", []),  # [first step, last step, machine]
                 "crop": state["config"].get("crop"),
                 "batch_size": state["config"].get("batch_size"),
                 "lr_schedule": state.get("lr_schedule", []),
@@ -321,6 +321,7 @@ def export_package(
                 "weights": "7-bit (reduce_range)",
             },
             "exported": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "exported_on": f"{platform.machine()} {platform.processor() or ''} torch {torch.__version__}".strip(),
             "files": {name: sha256_file(tmp / name) for name in FILES},
             **(notes or {}),
         }

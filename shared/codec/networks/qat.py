@@ -43,24 +43,25 @@ class FakeQuant(nn.Module):
 
     @torch.no_grad()
     def _observe(self, x: Tensor) -> None:
+        """Move the range towards this batch's percentile, on the device: no host sync, so a
+        GPU step never waits for the CPU (the first observation sets the range outright)."""
         flat = x.detach().float().abs().flatten()
         if flat.numel() > SAMPLE:
             flat = flat[torch.randint(flat.numel(), (SAMPLE,), device=flat.device)]
         k = max(1, min(flat.numel(), round(flat.numel() * PERCENTILE / 100)))
         t = flat.kthvalue(k).values.clamp_min(1e-6)
-        if float(self.threshold) == 0.0:
-            self.threshold.copy_(t)
-        else:
-            self.threshold.lerp_(t, MOMENTUM)
+        unset = self.threshold == 0
+        self.threshold.copy_(torch.where(unset, t, torch.lerp(self.threshold, t, MOMENTUM)))
 
     def forward(self, x: Tensor) -> Tensor:
         if self.calls == 0 or (self.training and self.calls % OBSERVE_EVERY == 0):
             self._observe(x)
         self.calls += 1
-        t = float(self.threshold)
-        if self.signed:
-            return torch.fake_quantize_per_tensor_affine(x, 2 * t / 255, 128, 0, 255)
-        return torch.fake_quantize_per_tensor_affine(x, t / 255, 0, 0, 255)
+        t = self.threshold.float().clamp_min(1e-6)
+        zero = torch.zeros((), dtype=torch.int32, device=t.device)
+        scale, zero = (2 * t / 255, zero + 128) if self.signed else (t / 255, zero)
+        # float32 in and out: the tensor-range kernels are not built for every reduced precision
+        return torch.fake_quantize_per_tensor_affine(x.float(), scale, zero, 0, 255).to(x.dtype)
 
 
 WEIGHT_LEVELS = 64  # ONNX Runtime's reduce_range int8 weights: [-64, 64]

@@ -44,6 +44,17 @@ class History:
     # [first step, "mse" or "ms-ssim"] per change of the loss's distortion; runs from before
     # the option have none and were MSE throughout
     distortion_schedule: list[list] = field(default_factory=list)
+    # [first step, last step, machine] per stretch of training on one machine
+    hardware: list[list] = field(default_factory=list)
+
+    def record_hardware(self, first_step: int, machine: str) -> None:
+        """This run trained from first_step to the current step on `machine`."""
+        if self.step <= first_step:
+            return
+        if self.hardware and self.hardware[-1][0] == first_step:
+            self.hardware[-1] = [first_step, self.step, machine]
+        else:
+            self.hardware.append([first_step, self.step, machine])
 
     @property
     def distortion(self) -> str:
@@ -75,7 +86,25 @@ class History:
             distortion_schedule=[list(row) for row in record.get("distortion_schedule") or []],
             context_from_step=_optional_int(record.get("context_from_step")),
             context_only_from_step=_optional_int(record.get("context_only_from_step")),
+            hardware=[list(row) for row in record.get("hardware_phases") or []],
         )
+
+
+def describe_machine(device: str) -> str:
+    """What a training step ran on: the GPU's name, or the CPU's, and the threads and torch."""
+    import platform
+
+    if device.startswith("cuda"):
+        return f"{torch.cuda.get_device_name(device)} (CUDA), torch {torch.__version__}"
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{cpu}, {torch.get_num_threads()} threads, torch {torch.__version__}"
 
 
 def _optional_int(value: object) -> int | None:
@@ -110,6 +139,11 @@ class TrainConfig:
     context: str | None = None  # "checkerboard": add (or keep) the checkerboard context
     context_only: bool = False  # train the context alone; the edge's analysis stays unchanged
     distortion: str | None = None  # "mse" or "ms-ssim"; None: the run's own (MSE for a new run)
+    log_every: int = 100  # steps between log lines: the only steps that wait for the device
+    channels_last: bool | None = None  # NHWC activations; None: on CUDA only (cuDNN's bf16 layout)
+    compile: bool = False  # torch.compile the transforms (each module in place: checkpoint keys unchanged)
+    final_lr: float | None = None  # the learning rate of the run's last final_minutes (a decay)
+    final_minutes: float = 0.0
 
 
 def load_images(folder: Path, min_side: int) -> list[np.ndarray]:
@@ -124,19 +158,29 @@ def load_images(folder: Path, min_side: int) -> list[np.ndarray]:
     return images
 
 
-def random_batch(images: list[np.ndarray], n: int, crop: int, rng: random.Random) -> torch.Tensor:
-    out = np.empty((n, crop, crop, 3), dtype=np.uint8)
-    for i in range(n):
-        img = images[rng.randrange(len(images))]
-        h, w = img.shape[:2]
-        y, x = rng.randrange(h - crop + 1), rng.randrange(w - crop + 1)
-        patch = img[y : y + crop, x : x + crop]
-        if rng.random() < 0.5:
-            patch = patch[:, ::-1]
-        if rng.random() < 0.5:
-            patch = patch[::-1]
-        out[i] = patch
-    return torch.from_numpy(out).permute(0, 3, 1, 2).float().div_(255.0)
+class CropSampler:
+    """Random training crops cut where the network runs.
+
+    The images are held once as uint8 tensors on the training device; a batch is cut, flipped
+    and converted to float there, so a GPU step moves no pixels over PCIe and waits on nothing
+    the CPU computes (the host only draws offsets). On a CPU the same slicing costs what the
+    numpy version did.
+    """
+
+    def __init__(self, images: list[np.ndarray], device: str) -> None:
+        self.images = [torch.from_numpy(np.ascontiguousarray(img)).to(device) for img in images]
+        self.device = device
+
+    def batch(self, n: int, crop: int, rng: random.Random) -> torch.Tensor:
+        patches = []
+        for _ in range(n):
+            img = self.images[rng.randrange(len(self.images))]
+            h, w = img.shape[:2]
+            y, x = rng.randrange(h - crop + 1), rng.randrange(w - crop + 1)
+            patch = img[y : y + crop, x : x + crop]
+            flips = [d for d, flip in ((1, rng.random() < 0.5), (0, rng.random() < 0.5)) if flip]
+            patches.append(patch.flip(flips) if flips else patch)
+        return torch.stack(patches).permute(0, 3, 1, 2).float().div_(255.0)
 
 
 def start_phase(history: History, phase: str, requested: bool) -> bool:
@@ -156,9 +200,12 @@ def train_only(net: GainedHyperprior, module: torch.nn.Module) -> None:
 
 
 def make_optimizers(net: GainedHyperprior, lr: float):
+    """Adam for the network, and for the entropy bottleneck's quantiles apart (CompressAI's aux
+    loss); fused into one kernel per step on CUDA."""
     main = [p for n, p in net.named_parameters() if p.requires_grad and not n.endswith(".quantiles")]
     aux = [p for n, p in net.named_parameters() if n.endswith(".quantiles")]
-    return torch.optim.Adam(main, lr=lr), torch.optim.Adam(aux, lr=1e-3)
+    fused = next(net.parameters()).is_cuda
+    return torch.optim.Adam(main, lr=lr, fused=fused), torch.optim.Adam(aux, lr=1e-3, fused=fused)
 
 
 def freeze_all_but_synthesis(net: GainedHyperprior) -> None:
@@ -255,6 +302,7 @@ def save_checkpoint(path: Path, net, opt, aux_opt, history: History, cfg: TrainC
             "distortion_schedule": history.distortion_schedule,
             "context_from_step": history.context_from_step,
             "context_only_from_step": history.context_only_from_step,
+            "hardware_phases": history.hardware,
             "arch": net.arch.to_dict(),
             "config": {k: str(v) for k, v in vars(cfg).items()},
         },
@@ -385,9 +433,18 @@ def train(cfg: TrainConfig, stop: threading.Event | None = None) -> Path:
     points = [p - 1 for p in cfg.points] if cfg.points else list(range(arch.n_rates))
     if cfg.points:
         log.info("training operating points %s only", ",".join(map(str, cfg.points)))
-    images = load_images(cfg.data, cfg.crop)
+    sampler = CropSampler(load_images(cfg.data, cfg.crop), cfg.device)
+    channels_last = cfg.device.startswith("cuda") if cfg.channels_last is None else cfg.channels_last
+    if channels_last:
+        net.to(memory_format=torch.channels_last)
+    if cfg.compile:
+        for module in (net.g_a, net.g_s, net.h_a, net.h_s):
+            module.compile()
+        log.info("transforms compiled with torch.compile")
     eval_images = load_images(cfg.eval_data, 64)[:6] if cfg.eval_data else []
-    log.info("training on %d images from %s, %d threads, device %s", len(images), cfg.data, cfg.threads, cfg.device)
+    log.info(
+        "training on %d images from %s, %d threads, device %s", len(sampler.images), cfg.data, cfg.threads, cfg.device
+    )
 
     try:
         from tqdm import tqdm
@@ -396,8 +453,11 @@ def train(cfg: TrainConfig, stop: threading.Event | None = None) -> Path:
     except ImportError:  # pragma: no cover - tqdm ships with the train extra
         bar = None
     session_start = time.monotonic()
+    first_step, machine = step, describe_machine(cfg.device)
+    decay_at = cfg.max_minutes - cfg.final_minutes if cfg.final_lr and cfg.max_minutes else None
     last_ckpt = time.monotonic()
-    running: dict[str, float] = {}
+    running: dict[str, torch.Tensor] = {}
+    last_log = (step, time.monotonic())
     with log_path.open("a") as log_file:
         while step < cfg.max_steps:
             if cfg.max_minutes and time.monotonic() - session_start > cfg.max_minutes * 60:
@@ -405,13 +465,21 @@ def train(cfg: TrainConfig, stop: threading.Event | None = None) -> Path:
             if stop is not None and stop.is_set():
                 log.info("stop requested")
                 break
+            if decay_at is not None and time.monotonic() - session_start > decay_at * 60:
+                for group in opt.param_groups:
+                    group["lr"] = cfg.final_lr
+                history.lr_schedule.append([step, cfg.final_lr])
+                log.info("learning rate %g from step %d", cfg.final_lr, step)
+                decay_at = None
             if held and step >= release_at:
                 hold_analysis(net, False)
                 held = False
                 log.info("widened: analysis and gains released at step %d", step)
             t0 = time.monotonic()
             q = rng.choice(points)
-            x = random_batch(images, cfg.batch_size, cfg.crop, rng).to(cfg.device)
+            x = sampler.batch(cfg.batch_size, cfg.crop, rng)
+            if channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
             opt.zero_grad(set_to_none=True)
             aux_opt.zero_grad(set_to_none=True)
             if decoder_only:
@@ -430,26 +498,32 @@ def train(cfg: TrainConfig, stop: threading.Event | None = None) -> Path:
             step += 1
             history.bf16_steps += cfg.bf16
             wall += time.monotonic() - t0
-            for k in ("loss", "bpp", "mse"):
-                if k not in losses:
-                    continue
-                value = float(losses[k].detach())
-                running[k] = 0.98 * running.get(k, value) + 0.02 * value
+            with torch.no_grad():  # running means stay on the device until a log line reads them
+                for k in ("loss", "bpp", "mse"):
+                    if k in losses:
+                        value = losses[k].detach().float()
+                        running[k] = value if k not in running else running[k].lerp(value, 0.02)
             if bar is not None:
                 bar.update(1)
-                bar.set_postfix(loss=f"{running['loss']:.3f}", bpp=f"{running['bpp']:.3f}", refresh=False)
-            if step % 100 == 0:
+            if step % cfg.log_every == 0:
+                means = {k: round(float(v), 6) for k, v in running.items()}
+                steps_per_s = (step - last_log[0]) / max(time.monotonic() - last_log[1], 1e-9)
+                last_log = (step, time.monotonic())
+                if bar is not None:
+                    bar.set_postfix(loss=f"{means['loss']:.3f}", bpp=f"{means['bpp']:.3f}", refresh=False)
                 log_file.write(
                     json.dumps(
                         {
                             "step": step,
                             "wall_s": round(wall, 1),
                             "q": q,
-                            "lr": cfg.lr,
+                            "lr": opt.param_groups[0]["lr"],
                             "qat": qat,
                             "bf16": cfg.bf16,
-                            **{k: round(v, 6) for k, v in running.items()},
+                            **means,
                             "aux": None if decoder_only or context_only else float(aux.detach()),
+                            "steps_per_s": round(steps_per_s, 2),
+                            "samples_per_s": round(steps_per_s * cfg.batch_size, 1),
                             **({"decoder_only": True} if decoder_only else {}),
                         }
                     )
@@ -463,7 +537,7 @@ def train(cfg: TrainConfig, stop: threading.Event | None = None) -> Path:
                         {
                             "step": step,
                             "wall_s": round(wall, 1),
-                            "lr": cfg.lr,
+                            "lr": opt.param_groups[0]["lr"],
                             "qat": qat,
                             "bf16": cfg.bf16,
                             "eval": rows,
@@ -474,9 +548,11 @@ def train(cfg: TrainConfig, stop: threading.Event | None = None) -> Path:
                 log_file.flush()
             if time.monotonic() - last_ckpt > cfg.checkpoint_minutes * 60:
                 history.step, history.wall_seconds = step, wall
+                history.record_hardware(first_step, machine)
                 save_checkpoint(ckpt_path, net, opt, aux_opt, history, cfg)
                 last_ckpt = time.monotonic()
     history.step, history.wall_seconds = step, wall
+    history.record_hardware(first_step, machine)
     save_checkpoint(ckpt_path, net, opt, aux_opt, history, cfg)
     if bar is not None:
         bar.close()
