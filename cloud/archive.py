@@ -6,10 +6,10 @@ import time
 
 import grpc
 
-from lsic.cloud.auth import DEVICE_ID_RE, OPERATOR, Authenticator, hash_token, new_token
+from lsic.cloud.auth import DEVICE_ID_RE, OPERATOR, Authenticator, hash_token, new_token, shown
 from lsic.cloud.ingest import status_of
 from lsic.cloud.reconstruct import Reconstructor
-from lsic.cloud.storage.metadata import FrameRow, SqlMetadataStore
+from lsic.cloud.storage.metadata import DECODED, STATE_NAMES, FrameRow, SqlMetadataStore
 from lsic.codec.errors import LsicError
 from lsic.codec.image_io import encode_image
 from lsic.v1 import lsic_pb2 as pb
@@ -29,7 +29,9 @@ def frame_info(row: FrameRow) -> pb.FrameInfo:
         raw_bytes=row.raw_bytes,
         tiles=row.tiles,
         reference_tiles=row.ref_tiles,
-        decoded=row.decoded == 1,
+        decoded=row.decoded == DECODED,
+        decode_state=STATE_NAMES.get(row.decoded, "unknown"),
+        decode_error=row.decode_error or "",
     )
 
 
@@ -109,8 +111,8 @@ class AdminService(pb_grpc.AdminServicer):
 
     def RegisterDevice(self, request, context):
         self.auth.operator(context)
-        if not DEVICE_ID_RE.match(request.device_id) or request.device_id == OPERATOR:
-            context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"invalid device id {request.device_id!r}")
+        if not DEVICE_ID_RE.fullmatch(request.device_id) or request.device_id == OPERATOR:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"invalid device id {shown(request.device_id)}")
         token = new_token(request.device_id)
         if not self.store.add_device(request.device_id, hash_token(token)):
             context.abort(

@@ -17,10 +17,16 @@ from pathlib import Path
 import grpc
 
 from lsic.cloud.storage.metadata import SqlMetadataStore
+from lsic.codec.errors import LsicError
 
 OPERATOR = "operator"
-DEVICE_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+DEVICE_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")  # matched whole (fullmatch)
 OPERATOR_TOKEN_FILE = "operator.token"
+
+
+def shown(text: str, limit: int = 64) -> str:
+    """A client-supplied string as it may appear in an error or a log: quoted, cut to `limit`."""
+    return repr(text[:limit]) + (f" (+{len(text) - limit} characters)" if len(text) > limit else "")
 
 
 def hash_token(token: str) -> str:
@@ -64,7 +70,12 @@ class Authenticator:
         if not token or ":" not in token:
             context.abort(grpc.StatusCode.UNAUTHENTICATED, "missing or malformed device token")
         device_id = token.split(":", 1)[0]
-        row = self.store.get_device(device_id)
+        if not DEVICE_ID_RE.fullmatch(device_id):
+            context.abort(grpc.StatusCode.UNAUTHENTICATED, "unknown device or wrong token")
+        try:
+            row = self.store.get_device(device_id)
+        except LsicError as exc:
+            context.abort(grpc.StatusCode[exc.grpc_status], str(exc))
         if row is None or not hmac.compare_digest(row.token_hash, hash_token(token)):
             context.abort(grpc.StatusCode.UNAUTHENTICATED, "unknown device or wrong token")
         if row.revoked:

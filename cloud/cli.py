@@ -45,7 +45,14 @@ def operator_channel(args: argparse.Namespace):
     return pb_grpc.ArchiveStub(channel), pb_grpc.AdminStub(channel), md
 
 
+def frame_limits(args: argparse.Namespace):
+    from lsic.codec.bitstream import FrameLimits
+
+    return FrameLimits(max_pixels=args.max_frame_pixels, max_side=args.max_frame_side, max_tile=args.max_tile)
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
+    from lsic.cloud.budgets import Budgets
     from lsic.cloud.ingest import IngestLimits
     from lsic.cloud.server import CloudServer, ServerConfig
 
@@ -71,7 +78,16 @@ def cmd_serve(args: argparse.Namespace) -> int:
             frames_per_second=args.max_fps_per_device,
             burst=int(args.max_fps_per_device * 2),
             streams_per_device=args.max_streams_per_device,
+            frame=frame_limits(args),
         ),
+        budgets=Budgets(
+            anonymous=args.max_anonymous_calls,
+            per_peer=args.max_calls_per_peer,
+            idle_s={"anonymous": 10.0, "device": args.idle_timeout, "operator": args.idle_timeout},
+        ),
+        blob_key_file=args.blob_key_file,
+        recon_cache_mb=args.recon_cache_mb,
+        disk_reserve_mb=args.disk_reserve_mb,
     )
     CloudServer(cfg).serve_forever()
     return 0
@@ -80,22 +96,63 @@ def cmd_serve(args: argparse.Namespace) -> int:
 def cmd_decode(args: argparse.Namespace) -> int:
     """Decode worker: stored frames -> reconstruction cache and pyramid (started by `serve`)."""
 
-    from lsic.cloud.reconstruct import DecodeWorker, Reconstructor
+    import socket
+
+    from lsic.cloud.reconstruct import DecodeSettings, DecodeWorker, Reconstructor
     from lsic.cloud.storage.blobs import open_blobs
+    from lsic.cloud.storage.encryption import Keyring
     from lsic.cloud.storage.metadata import open_metadata
 
     if args.nice:
         os.nice(args.nice)
     data = Path(args.data)
     store = open_metadata(args.metadata, data)
-    worker = DecodeWorker(store, Reconstructor(store, open_blobs(args.blobs, data), make_decoder(args)))
+    blobs = open_blobs(args.blobs, data, Keyring.from_settings(args.blob_key_file))
+    settings = DecodeSettings(
+        owner=args.owner or f"{socket.gethostname()}:{os.getpid()}",
+        batch_frames=args.batch_frames,
+        lease_s=args.lease_s,
+        cache_bytes=args.recon_cache_mb << 20,
+        reserve_bytes=args.disk_reserve_mb << 20,
+    )
+    worker = DecodeWorker(store, Reconstructor(store, blobs, make_decoder(args)), settings)
     on_stop_signals(worker.stop)
     worker.run()
     return 0
 
 
+def cmd_keygen(args: argparse.Namespace) -> int:
+    """Append a new blob encryption key to a key file (created 0600); it becomes the current key
+    when it is moved to the file's first line."""
+    from lsic.cloud.storage.encryption import new_key_line
+
+    line = new_key_line(args.key_id)
+    path = Path(args.key_file)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    with os.fdopen(fd, "a") as f:
+        f.write(line + "\n")
+    os.chmod(path, 0o600)
+    print(json.dumps({"key_file": str(path), "key_id": args.key_id}))
+    return 0
+
+
 def add_decode_args(p: argparse.ArgumentParser) -> None:
-    """Decoder settings shared by `serve` (which passes them to its worker) and `decode`."""
+    """Decoder and storage settings shared by `serve` (which passes them to its worker) and `decode`."""
+    from lsic.codec.bitstream import DEFAULT_LIMITS
+
+    p.add_argument(
+        "--max-frame-pixels", type=int, default=DEFAULT_LIMITS.max_pixels,
+        help=f"largest frame accepted and decoded (default {DEFAULT_LIMITS.max_pixels}, 134 MP)",
+    )
+    p.add_argument("--max-frame-side", type=int, default=DEFAULT_LIMITS.max_side)
+    p.add_argument("--max-tile", type=int, default=DEFAULT_LIMITS.max_tile, help="largest tile size accepted")
+    p.add_argument(
+        "--blob-key-file", help="encrypt blobs at rest with these keys (lsic-cloud keygen; default $LSIC_BLOB_KEYS)"
+    )
+    p.add_argument("--recon-cache-mb", type=int, default=2048, help="cap on the reconstruction cache")
+    p.add_argument(
+        "--disk-reserve-mb", type=int, default=1024, help="free space the reconstruction cache never takes"
+    )
     p.add_argument("--decode-backend", choices=["auto", "torch", "onnx"], default="auto")
     p.add_argument("--decode-device", default="auto", help="auto, cpu or cuda")
     p.add_argument("--decode-threads", type=int, default=0)
@@ -116,6 +173,7 @@ def make_decoder(args: argparse.Namespace):
         device=args.decode_device,
         threads=args.decode_threads,
         half=PRECISIONS[args.decode_precision],
+        limits=frame_limits(args),
     )
 
 
@@ -242,6 +300,13 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument(
         "--max-concurrent-calls", type=int, default=512, help="open streams and calls served at once (one thread each)"
     )
+    s.add_argument(
+        "--max-anonymous-calls", type=int, default=16, help="of those, unauthenticated (health, reflection) calls"
+    )
+    s.add_argument("--max-calls-per-peer", type=int, default=256, help="calls one address may hold open")
+    s.add_argument(
+        "--idle-timeout", type=float, default=300.0, help="seconds a device or operator stream may stay silent"
+    )
     s.set_defaults(func=cmd_serve)
 
     w = sub.add_parser("decode", help="run a decode worker (serve starts one; more can run beside it)")
@@ -250,7 +315,18 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument("--blobs", default="")
     add_decode_args(w)
     w.add_argument("--nice", type=int, default=0, help="lower this process's CPU priority by N")
+    w.add_argument(
+        "--owner", help="name this worker's leases carry (default host:pid; a restarted worker under the same "
+        "name takes its unfinished frames back at once)",
+    )
+    w.add_argument("--batch-frames", type=int, default=16, help="frames claimed and decoded together")
+    w.add_argument("--lease-s", type=float, default=120.0, help="a claim not renewed this long is free for others")
     w.set_defaults(func=cmd_decode)
+
+    k = sub.add_parser("keygen", help="add a blob encryption key to a key file (created with mode 0600)")
+    k.add_argument("key_file")
+    k.add_argument("--key-id", required=True, help="name stored with every blob it encrypts, e.g. 2026-12")
+    k.set_defaults(func=cmd_keygen)
 
     d = sub.add_parser("device", help="register, revoke, list devices")
     d.add_argument("action", choices=["add", "revoke", "token", "ls"])

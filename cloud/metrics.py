@@ -9,6 +9,21 @@ REGISTRY = CollectorRegistry()
 FRAMES_IN = Counter("lsic_frames_ingested_total", "Frames durably stored", ["device"], registry=REGISTRY)
 DUPLICATES = Counter("lsic_frames_duplicate_total", "Frames received again and not rewritten", registry=REGISTRY)
 BYTES_IN = Counter("lsic_bytes_ingested_total", "Bitstream bytes durably stored", registry=REGISTRY)
+CONFLICTS = Counter(
+    "lsic_frames_conflict_total", "Frames sent again under a used sequence number with other content", registry=REGISTRY
+)
+FRAMES_BY_STATE = Gauge(
+    "lsic_frames_by_decode_state",
+    "Stored frames by decode state (waiting, decoded, evicted, failed, quarantined)",
+    ["state"],
+    registry=REGISTRY,
+)
+DECODE_WORKER_RESTARTS = Counter(
+    "lsic_decode_worker_restarts_total", "Decode worker processes restarted after they exited", registry=REGISTRY
+)
+CALLS_REFUSED = Counter(
+    "lsic_calls_refused_total", "Calls refused by a concurrency budget or idle timeout", ["budget"], registry=REGISTRY
+)
 REJECTED = Counter("lsic_frames_rejected_total", "Frames rejected", ["code"], registry=REGISTRY)
 ERRORS = Counter("lsic_rpc_errors_total", "Calls ended with an error status", ["method", "code"], registry=REGISTRY)
 ACK_LATENCY = Histogram(

@@ -10,12 +10,14 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from dataclasses import dataclass
 
 import cv2
 import numpy as np
 
 from lsic.cloud import metrics
-from lsic.cloud.storage.metadata import FrameRow, SqlMetadataStore
+from lsic.cloud.errors import StorageFullError
+from lsic.cloud.storage.metadata import DECODED, FAILED, QUARANTINED, STATE_NAMES, FrameRow, SqlMetadataStore
 from lsic.codec.bitstream import TILE_SAME_AS_PREVIOUS, parse
 from lsic.codec.decoder import DecodedFrame, DecodeJob, Decoder
 from lsic.codec.errors import BitstreamError, LsicError, RegionError
@@ -54,7 +56,7 @@ class Reconstructor:
         return data
 
     def cached(self, row: FrameRow, level: int = 1) -> np.ndarray | None:
-        data = self.blobs.get(recon_key(row, level)) if row.decoded == 1 else None
+        data = self.blobs.get(recon_key(row, level)) if row.decoded == DECODED else None
         return decode_png(data) if data else None
 
     def reference_tile(self, row: FrameRow, index: int, grid: Grid) -> np.ndarray:
@@ -84,10 +86,6 @@ class Reconstructor:
         with self.lock:
             return self.decoder.decode(data, region=(x, y, w, h), previous=previous)
 
-    def store_pyramid(self, row: FrameRow, rgb: np.ndarray) -> None:
-        for level in PYRAMID:
-            self.blobs.put(recon_key(row, level), encode_image(downscale(rgb, level), ".png"))
-
     def render(self, row: FrameRow, region: tuple[int, int, int, int] | None, scale: int = 1) -> tuple[np.ndarray, int]:
         """A frame or region at 1/scale resolution, and how many tiles had to be decoded.
 
@@ -104,29 +102,61 @@ class Reconstructor:
         return downscale(frame.rgb, scale), len(frame.tiles)
 
 
-class DecodeWorker(threading.Thread):
-    """Decodes stored frames in arrival order into the reconstruction cache and pyramid, a
-    batch of frames at a time with their tiles batched together through the synthesis."""
+@dataclass
+class DecodeSettings:
+    """How a decode worker claims work and how much disk its reconstructions may take."""
 
-    def __init__(
-        self, store: SqlMetadataStore, recon: Reconstructor, poll_s: float = 0.2, batch_frames: int = 16
-    ) -> None:
-        super().__init__(name="lsic-decode", daemon=True)
-        self.store, self.recon, self.poll_s, self.batch_frames = store, recon, poll_s, batch_frames
-        self.wake = threading.Event()
+    owner: str  # lease holder name; a worker restarted under the same name takes its frames back at once
+    batch_frames: int = 16
+    lease_s: float = 120.0
+    poll_s: float = 0.2
+    cache_bytes: int = 2 << 30  # cap on the reconstruction cache (derived data, rebuilt on demand)
+    reserve_bytes: int = 1 << 30  # free space the cache never takes: it belongs to incoming bitstreams
+
+
+MAX_ATTEMPTS = 2  # a frame whose worker died this many times while holding it is quarantined
+PAUSE_S = (1.0, 30.0)  # first and longest wait while the disk is full
+
+
+class DecodeWorker:
+    """Decodes stored frames into the reconstruction cache and pyramid: leased batches, tiles of
+    a batch's frames through the synthesis together. No frame can stop it: each failure marks
+    that frame failed with its reason, and a frame that killed the worker process twice is
+    quarantined instead of decoded a third time. A full disk pauses it."""
+
+    def __init__(self, store: SqlMetadataStore, recon: Reconstructor, settings: DecodeSettings) -> None:
+        self.store, self.recon, self.settings = store, recon, settings
         self.stopping = threading.Event()
+        self._pause = PAUSE_S[0]
 
     def stop(self) -> None:
         self.stopping.set()
-        self.wake.set()
 
     def run(self) -> None:
+        cfg = self.settings
         while not self.stopping.is_set():
-            batch = self.store.pending_decode(self.batch_frames)
-            if not batch:
-                self.wake.wait(self.poll_s)
-                self.wake.clear()
+            try:
+                rows = self.store.claim_decode(cfg.owner, cfg.batch_frames, cfg.lease_s)
+            except LsicError as exc:  # the database is unreachable or full: wait, do not exit
+                log.error("cannot claim frames to decode", extra={"reason": str(exc)})
+                self.stopping.wait(self._next_pause())
                 continue
+            if not rows:
+                self.stopping.wait(cfg.poll_s)
+                continue
+            self.step(rows)
+
+    def step(self, rows: list[FrameRow]) -> None:
+        """Decode one claimed batch: quarantine, single retries, then the rest batched."""
+        batch = []
+        for row in rows:
+            if row.decode_attempts > MAX_ATTEMPTS:
+                self.finish(row, QUARANTINED, f"stopped a decode worker {MAX_ATTEMPTS} times; set aside")
+            elif row.decode_attempts == MAX_ATTEMPTS:
+                self.decode_batch([row])  # it was in a batch when a worker died: alone this time
+            else:
+                batch.append(row)
+        if batch:
             self.decode_batch(sorted(batch, key=lambda r: (r.device_id, r.stream_id, r.seq)))
 
     def decode_batch(self, rows: list[FrameRow]) -> None:
@@ -137,20 +167,96 @@ class DecodeWorker(threading.Thread):
             try:
                 data = self.recon.bitstream(row)
             except LsicError as exc:
-                self.fail(row, exc)
+                self.finish(row, FAILED, str(exc))
                 continue
             jobs.append(DecodeJob(data, previous=self._previous(row, done), on_done=self._keeper(row, done)))
             ok_rows.append(row)
-        with self.recon.lock:
-            results = self.recon.decoder.decode_many(jobs)
-        for row, result in zip(ok_rows, results, strict=True):
-            if isinstance(result, LsicError):
-                self.fail(row, result)
+        results = self._decode(jobs)
+        for i, (row, result) in enumerate(zip(ok_rows, results, strict=True)):
+            if isinstance(result, Exception):
+                self.finish(row, FAILED, _reason(result))
                 continue
-            self.recon.store_pyramid(row, result.rgb)
-            self.store.mark_decoded(row, 1)
+            try:
+                size = self.make_room_and_store(row, result.rgb)
+            except StorageFullError as exc:
+                self.pause(ok_rows[i:], str(exc))
+                return
+            except LsicError as exc:
+                self.finish(row, FAILED, str(exc))
+                continue
+            self.finish(row, DECODED, recon_bytes=size)
+            self.store.renew_lease(self.settings.owner, ok_rows[i + 1 :], self.settings.lease_s)
+        self._pause = PAUSE_S[0]
         if ok_rows:
             metrics.DECODE_LATENCY.observe((time.perf_counter() - t0) / len(ok_rows))
+
+    def _decode(self, jobs: list[DecodeJob]) -> list[DecodedFrame | Exception]:
+        """The batch decoded together; if that fails as a whole (out of memory, a library error),
+        each frame alone, so only the frame at fault fails."""
+        try:
+            with self.recon.lock:
+                return list(self.recon.decoder.decode_many(jobs))
+        except Exception as exc:
+            if len(jobs) == 1:
+                return [exc]
+            log.warning("batch decode failed; decoding its frames one by one", extra={"reason": _reason(exc)})
+        out: list[DecodedFrame | Exception] = []
+        for job in jobs:
+            try:
+                with self.recon.lock:
+                    out.append(self.recon.decoder.decode_many([job])[0])
+            except Exception as exc:
+                out.append(exc)
+        return out
+
+    def make_room_and_store(self, row: FrameRow, rgb: np.ndarray) -> int:
+        """Write the frame's pyramid within the cache's cap and above the disk's reserve,
+        evicting the oldest reconstructions first; StorageFullError when even that leaves no room."""
+        pyramid = {recon_key(row, level): encode_image(downscale(rgb, level), ".png") for level in PYRAMID}
+        size = sum(map(len, pyramid.values()))
+        cfg = self.settings
+        while True:
+            free = self.recon.blobs.free_bytes()
+            over_cap = self.store.cache_bytes() + size > cfg.cache_bytes
+            low = free is not None and free - size < cfg.reserve_bytes
+            if not (over_cap or low):
+                break
+            oldest = self.store.oldest_cached(8)
+            if not oldest:
+                if low:
+                    raise StorageFullError(f"{free} bytes free, under the {cfg.reserve_bytes}-byte reserve")
+                break  # one frame larger than the whole cap: kept until the next one
+            for old in oldest:
+                for level in PYRAMID:
+                    self.recon.blobs.delete(recon_key(old, level))
+                self.store.mark_evicted(old)
+        for key, png in pyramid.items():
+            self.recon.blobs.put(key, png)
+        return size
+
+    def pause(self, rows: list[FrameRow], reason: str) -> None:
+        """Give the batch's remaining frames back and wait: the disk is full, and deleting
+        nothing the worker may delete would help."""
+        for row in rows:
+            self.store.release_decode(row, self.settings.owner)
+        wait = self._next_pause()
+        log.error("disk full: decoding paused", extra={"reason": reason, "retry_in_s": wait})
+        self.stopping.wait(wait)
+
+    def _next_pause(self) -> float:
+        wait, self._pause = self._pause, min(self._pause * 2, PAUSE_S[1])
+        return wait
+
+    def finish(self, row: FrameRow, state: int, error: str | None = None, recon_bytes: int = 0) -> None:
+        if not self.store.finish_decode(row, self.settings.owner, state, error, recon_bytes):
+            log.warning("lease lost before the result was committed", extra={"seq": row.seq})
+            return
+        if state in (FAILED, QUARANTINED):
+            log.error(
+                "frame cannot be decoded",
+                extra={"device": row.device_id, "stream": row.stream_id, "seq": row.seq, "state": STATE_NAMES[state],
+                       "reason": error},
+            )
 
     @staticmethod
     def _keeper(row: FrameRow, done: dict):
@@ -168,9 +274,11 @@ class DecodeWorker(threading.Thread):
 
         return resolve
 
-    def fail(self, row: FrameRow, exc: LsicError) -> None:
-        self.store.mark_decoded(row, -1)
-        log.error(
-            "frame cannot be decoded",
-            extra={"device": row.device_id, "stream": row.stream_id, "seq": row.seq, "reason": str(exc)},
-        )
+
+def _reason(exc: BaseException) -> str:
+    """A failure as one line for the archive: typed errors by message, the rest by type too."""
+    if isinstance(exc, LsicError):
+        return str(exc)
+    if isinstance(exc, MemoryError):
+        return "out of memory while decoding"
+    return f"{type(exc).__name__}: {exc}"[:500]

@@ -6,9 +6,11 @@ from __future__ import annotations
 import ipaddress
 import logging
 import os
+import socket
 import subprocess
 import sys
 import threading
+import time
 from concurrent import futures
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,13 +19,19 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from lsic.cli_support import on_stop_signals
+from lsic.cloud import metrics
 from lsic.cloud.archive import AdminService, ArchiveService
 from lsic.cloud.auth import Authenticator, load_or_create_operator_token
+from lsic.cloud.budgets import BudgetInterceptor, Budgets
+from lsic.cloud.errors import ConfigError
 from lsic.cloud.ingest import IngestLimits, IngestService
 from lsic.cloud.reconstruct import Reconstructor
 from lsic.cloud.storage.blobs import open_blobs
+from lsic.cloud.storage.encryption import Keyring
 from lsic.cloud.storage.metadata import open_metadata
+from lsic.codec.bitstream import FrameLimits
 from lsic.codec.decoder import Decoder
+from lsic.codec.errors import LsicError
 from lsic.codec.synthesis import PRECISIONS
 from lsic.v1 import lsic_pb2, lsic_pb2_grpc
 
@@ -53,6 +61,10 @@ class ServerConfig:
     decode_precision: str = "auto"  # a key of lsic.codec.synthesis.PRECISIONS
     max_message_bytes: int = MAX_MESSAGE
     limits: IngestLimits = field(default_factory=IngestLimits)
+    budgets: Budgets = field(default_factory=Budgets)
+    blob_key_file: str | None = None  # encryption at rest (else $LSIC_BLOB_KEYS, else none)
+    recon_cache_mb: int = 2048
+    disk_reserve_mb: int = 1024
 
 
 def start_decode_process(cfg: ServerConfig) -> subprocess.Popen:
@@ -79,8 +91,23 @@ def start_decode_process(cfg: ServerConfig) -> subprocess.Popen:
         cfg.decode_precision,
         "--nice",
         "19",
+        "--owner",
+        f"{socket.gethostname()}:{cfg.listen}",
+        "--recon-cache-mb",
+        str(cfg.recon_cache_mb),
+        "--disk-reserve-mb",
+        str(cfg.disk_reserve_mb),
+        *frame_limit_args(cfg.limits.frame),
+        *(["--blob-key-file", cfg.blob_key_file] if cfg.blob_key_file else []),
     ]
     return subprocess.Popen(cmd, stdin=subprocess.DEVNULL, env=os.environ.copy())
+
+
+def frame_limit_args(limits: FrameLimits) -> list[str]:
+    return [
+        "--max-frame-pixels", str(limits.max_pixels), "--max-frame-side", str(limits.max_side),
+        "--max-tile", str(limits.max_tile),
+    ]
 
 
 def is_loopback(listen: str) -> bool:
@@ -99,13 +126,14 @@ class CloudServer:
         cfg.data.mkdir(parents=True, exist_ok=True)
         self.operator_token = load_or_create_operator_token(cfg.data)
         self.store = open_metadata(cfg.metadata_url, cfg.data)
-        self.blobs = open_blobs(cfg.blob_url, cfg.data)
+        self.blobs = open_blobs(cfg.blob_url, cfg.data, Keyring.from_settings(cfg.blob_key_file))
         self.auth = Authenticator(self.store, self.operator_token)
         self.decoder = Decoder(
             backend=cfg.decode_backend,
             device=cfg.decode_device,
             threads=cfg.decode_threads,
             half=PRECISIONS[cfg.decode_precision],
+            limits=cfg.limits.frame,
         )
         self.recon = Reconstructor(self.store, self.blobs, self.decoder)
         self.decode_proc: subprocess.Popen | None = None
@@ -117,9 +145,15 @@ class CloudServer:
             ("grpc.keepalive_timeout_ms", 10_000),
             ("grpc.http2.min_ping_interval_without_data_ms", 5_000),
             ("grpc.keepalive_permit_without_calls", 1),
+            ("grpc.so_reuseport", 0),  # a second server on a taken port fails instead of sharing it
         ]
+        cfg.budgets.calls = cfg.workers
+        self.budgets = BudgetInterceptor(cfg.budgets)
         self.server = grpc.server(
-            futures.ThreadPoolExecutor(max_workers=cfg.workers), options=opts, maximum_concurrent_rpcs=cfg.workers
+            futures.ThreadPoolExecutor(max_workers=cfg.workers),
+            options=opts,
+            maximum_concurrent_rpcs=cfg.workers,
+            interceptors=[self.budgets],
         )
         lsic_pb2_grpc.add_IngestServicer_to_server(self.ingest, self.server)
         lsic_pb2_grpc.add_ArchiveServicer_to_server(ArchiveService(self.store, self.recon, self.auth), self.server)
@@ -129,6 +163,7 @@ class CloudServer:
         self._add_reflection()
         self.port = self._bind()
         self.stopped = threading.Event()
+        self.stopping = False
         self.http = None
 
     def _add_reflection(self) -> None:
@@ -145,23 +180,33 @@ class CloudServer:
         cfg = self.cfg
         if cfg.insecure:
             if not is_loopback(cfg.listen):
-                raise SystemExit(f"--insecure is allowed only on a loopback address, not {cfg.listen}")
+                raise ConfigError(f"--insecure is allowed only on a loopback address, not {cfg.listen}")
             log.warning("serving without TLS on %s (--insecure: for localhost and tests only)", cfg.listen)
-            return self.server.add_insecure_port(cfg.listen)
+            return self._checked_port(lambda: self.server.add_insecure_port(cfg.listen))
         if not (cfg.tls_cert and cfg.tls_key):
-            raise SystemExit("TLS needs --tls-cert and --tls-key (or --insecure on localhost)")
-        ca = cfg.client_ca.read_bytes() if cfg.client_ca else None
-        creds = grpc.ssl_server_credentials(
-            [(cfg.tls_key.read_bytes(), cfg.tls_cert.read_bytes())],
-            root_certificates=ca,
-            require_client_auth=ca is not None,
-        )
-        return self.server.add_secure_port(cfg.listen, creds)
+            raise ConfigError("TLS needs --tls-cert and --tls-key (or --insecure on localhost)")
+        try:
+            key, cert = cfg.tls_key.read_bytes(), cfg.tls_cert.read_bytes()
+            ca = cfg.client_ca.read_bytes() if cfg.client_ca else None
+        except OSError as exc:
+            raise ConfigError(f"cannot read a TLS file: {exc.strerror}: {exc.filename}") from exc
+        creds = grpc.ssl_server_credentials([(key, cert)], root_certificates=ca, require_client_auth=ca is not None)
+        return self._checked_port(lambda: self.server.add_secure_port(cfg.listen, creds))
+
+    def _checked_port(self, bind) -> int:
+        try:
+            port = bind()
+        except RuntimeError:
+            port = 0
+        if not port:
+            raise ConfigError(f"cannot listen on {self.cfg.listen}: the address is in use or not available here")
+        return port
 
     def start(self) -> None:
         self.server.start()
         if self.cfg.decode:
             self.decode_proc = start_decode_process(self.cfg)
+            threading.Thread(target=self._supervise_decode, name="lsic-decode-supervisor", daemon=True).start()
         threading.Thread(target=self._watch_decode_queue, name="lsic-queue-metrics", daemon=True).start()
         if self.cfg.metrics_port:
             from prometheus_client import start_http_server
@@ -176,20 +221,46 @@ class CloudServer:
         self.health.set("", health_pb2.HealthCheckResponse.SERVING)
         log.info("serving", extra={"listen": self.cfg.listen, "port": self.port, "data": str(self.cfg.data)})
 
+    def _supervise_decode(self) -> None:
+        """Restart the decode worker whenever it exits, waiting longer after each quick exit
+        (1 s doubling to a minute; a worker that ran a minute or more is restarted at once)."""
+        wait = 1.0
+        while not self.stopped.is_set():
+            proc = self.decode_proc
+            started = time.monotonic()
+            code = proc.wait() if proc is not None else 0
+            if self.stopped.is_set() or self.stopping:
+                return
+            if time.monotonic() - started > 60:
+                wait = 1.0
+            metrics.DECODE_WORKER_RESTARTS.inc()
+            log.error("decode worker exited; restarting", extra={"exit_code": code, "restart_in_s": wait})
+            if self.stopped.wait(wait) or self.stopping:
+                return
+            wait = min(wait * 2, 60.0)
+            self.decode_proc = start_decode_process(self.cfg)
+
     def _watch_decode_queue(self) -> None:
-        """Decode lag as metrics of this process (the worker is another process)."""
-        from lsic.cloud import metrics
-        from lsic.cloud.storage.metadata import now_us
+        """Decode progress as metrics of this process (the worker is another process)."""
+        from lsic.cloud.storage.metadata import STATE_NAMES, now_us
 
         while not self.stopped.wait(2.0):
             try:
-                pending = self.store.pending_decode(1)
-                metrics.DECODE_QUEUE.set(self.store.count_pending())
-                metrics.DECODE_LAG.set((now_us() - pending[0].received_us) / 1e6 if pending else 0.0)
+                oldest = self.store.oldest_waiting()
+                counts = self.store.count_by_state()
+            except LsicError as exc:
+                log.warning("decode metrics not updated", extra={"reason": str(exc)})
+                continue
             except Exception:  # the store is closing
                 return
+            metrics.DECODE_QUEUE.set(counts.get(0, 0))
+            metrics.DECODE_LAG.set((now_us() - oldest.received_us) / 1e6 if oldest else 0.0)
+            for state, name in STATE_NAMES.items():
+                metrics.FRAMES_BY_STATE.labels(name).set(counts.get(state, 0))
 
     def stop(self, grace: float = 5.0) -> None:
+        self.stopping = True
+        self.budgets.stop()
         self.health.enter_graceful_shutdown()
         if self.decode_proc and self.decode_proc.poll() is None:
             self.decode_proc.terminate()

@@ -54,6 +54,8 @@ class AgentReport:
     dropped_rate: int = 0
     dropped_spool: int = 0
     rejected: int = 0
+    conflicts: int = 0
+    error: str = ""  # why the agent stopped early (refused credentials)
     raw_bytes: int = 0
     coded_bytes: int = 0
     tiles: int = 0
@@ -77,6 +79,11 @@ class AgentReport:
         peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         d.update(fps=round(self.fps, 2), compression_ratio=round(self.ratio, 1), peak_rss_mib=round(peak_mib, 1))
         return d
+
+
+def _numbered(rec: pb.FrameRecord, seq: int) -> bytes:
+    rec.sequence = seq
+    return rec.SerializeToString()
 
 
 class Agent:
@@ -111,6 +118,8 @@ class Agent:
         r.acknowledged = self.sender.stats.acked
         r.dropped_spool = self.spool.stats.dropped
         r.rejected = self.spool.stats.rejected
+        r.conflicts = self.spool.stats.conflicts
+        r.error = self.sender.fatal or ""
         r.achieved_kbps = round(self.rate.achieved_kbps(), 1)
         metrics.QUEUE_DEPTH.set(len(self.spool))
         return {
@@ -131,7 +140,7 @@ class Agent:
         first_frame = None  # frames/s counts from the first frame, not from opening the source
         try:
             for frame in frames(cfg.source, cfg.source_opts):
-                if self.stopping.is_set():
+                if self.stopping.is_set() or self.sender.fatal:
                     break
                 if first_frame is None:
                     first_frame = time.monotonic()
@@ -143,18 +152,15 @@ class Agent:
                     metrics.FRAMES_DROPPED.labels("rate").inc()
                     continue
                 data, same = self.encode_frame(frame, decision.quality)
-                seq = self.spool.allocate_seq()
                 rec = pb.FrameRecord(
                     stream_id=cfg.stream_id,
-                    sequence=seq,
                     capture_time_us=frame.capture_time_us,
                     bitstream=data,
                     raw_bytes=frame.rgb.nbytes,
                 )
-                raw = rec.SerializeToString()
-                if not self.spool.make_room(len(raw), self.stopping):
+                if not self.spool.make_room(rec.ByteSize() + 10, self.stopping):  # + the sequence's varint
                     break
-                self.spool.put(seq, raw)
+                seq = self.spool.append(lambda n, rec=rec: _numbered(rec, n))
                 self.rate.record(now, decision.quality, 8 * len(data))
                 r = self.report
                 r.encoded += 1
@@ -185,7 +191,7 @@ class Agent:
         """Wait until the spool is empty (everything acknowledged), the timeout, or a stop."""
         cfg = self.cfg
         last = time.monotonic()
-        while len(self.spool) and not self.stopping.is_set():
+        while len(self.spool) and not self.stopping.is_set() and not self.sender.fatal:
             if cfg.timeout_s and time.monotonic() - start > cfg.timeout_s:
                 log.error("timed out waiting for acknowledgements", extra={"unacknowledged": len(self.spool)})
                 return

@@ -96,6 +96,12 @@ def _ints(text: str, n: int, sep: str, what: str) -> tuple[int, ...] | None:
     return tuple(int(p) for p in parts)
 
 
+# Exit codes of `lsic-edge run` (besides 0, and run_main's 2 for bad arguments or files):
+EXIT_UNACKNOWLEDGED = 1  # frames still in the spool when --max-frames/--timeout ended the run
+EXIT_CREDENTIALS = 5  # the cloud refused the device's credentials (wrong, revoked); spool kept
+EXIT_CONFLICTS = 6  # frames whose numbers hold other content in the cloud; kept in spool/conflicts
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from lsic.edge.agent import Agent, AgentConfig
     from lsic.edge.sources import SourceOptions
@@ -150,11 +156,21 @@ def cmd_run(args: argparse.Namespace) -> int:
     report = agent.run()
     summary = report.as_dict()
     print(json.dumps({"summary": summary}), flush=True)
+    if agent.sender.fatal:
+        print(f"lsic-edge: error: {agent.sender.fatal} ({len(agent.spool)} frames kept in the spool)", file=sys.stderr)
+        return EXIT_CREDENTIALS
+    if report.conflicts:
+        print(
+            f"lsic-edge: error: {report.conflicts} frames conflict with different content the cloud holds under "
+            f"their numbers; kept in {agent.spool.conflicts_dir}",
+            file=sys.stderr,
+        )
+        return EXIT_CONFLICTS
     if agent.stopping.is_set():
         return 0
     if len(agent.spool):
         log.error("frames left unacknowledged in the spool", extra={"count": len(agent.spool)})
-        return 1
+        return EXIT_UNACKNOWLEDGED
     return 0
 
 

@@ -7,9 +7,13 @@ nothing is silently lost.
 
 Sequence numbers are never reused for a frame that was spooled: on restart the next number is
 one past the highest frame file, or past the high-water mark in state.json, which is written
-before a frame file is removed (ack, drop, reject). Allocation itself is in memory, so the
-capture loop pays one durable write per frame, not two; a number allocated for a frame that
-never reached the disk may be reused, which is safe because nothing was sent under it.
+before a frame file is removed (ack, drop, reject, conflict). A number is taken and its frame
+written in one step (`append`), so the capture loop pays one durable write per frame.
+
+A spool that starts empty, with no state (a new installation, a wiped SD card), does not know
+where its stream stands in the cloud: it is unsynced until the sender asks the cloud (`rebase`),
+and the frames it spooled meanwhile are renumbered to follow the cloud's last one. A frame the
+cloud refuses as a CONFLICT (its number holds other content there) moves to conflicts/, kept.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ import logging
 import os
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,6 +38,7 @@ class SpoolStats:
     dropped: int = 0
     paused_s: float = 0.0
     rejected: int = 0
+    conflicts: int = 0
 
 
 class Spool:
@@ -49,10 +55,14 @@ class Spool:
         self.max_bytes, self.policy = max_bytes, policy
         self.stats = SpoolStats()
         self.cond = threading.Condition()
+        self.stream_id = stream_id
+        self.conflicts_dir = self.dir / "conflicts"
         self._sizes = {self._seq(p): p.stat().st_size for p in self.dir.glob("*.rec")}
         self._state_path = self.dir / "state.json"
         state = json.loads(self._state_path.read_text()) if self._state_path.is_file() else {}
         self._persisted_seq = int(state.get("next_seq", 0))
+        # a spool with a history has its numbering from a cloud it talked to; only a new one is unsynced
+        self.synced = bool(state.get("synced", bool(state) or bool(self._sizes)))
         self.next_seq = max([self._persisted_seq, *(s + 1 for s in self._sizes)])
 
     @staticmethod
@@ -70,18 +80,26 @@ class Spool:
         with self.cond:
             return len(self._sizes)
 
-    def allocate_seq(self) -> int:
-        """The next sequence number; it becomes durable with the frame file (`put`)."""
+    def append(self, build: Callable[[int], bytes]) -> int:
+        """Take the next sequence number and durably write the record `build(seq)` makes for it,
+        in one step (a rebase cannot fall between the two). Returns the number."""
         with self.cond:
             seq = self.next_seq
+            record = build(seq)
+            atomic_write(self._path(seq), record)
             self.next_seq += 1
+            self._sizes[seq] = len(record)
+            self.cond.notify_all()
             return seq
+
+    def _save_state(self, next_seq: int) -> None:
+        atomic_write(self._state_path, json.dumps({"next_seq": next_seq, "synced": self.synced}).encode())
+        self._persisted_seq = next_seq
 
     def _remove(self, seq: int, dest: Path | None = None) -> None:
         """Take a frame file away, first recording that its number was used (caller holds cond)."""
         if seq + 1 > self._persisted_seq:
-            atomic_write(self._state_path, json.dumps({"next_seq": seq + 1}).encode())
-            self._persisted_seq = seq + 1
+            self._save_state(seq + 1)
         src = self._path(seq)
         if dest is None:
             src.unlink(missing_ok=True)
@@ -109,11 +127,28 @@ class Spool:
                 self.stats.paused_s += time.monotonic() - t0
             return True
 
-    def put(self, seq: int, record: bytes) -> None:
-        atomic_write(self._path(seq), record)
+    def rebase(self, cloud_next: int) -> int:
+        """Learn where the stream stands in the cloud: an unsynced spool renumbers the frames it
+        holds to start at `cloud_next` (their order kept) and continues from there. Returns the
+        shift applied (0 when synced already or nothing had to move)."""
+        from lsic.v1 import lsic_pb2 as pb
+
         with self.cond:
-            self._sizes[seq] = len(record)
+            if self.synced:
+                return 0
+            first = min(self._sizes, default=self.next_seq)
+            shift = max(0, cloud_next - first)
+            for seq in sorted(self._sizes, reverse=True) if shift else ():
+                rec = pb.FrameRecord.FromString(self._path(seq).read_bytes())
+                rec.sequence = seq + shift
+                atomic_write(self._path(seq + shift), rec.SerializeToString())
+                self._path(seq).unlink()
+            self._sizes = {seq + shift: size for seq, size in self._sizes.items()}
+            self.next_seq += shift
+            self.synced = True
+            self._save_state(max(self.next_seq, self._persisted_seq))
             self.cond.notify_all()
+            return shift
 
     def pending(self) -> list[int]:
         with self.cond:
@@ -140,6 +175,17 @@ class Spool:
                 (self.rejected_dir / f"{self._path(seq).stem}.reason.txt").write_text(reason + "\n")
             self._sizes.pop(seq, None)
             self.stats.rejected += 1
+            self.cond.notify_all()
+
+    def conflict(self, seq: int, reason: str) -> None:
+        """The cloud holds other content under this number: keep the frame aside, never delete it."""
+        with self.cond:
+            self.conflicts_dir.mkdir(exist_ok=True)
+            if self._path(seq).exists():
+                self._remove(seq, self.conflicts_dir)
+                (self.conflicts_dir / f"{self._path(seq).stem}.reason.txt").write_text(reason + "\n")
+            self._sizes.pop(seq, None)
+            self.stats.conflicts += 1
             self.cond.notify_all()
 
     def wait_for_work(self, known: set[int], timeout: float) -> None:

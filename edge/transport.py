@@ -4,6 +4,11 @@ One gRPC stream at a time with a window of frames in flight. Any break (cloud do
 gone, cloud restart) ends the stream; the sender reconnects with exponential backoff and
 jitter and resends everything still in the spool. The cloud's ingest is idempotent, so a frame
 resent after a lost acknowledgement is stored once.
+
+A frame leaves the spool only when the cloud stored it or holds the same content (STORED,
+DUPLICATE). A CONFLICT (other content under its number) keeps it in spool/conflicts and is
+reported as an error. Credentials the cloud refuses (wrong, revoked) are not retried for ever:
+after `max_auth_failures` refusals in a row the sender stops with `fatal` set, spool intact.
 """
 
 from __future__ import annotations
@@ -41,6 +46,7 @@ class LinkOptions:
     client_key: Path | None = None
     window: int = 32
     max_backoff_s: float = 30.0
+    max_auth_failures: int = 3  # refused credentials in a row before the sender gives up
 
 
 def is_loopback_target(server: str) -> bool:
@@ -79,9 +85,13 @@ class LinkStats:
     duplicates: int = 0
     rejected: int = 0
     bytes_sent: int = 0
+    conflicts: int = 0
     reconnects: int = 0
     connected: bool = False
     last_error: str = ""
+
+
+AUTH_REFUSED = (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED)
 
 
 class Sender(threading.Thread):
@@ -94,6 +104,8 @@ class Sender(threading.Thread):
         self._in_flight: dict[int, float] = {}
         self._lock = threading.Lock()
         self._call = None
+        self.fatal: str | None = None  # why the sender gave up (refused credentials); None while it runs
+        self._auth_failures = 0
 
     def stop(self) -> None:
         self.stopping.set()
@@ -115,11 +127,17 @@ class Sender(threading.Thread):
                     break
                 self.stats.connected = False
                 self.stats.last_error = f"{code.name}: {exc.details()}"
-                level = (
-                    logging.ERROR
-                    if code in (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED)
-                    else logging.WARNING
-                )
+                if code in AUTH_REFUSED:
+                    self._auth_failures += 1
+                    if self._auth_failures >= self.opts.max_auth_failures:
+                        self.fatal = (
+                            f"the cloud refused this device's credentials {self._auth_failures} times "
+                            f"({code.name}: {exc.details()}); check the device id and token"
+                        )
+                        log.error("credentials refused; giving up", extra={"code": code.name, "detail": exc.details()})
+                        self.stopping.set()
+                        break
+                level = logging.ERROR if code in AUTH_REFUSED else logging.WARNING
                 log.log(
                     level,
                     "link down, will retry",
@@ -147,15 +165,36 @@ class Sender(threading.Thread):
                 self.stats.bytes_sent += len(data)
                 yield pb.FrameRecord.FromString(data)
 
+    def _sync(self, stub: pb_grpc.IngestStub, md) -> None:
+        """An unsynced (new) spool asks where its stream stands before sending anything."""
+        if self.spool.synced:
+            return
+        try:
+            state = stub.GetStreamState(pb.StreamStateRequest(stream_id=self.spool.stream_id), metadata=md, timeout=30)
+        except grpc.RpcError as exc:
+            if exc.code() != grpc.StatusCode.UNIMPLEMENTED:
+                raise
+            log.warning("the cloud cannot report stream positions; numbering from this device's spool")
+            self.spool.rebase(0)
+            return
+        self._auth_failures = 0
+        shift = self.spool.rebase(state.next_sequence)
+        log.info(
+            "stream position from the cloud",
+            extra={"stream": self.spool.stream_id, "next_sequence": state.next_sequence, "renumbered_by": shift},
+        )
+
     def _session(self) -> None:
         with make_channel(self.opts) as channel:
             stub = pb_grpc.IngestStub(channel)
             with self._lock:
                 self._in_flight.clear()
             md = (("authorization", f"Bearer {self.opts.token}"),)
+            self._sync(stub, md)
             self._call = stub.StreamFrames(self._requests(), metadata=md)
             for ack in self._call:
                 self.stats.connected = True
+                self._auth_failures = 0
                 # The frame leaves the spool before it leaves the in-flight set: the other way
                 # round, the request thread could see it pending and not in flight, and send it
                 # again (seen under load: one extra DUPLICATE ack in 200 frames).
@@ -163,6 +202,13 @@ class Sender(threading.Thread):
                     if self.spool.ack(ack.sequence):
                         self.stats.acked += 1
                         self.stats.duplicates += ack.status == pb.FrameAck.DUPLICATE
+                elif ack.status == pb.FrameAck.CONFLICT:
+                    self.spool.conflict(ack.sequence, ack.message)
+                    self.stats.conflicts += 1
+                    log.error(
+                        "the cloud holds other content under this frame's number; kept in spool/conflicts",
+                        extra={"seq": ack.sequence, "reason": ack.message},
+                    )
                 elif ack.code in RETRY_LATER:
                     log.warning("frame deferred by the cloud", extra={"seq": ack.sequence, "reason": ack.message})
                     self.stopping.wait(0.5)

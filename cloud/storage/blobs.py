@@ -2,23 +2,19 @@
 
 Writes are atomic: a reader sees the whole blob or none of it. The local store writes a
 temporary file, fsyncs it, renames it into place and fsyncs the folder; S3 puts are atomic.
+Failures leave as typed errors: StorageFullError when there is no room (retry later),
+BlobStoreError for the rest.
 """
 
 from __future__ import annotations
 
 import errno
 import os
+import shutil
 from pathlib import Path
 
-from lsic.codec.errors import LsicError
+from lsic.cloud.errors import BlobStoreError, StorageFullError
 from lsic.fsutil import atomic_write
-
-
-class StorageFullError(LsicError):
-    """The blob store has no room left; nothing was written."""
-
-    exit_code = 13
-    grpc_status = "RESOURCE_EXHAUSTED"
 
 
 class LocalBlobStore:
@@ -34,22 +30,34 @@ class LocalBlobStore:
 
     def put(self, key: str, data: bytes) -> None:
         path = self._path(key)
-        path.parent.mkdir(parents=True, exist_ok=True)
         try:
+            path.parent.mkdir(parents=True, exist_ok=True)
             atomic_write(path, data)
         except OSError as exc:
-            if exc.errno == errno.ENOSPC:
+            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
                 raise StorageFullError("blob store is full") from exc
-            raise
+            raise BlobStoreError(f"blob store write failed: {exc.strerror or exc}") from exc
 
     def get(self, key: str) -> bytes | None:
         try:
             return self._path(key).read_bytes()
         except FileNotFoundError:
             return None
+        except OSError as exc:
+            raise BlobStoreError(f"blob store read failed: {exc.strerror or exc}") from exc
 
     def exists(self, key: str) -> bool:
         return self._path(key).is_file()
+
+    def delete(self, key: str) -> None:
+        try:
+            self._path(key).unlink(missing_ok=True)
+        except OSError as exc:
+            raise BlobStoreError(f"blob store delete failed: {exc.strerror or exc}") from exc
+
+    def free_bytes(self) -> int | None:
+        """Room left on the store's file system (None where unknown, as for S3)."""
+        return shutil.disk_usage(self.root).free
 
 
 class S3BlobStore:
@@ -57,29 +65,58 @@ class S3BlobStore:
 
     def __init__(self, bucket: str, prefix: str = "", endpoint_url: str | None = None) -> None:
         import boto3
+        from botocore.exceptions import BotoCoreError, ClientError
 
         self.s3 = boto3.client("s3", endpoint_url=endpoint_url)
         self.bucket, self.prefix = bucket, prefix.strip("/")
+        self._errors = (BotoCoreError, ClientError)
 
     def _key(self, key: str) -> str:
         return f"{self.prefix}/{key}" if self.prefix else key
 
+    def _typed(self, exc: Exception, what: str) -> Exception:
+        code = getattr(exc, "response", {}).get("Error", {}).get("Code", "")
+        if code in ("EntityTooLarge", "QuotaExceeded", "XMinioStorageFull"):
+            return StorageFullError(f"object store is full ({code})")
+        return BlobStoreError(f"object store {what} failed: {exc}")
+
     def put(self, key: str, data: bytes) -> None:
-        self.s3.put_object(Bucket=self.bucket, Key=self._key(key), Body=data)
+        try:
+            self.s3.put_object(Bucket=self.bucket, Key=self._key(key), Body=data)
+        except self._errors as exc:
+            raise self._typed(exc, "write") from exc
 
     def get(self, key: str) -> bytes | None:
         try:
             return self.s3.get_object(Bucket=self.bucket, Key=self._key(key))["Body"].read()
         except self.s3.exceptions.NoSuchKey:
             return None
+        except self._errors as exc:
+            raise self._typed(exc, "read") from exc
 
     def exists(self, key: str) -> bool:
         return self.get(key) is not None
 
+    def delete(self, key: str) -> None:
+        try:
+            self.s3.delete_object(Bucket=self.bucket, Key=self._key(key))
+        except self._errors as exc:
+            raise self._typed(exc, "delete") from exc
 
-def open_blobs(url: str, data_dir: Path):
-    """'' (default: DATA/blobs), a folder path, or s3://bucket/prefix (endpoint from $LSIC_S3_ENDPOINT)."""
+    def free_bytes(self) -> int | None:
+        return None
+
+
+def open_blobs(url: str, data_dir: Path, keyring=None):
+    """'' (default: DATA/blobs), a folder path, or s3://bucket/prefix (endpoint from $LSIC_S3_ENDPOINT);
+    with a keyring (lsic.cloud.storage.encryption), every blob is encrypted at rest."""
     if url.startswith("s3://"):
         bucket, _, prefix = url[len("s3://") :].partition("/")
-        return S3BlobStore(bucket, prefix, os.environ.get("LSIC_S3_ENDPOINT") or None)
-    return LocalBlobStore(Path(url) if url else data_dir / "blobs")
+        store = S3BlobStore(bucket, prefix, os.environ.get("LSIC_S3_ENDPOINT") or None)
+    else:
+        store = LocalBlobStore(Path(url) if url else data_dir / "blobs")
+    if keyring is None:
+        return store
+    from lsic.cloud.storage.encryption import EncryptedBlobStore
+
+    return EncryptedBlobStore(store, keyring)

@@ -15,6 +15,7 @@ import google_crc32c
 from lsic.codec.errors import (
     BitstreamError,
     ChecksumError,
+    FrameLimitError,
     TruncatedBitstreamError,
     UnsupportedVersionError,
 )
@@ -29,6 +30,31 @@ VERSION_TWO_PASS = 2
 _FIXED = struct.Struct("<4sBBIIHB32sB")  # magic ver flags width height tile quality hash id_len
 _TILE = struct.Struct("<BII")  # kind, length, crc32c
 MAX_DIM = 1 << 20
+
+
+@dataclass(frozen=True)
+class FrameLimits:
+    """The largest frame a decoder or the service takes on, checked from the header alone.
+
+    The defaults hold the largest frames real cameras and drones make (a 100 MP aerial frame is
+    11664x8750) while bounding what one bitstream can make a decoder allocate: the output image
+    (max_pixels x 3 bytes) and, per tile in flight, activations that grow with the tile's area.
+    """
+
+    max_pixels: int = 1 << 27  # 134 MP
+    max_side: int = 1 << 15
+    max_tile: int = 1024
+
+    def check(self, width: int, height: int, tile: int) -> None:
+        if width * height > self.max_pixels or max(width, height) > self.max_side:
+            raise FrameLimitError(
+                f"frame {width}x{height} exceeds the limit ({self.max_pixels} pixels, {self.max_side} per side)"
+            )
+        if tile > self.max_tile:
+            raise FrameLimitError(f"tile size {tile} exceeds the limit ({self.max_tile})")
+
+
+DEFAULT_LIMITS = FrameLimits()
 
 TILE_CODED = 0
 TILE_SAME_AS_PREVIOUS = 1  # unchanged since the previous frame of the stream: reuse its pixels
@@ -123,8 +149,12 @@ class ParsedContainer:
         }
 
 
-def parse(data: bytes) -> ParsedContainer:
-    """Parse and validate header and tile table; payloads are checked when read."""
+def parse(data: bytes, limits: FrameLimits | None = DEFAULT_LIMITS) -> ParsedContainer:
+    """Parse and validate header and tile table; payloads are checked when read.
+
+    limits: the largest frame accepted (FrameLimitError beyond it); None for a bitstream whose
+    size was already checked (a decoder's worker processes).
+    """
     if data[:4] != MAGIC[: len(data[:4])] or not data:
         raise BitstreamError("not an LSIC bitstream (bad magic)")
     if len(data) < _FIXED.size:
@@ -155,6 +185,8 @@ def parse(data: bytes) -> ParsedContainer:
         raise ChecksumError("header checksum mismatch (corrupted header)")
     if not (0 < width <= MAX_DIM and 0 < height <= MAX_DIM) or tile % 64 or not tile:
         raise BitstreamError(f"invalid geometry {width}x{height}, tile {tile}")
+    if limits is not None:
+        limits.check(width, height, tile)
     header = Container(width, height, tile, quality, model_id, mhash, version=version)
     if n_tiles != len(header.grid):
         raise BitstreamError(f"tile table has {n_tiles} entries, the grid needs {len(header.grid)}")

@@ -13,12 +13,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from lsic.codec.bitstream import TILE_SAME_AS_PREVIOUS, ParsedContainer, parse
+from lsic.codec.bitstream import DEFAULT_LIMITS, TILE_SAME_AS_PREVIOUS, FrameLimits, ParsedContainer, parse
 from lsic.codec.entropy.latents import TileSymbols, decode_tile
 from lsic.codec.errors import BitstreamError, LsicError
 from lsic.codec.package import STRIDE, ModelPackage, package_for_header
 from lsic.codec.synthesis import make_synthesis
-from lsic.codec.tile_pool import TilePool
+from lsic.codec.tile_pool import CHUNK, TilePool
 from lsic.codec.tiling import Grid, Tile, padded_size, place, smooth_seams
 
 BATCH = 16
@@ -39,11 +39,13 @@ class Decoder:
         threads: int = 0,
         half: bool | None = None,
         pool: TilePool | None = None,
+        limits: FrameLimits = DEFAULT_LIMITS,
     ) -> None:
         """pool: worker processes that entropy-decode tiles while this process runs the synthesis
-        (decode_many overlaps the two); None decodes tiles in this process, as the batches need them."""
+        (decode_many overlaps the two); None decodes tiles in this process, as the batches need them.
+        limits: the largest frame this decoder takes on (FrameLimitError beyond, before allocating)."""
         self.backend, self.device, self.threads, self.half = backend, device, threads, half
-        self.pool = pool
+        self.pool, self.limits = pool, limits
         self._synth: dict[str, object] = {}
 
     def package_for(self, parsed: ParsedContainer) -> ModelPackage:
@@ -62,7 +64,7 @@ class Decoder:
 
     def symbols(self, data: bytes) -> list[TileSymbols | None]:
         """All decoded integers of every coded tile (None for reference tiles)."""
-        parsed = parse(data)
+        parsed = parse(data, self.limits)
         pkg = self.package_for(parsed)
         return [
             None if parsed.kinds[t.index] == TILE_SAME_AS_PREVIOUS else self.tile_symbols(parsed, pkg, t)
@@ -119,7 +121,7 @@ class Decoder:
         return [st if isinstance(st, LsicError) else self._finish(st) for st in states]
 
     def _start(self, job: DecodeJob) -> _JobState:
-        parsed = parse(job.data)
+        parsed = parse(job.data, self.limits)
         pkg = self.package_for(parsed)
         grid = parsed.header.grid
         x, y, w, h = job.region if job.region else (0, 0, grid.width, grid.height)
@@ -129,7 +131,7 @@ class Decoder:
         st.refs = [t for t in needed if parsed.kinds[t.index] == TILE_SAME_AS_PREVIOUS]
         coded = [t for t in needed if parsed.kinds[t.index] != TILE_SAME_AS_PREVIOUS]
         if self.pool is not None:
-            st.coded = _pooled(self.pool.submit(job.data, [t.index for t in coded]), grid)
+            st.coded = iter(_PooledTiles(self.pool, job.data, coded))
         else:  # lazy: tiles are entropy-decoded as the batches take them, so memory stays bounded
             st.coded = ((t, self.tile_symbols(parsed, pkg, t).y_hat() * inv_gain) for t in coded)
         return st
@@ -153,14 +155,29 @@ class Decoder:
         return frame
 
 
-def _pooled(chunks: list[tuple[list[int], Future]], grid: Grid) -> Iterator[tuple[Tile, np.ndarray]]:
-    """(tile, y_hat) in tile order from a pool's futures; a worker's bitstream error is raised here."""
-    tiles = grid.tiles()
-    for indexes, future in chunks:
-        result = future.result()
-        if isinstance(result, LsicError):
-            raise result
-        yield from ((tiles[i], y_hat) for i, y_hat in zip(indexes, result, strict=True))
+class _PooledTiles:
+    """(tile, y_hat) in tile order from a pool, at most `window` tasks of one frame in flight: the
+    first are queued at once (so frames overlap), the rest as earlier ones are taken, so memory
+    is bounded by the tiles in flight, not by the frame. A worker's bitstream error is raised here."""
+
+    def __init__(self, pool: TilePool, data: bytes, tiles: list[Tile]) -> None:
+        self.pool, self.data = pool, data
+        self.chunks = [tiles[i : i + CHUNK] for i in range(0, len(tiles), CHUNK)]
+        self.window = 2 * pool.workers
+        self.futures = [self._submit(c) for c in self.chunks[: self.window]]
+
+    def _submit(self, chunk: list[Tile]) -> Future:
+        return self.pool.submit_chunk(self.data, [t.index for t in chunk])
+
+    def __iter__(self) -> Iterator[tuple[Tile, np.ndarray]]:
+        for i, chunk in enumerate(self.chunks):
+            result = self.futures[i].result()
+            self.futures[i] = None  # type: ignore[call-overload]
+            if i + self.window < len(self.chunks):
+                self.futures.append(self._submit(self.chunks[i + self.window]))
+            if isinstance(result, LsicError):
+                raise result
+            yield from zip(chunk, result, strict=True)
 
 
 @dataclass

@@ -11,7 +11,14 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import onnxruntime as ort
 
-from lsic.codec.bitstream import TILE_CODED, TILE_SAME_AS_PREVIOUS, VERSION_TWO_PASS, Container, TileEntry
+from lsic.codec.bitstream import (
+    DEFAULT_LIMITS,
+    TILE_CODED,
+    TILE_SAME_AS_PREVIOUS,
+    VERSION_TWO_PASS,
+    Container,
+    TileEntry,
+)
 from lsic.codec.entropy.latents import encode_tile
 from lsic.codec.errors import InputImageError, ModelError
 from lsic.codec.image_io import to_rgb8
@@ -72,8 +79,10 @@ class Encoder:
     ) -> bytes:
         """Encode an image; tiles listed in `unchanged` are sent as references to the previous frame."""
         rgb = to_rgb8(rgb)
-        if tile_size <= 0 or tile_size % STRIDE:
-            raise InputImageError(f"tile size must be a positive multiple of {STRIDE}, got {tile_size}")
+        if tile_size <= 0 or tile_size % STRIDE or tile_size > DEFAULT_LIMITS.max_tile:
+            raise InputImageError(
+                f"tile size must be a multiple of {STRIDE} up to {DEFAULT_LIMITS.max_tile}, got {tile_size}"
+            )
         op = self.pkg.check_quality(quality)
         h, w = rgb.shape[:2]
         grid = Grid(w, h, tile_size)

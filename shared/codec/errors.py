@@ -29,6 +29,14 @@ class BitstreamError(LsicError):
     grpc_status = "INVALID_ARGUMENT"
 
 
+class FrameLimitError(BitstreamError):
+    """A bitstream claims a frame larger than this decoder or service accepts (pixels, side,
+    tile size or tile count): refused before anything is allocated for it."""
+
+    exit_code = 14
+    grpc_status = "INVALID_ARGUMENT"
+
+
 class TruncatedBitstreamError(BitstreamError):
     """The bitstream ends before the data its header announces."""
 

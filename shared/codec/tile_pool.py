@@ -34,7 +34,7 @@ def decode_tiles(data: bytes, indexes: list[int]) -> list[np.ndarray] | LsicErro
     from lsic.codec.tiling import padded_size
 
     try:
-        parsed = parse(data)
+        parsed = parse(data, limits=None)  # the parent checked the frame against its limits
         pkg = package_for_header(parsed.header)
         inv_gain = pkg.inv_gain(parsed.header.quality - 1)[:, None, None]
         tiles = parsed.header.grid.tiles()
@@ -64,10 +64,9 @@ class TilePool:
             self.workers, mp_context=multiprocessing.get_context("spawn"), initializer=_init_worker
         )
 
-    def submit(self, data: bytes, indexes: list[int]) -> list[tuple[list[int], Future]]:
-        """Futures for the tiles of one bitstream, CHUNK tiles a task, in tile order."""
-        chunks = [indexes[i : i + CHUNK] for i in range(0, len(indexes), CHUNK)]
-        return [(chunk, self._executor.submit(decode_tiles, data, chunk)) for chunk in chunks]
+    def submit_chunk(self, data: bytes, indexes: list[int]) -> Future:
+        """A future for the y_hat of some tiles of one bitstream (decode_tiles)."""
+        return self._executor.submit(decode_tiles, data, indexes)
 
     def warm_up(self) -> None:
         """Start every worker now (imports included), not on the first frame."""

@@ -7,6 +7,22 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class StreamStateRequest(_message.Message):
+    __slots__ = ("stream_id",)
+    STREAM_ID_FIELD_NUMBER: _ClassVar[int]
+    stream_id: str
+    def __init__(self, stream_id: _Optional[str] = ...) -> None: ...
+
+class StreamState(_message.Message):
+    __slots__ = ("stream_id", "exists", "next_sequence")
+    STREAM_ID_FIELD_NUMBER: _ClassVar[int]
+    EXISTS_FIELD_NUMBER: _ClassVar[int]
+    NEXT_SEQUENCE_FIELD_NUMBER: _ClassVar[int]
+    stream_id: str
+    exists: bool
+    next_sequence: int
+    def __init__(self, stream_id: _Optional[str] = ..., exists: _Optional[bool] = ..., next_sequence: _Optional[int] = ...) -> None: ...
+
 class FrameRecord(_message.Message):
     __slots__ = ("stream_id", "sequence", "capture_time_us", "bitstream", "raw_bytes", "device_id")
     STREAM_ID_FIELD_NUMBER: _ClassVar[int]
@@ -31,10 +47,12 @@ class FrameAck(_message.Message):
         STORED: _ClassVar[FrameAck.Status]
         DUPLICATE: _ClassVar[FrameAck.Status]
         REJECTED: _ClassVar[FrameAck.Status]
+        CONFLICT: _ClassVar[FrameAck.Status]
     STATUS_UNSPECIFIED: FrameAck.Status
     STORED: FrameAck.Status
     DUPLICATE: FrameAck.Status
     REJECTED: FrameAck.Status
+    CONFLICT: FrameAck.Status
     STREAM_ID_FIELD_NUMBER: _ClassVar[int]
     SEQUENCE_FIELD_NUMBER: _ClassVar[int]
     STATUS_FIELD_NUMBER: _ClassVar[int]
@@ -58,7 +76,7 @@ class FrameKey(_message.Message):
     def __init__(self, device_id: _Optional[str] = ..., stream_id: _Optional[str] = ..., sequence: _Optional[int] = ...) -> None: ...
 
 class FrameInfo(_message.Message):
-    __slots__ = ("key", "capture_time_us", "received_time_us", "width", "height", "quality", "model_id", "bytes", "raw_bytes", "tiles", "reference_tiles", "decoded")
+    __slots__ = ("key", "capture_time_us", "received_time_us", "width", "height", "quality", "model_id", "bytes", "raw_bytes", "tiles", "reference_tiles", "decoded", "decode_state", "decode_error")
     KEY_FIELD_NUMBER: _ClassVar[int]
     CAPTURE_TIME_US_FIELD_NUMBER: _ClassVar[int]
     RECEIVED_TIME_US_FIELD_NUMBER: _ClassVar[int]
@@ -71,6 +89,8 @@ class FrameInfo(_message.Message):
     TILES_FIELD_NUMBER: _ClassVar[int]
     REFERENCE_TILES_FIELD_NUMBER: _ClassVar[int]
     DECODED_FIELD_NUMBER: _ClassVar[int]
+    DECODE_STATE_FIELD_NUMBER: _ClassVar[int]
+    DECODE_ERROR_FIELD_NUMBER: _ClassVar[int]
     key: FrameKey
     capture_time_us: int
     received_time_us: int
@@ -83,7 +103,9 @@ class FrameInfo(_message.Message):
     tiles: int
     reference_tiles: int
     decoded: bool
-    def __init__(self, key: _Optional[_Union[FrameKey, _Mapping]] = ..., capture_time_us: _Optional[int] = ..., received_time_us: _Optional[int] = ..., width: _Optional[int] = ..., height: _Optional[int] = ..., quality: _Optional[int] = ..., model_id: _Optional[str] = ..., bytes: _Optional[int] = ..., raw_bytes: _Optional[int] = ..., tiles: _Optional[int] = ..., reference_tiles: _Optional[int] = ..., decoded: _Optional[bool] = ...) -> None: ...
+    decode_state: str
+    decode_error: str
+    def __init__(self, key: _Optional[_Union[FrameKey, _Mapping]] = ..., capture_time_us: _Optional[int] = ..., received_time_us: _Optional[int] = ..., width: _Optional[int] = ..., height: _Optional[int] = ..., quality: _Optional[int] = ..., model_id: _Optional[str] = ..., bytes: _Optional[int] = ..., raw_bytes: _Optional[int] = ..., tiles: _Optional[int] = ..., reference_tiles: _Optional[int] = ..., decoded: _Optional[bool] = ..., decode_state: _Optional[str] = ..., decode_error: _Optional[str] = ...) -> None: ...
 
 class ListDevicesRequest(_message.Message):
     __slots__ = ()

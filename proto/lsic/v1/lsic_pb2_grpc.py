@@ -46,6 +46,11 @@ class IngestStub:
                 request_serializer=lsic_dot_v1_dot_lsic__pb2.FrameRecord.SerializeToString,
                 response_deserializer=lsic_dot_v1_dot_lsic__pb2.FrameAck.FromString,
                 _registered_method=True)
+        self.GetStreamState = channel.unary_unary(
+                '/lsic.v1.Ingest/GetStreamState',
+                request_serializer=lsic_dot_v1_dot_lsic__pb2.StreamStateRequest.SerializeToString,
+                response_deserializer=lsic_dot_v1_dot_lsic__pb2.StreamState.FromString,
+                _registered_method=True)
 
 
 class IngestServicer:
@@ -69,6 +74,14 @@ class IngestServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetStreamState(self, request, context):
+        """Where one of the calling device's streams stands: an agent that lost its local state (a
+        new SD card, a reinstall) continues after the last sequence number the cloud has.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_IngestServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -81,6 +94,11 @@ def add_IngestServicer_to_server(servicer, server):
                     servicer.PutFrame,
                     request_deserializer=lsic_dot_v1_dot_lsic__pb2.FrameRecord.FromString,
                     response_serializer=lsic_dot_v1_dot_lsic__pb2.FrameAck.SerializeToString,
+            ),
+            'GetStreamState': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetStreamState,
+                    request_deserializer=lsic_dot_v1_dot_lsic__pb2.StreamStateRequest.FromString,
+                    response_serializer=lsic_dot_v1_dot_lsic__pb2.StreamState.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -139,6 +157,33 @@ class Ingest:
             '/lsic.v1.Ingest/PutFrame',
             lsic_dot_v1_dot_lsic__pb2.FrameRecord.SerializeToString,
             lsic_dot_v1_dot_lsic__pb2.FrameAck.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetStreamState(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/lsic.v1.Ingest/GetStreamState',
+            lsic_dot_v1_dot_lsic__pb2.StreamStateRequest.SerializeToString,
+            lsic_dot_v1_dot_lsic__pb2.StreamState.FromString,
             options,
             channel_credentials,
             insecure,

@@ -213,10 +213,11 @@ def _devices(spec: str) -> list[str]:
 
 def _all_tiles(pool, data: bytes):
     from lsic.codec.bitstream import TILE_SAME_AS_PREVIOUS, parse
+    from lsic.codec.tile_pool import CHUNK
 
     parsed = parse(data)
     indexes = [t.index for t in parsed.header.grid.tiles() if parsed.kinds[t.index] != TILE_SAME_AS_PREVIOUS]
-    return [f for _, f in pool.submit(data, indexes)]
+    return [pool.submit_chunk(data, indexes[i : i + CHUNK]) for i in range(0, len(indexes), CHUNK)]
 
 
 def _tile_latents(decoder, data: bytes) -> list[np.ndarray]:

@@ -1,0 +1,86 @@
+"""The decode worker in-process over real SQLite and blob folders: leases, quarantine, the
+reconstruction cache's cap, and a full disk."""
+
+from __future__ import annotations
+
+import hashlib
+
+import pytest
+
+from lsic.cloud.ingest import blob_key
+from lsic.cloud.reconstruct import MAX_ATTEMPTS, DecodeSettings, DecodeWorker, Reconstructor
+from lsic.cloud.storage.blobs import LocalBlobStore
+from lsic.cloud.storage.metadata import (
+    DECODED,
+    EVICTED,
+    QUARANTINED,
+    WAITING,
+    FrameRow,
+    SqliteMetadataStore,
+    now_us,
+)
+from lsic.codec.decoder import Decoder
+
+from ..conftest import natural_image
+
+
+@pytest.fixture()
+def archive(tmp_path, encoder):
+    """A store with six stored frames of one stream, and their blobs."""
+    store = SqliteMetadataStore(tmp_path / "m.db")
+    blobs = LocalBlobStore(tmp_path / "blobs")
+    for seq in range(6):
+        data = encoder.encode(natural_image(256, 384), 2 + seq % 3)
+        sha = hashlib.sha256(data).hexdigest()
+        row = FrameRow("dev", "main", seq, seq, now_us() + seq, 384, 256, 3, "default", len(data), 0, 6, 0,
+                       blob_key("dev", "main", seq, sha), content_sha256=sha)
+        blobs.put(row.blob_key, data)
+        assert store.claim_frame(row) is None
+        store.mark_stored(row)
+    yield store, blobs
+    store.close()
+
+
+def worker(store, blobs, **kw) -> DecodeWorker:
+    return DecodeWorker(store, Reconstructor(store, blobs, Decoder(backend="onnx")), DecodeSettings(owner="w", **kw))
+
+
+def test_a_frame_that_stopped_two_workers_is_quarantined(archive):
+    store, blobs = archive
+    for crashed in range(MAX_ATTEMPTS):  # two workers die while holding frame 0
+        rows = store.claim_decode(f"dead-{crashed}", 1, lease_s=60)
+        assert [r.seq for r in rows] == [0]
+        with store._tx() as cur:
+            cur.execute("UPDATE frames SET decode_lease_us = 1 WHERE seq = 0")
+    w = worker(store, blobs, batch_frames=6)
+    w.step(store.claim_decode("w", 6, lease_s=60))
+    states = {r.seq: (r.decoded, r.decode_error) for r in store.list_frames("dev")}
+    assert states[0][0] == QUARANTINED and "set aside" in states[0][1]
+    assert all(states[s][0] == DECODED for s in range(1, 6)), "the others are decoded"
+
+
+def test_the_reconstruction_cache_keeps_to_its_cap(archive):
+    store, blobs = archive
+    w = worker(store, blobs, cache_bytes=300_000, reserve_bytes=0)
+    w.step(store.claim_decode("w", 6, lease_s=60))
+    assert store.cache_bytes() <= 300_000
+    states = [r.decoded for r in store.list_frames("dev")]
+    assert EVICTED in states and states[-1] == DECODED, "the oldest reconstructions make room"
+    for r in store.list_frames("dev"):
+        cached = w.recon.cached(r)
+        assert (cached is not None) == (r.decoded == DECODED)
+        rgb, tiles = w.recon.render(r, None)
+        assert rgb.shape == (256, 384, 3) and (tiles == 0) == (r.decoded == DECODED), "evicted ones decode on demand"
+
+
+def test_a_full_disk_pauses_the_worker_and_keeps_the_frames_waiting(archive):
+    """Under its free-space reserve with nothing left to evict, the worker hands the batch back
+    undecoded (the attempt not counted) and waits."""
+    store, blobs = archive
+    w = worker(store, blobs, reserve_bytes=1 << 62)
+    w.settings.poll_s = 0
+    rows = store.claim_decode("w", 6, lease_s=60)
+    w.step(rows)
+    after = store.list_frames("dev")
+    assert all(r.decoded == WAITING and r.decode_attempts == 0 for r in after)
+    assert w._pause > 1.0, "it backs off"

@@ -1,0 +1,47 @@
+"""The edge agent when things go wrong on its side: a wiped spool, refused credentials."""
+
+from __future__ import annotations
+
+import shutil
+import time
+
+from .conftest import EdgeRun, archive_frames
+
+
+def test_a_wiped_spool_continues_the_stream_and_loses_nothing(cloud, video, tmp_path):
+    """A new SD card: the agent starts from nothing, learns where its stream stands in the cloud
+    and numbers its frames after the last one; all 2 x 20 frames are stored."""
+    token = cloud.add_device("cam-wipe")
+    spool = tmp_path / "spool"
+    args = ("--source", str(video), "--max-frames", "20", "--timeout", "120")
+    code, summary = EdgeRun(cloud, token, "cam-wipe", spool, *args).wait(180)
+    assert code == 0 and summary["acknowledged"] == 20
+    shutil.rmtree(spool)
+    run = EdgeRun(cloud, token, "cam-wipe", spool, *args)
+    code, summary = run.wait(180)
+    assert code == 0, run.log.read_text()[-2000:]
+    assert summary["acknowledged"] == 20 and summary["conflicts"] == 0
+    seqs = [f.key.sequence for f in archive_frames(cloud, "cam-wipe")]
+    assert seqs == list(range(40)), "the second installation's frames follow the first's"
+
+
+def test_refused_credentials_stop_the_agent_with_its_own_exit_code(cloud, video, tmp_path):
+    cloud.add_device("cam-badtoken")
+    spool = tmp_path / "spool"
+    run = EdgeRun(cloud, "cam-badtoken:not-the-token", "cam-badtoken", spool, "--source", str(video),
+                  "--max-frames", "5", "--max-fps", "10")
+    t0 = time.monotonic()
+    code, summary = run.wait(90)
+    assert code == 5, run.log.read_text()[-2000:]
+    assert time.monotonic() - t0 < 60, "a bounded number of attempts, not for ever"
+    assert "credentials" in summary["error"] and summary["acknowledged"] == 0
+    assert "refused this device's credentials" in run.log.read_text()
+    assert len(list((spool / "cam-badtoken" / "main").glob("*.rec"))) == 5, "the spool keeps every frame"
+
+
+def test_a_revoked_device_stops_too(cloud, video, tmp_path):
+    token = cloud.add_device("cam-revoked")
+    cloud.cli("device", "revoke", "cam-revoked")
+    run = EdgeRun(cloud, token, "cam-revoked", tmp_path / "spool", "--source", str(video), "--max-frames", "3")
+    code, summary = run.wait(90)
+    assert code == 5 and "revoked" in summary["error"]
