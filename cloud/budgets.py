@@ -1,8 +1,9 @@
 """Concurrency budgets and idle timeouts, so no client can take the service's call slots.
 
-Every open call holds one of the server's threads. Calls are counted by kind: anonymous
-(health, reflection: no credentials), device (ingest) and operator (archive, admin), and by
-peer address. A call beyond its kind's budget or its peer's is refused at once with
+Every open call holds one of the server's threads. Calls are counted by kind: health checks
+(quick, unauthenticated: load balancers and probes must get through any flood), other anonymous
+calls (reflection, health watches), device (ingest) and operator (archive, admin), and by peer
+address. A call beyond its kind's budget or its peer's is refused at once with
 RESOURCE_EXHAUSTED, so a flood of anonymous streams can never take the threads devices need.
 Streaming calls that send nothing for longer than their kind's idle timeout are cancelled, and
 anonymous calls have a lifetime cap as well.
@@ -15,7 +16,7 @@ import threading
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import grpc
 
@@ -23,26 +24,28 @@ from lsic.cloud import metrics
 
 log = logging.getLogger("lsic.cloud.budgets")
 
-ANONYMOUS, DEVICE, OPERATOR = "anonymous", "device", "operator"
+ANONYMOUS, HEALTH, DEVICE, OPERATOR = "anonymous", "health", "device", "operator"
 
 
 @dataclass
 class Budgets:
     calls: int = 512  # the server's threads: every open call holds one
-    anonymous: int = 16  # health checks and reflection together
+    anonymous: int = 16  # reflection and health watches together
+    health: int = 32  # health checks (unary, answered at once)
     operator: int = 64
     per_peer: int = 256  # one address's calls of any kind
     anonymous_per_peer: int = 4
-    idle_s: dict[str, float] | None = None  # kind -> seconds a stream may stay silent
+    # kind -> seconds a stream may stay silent
+    idle_s: dict[str, float] = field(default_factory=lambda: {DEVICE: 300.0, OPERATOR: 300.0})
     anonymous_lifetime_s: float = 60.0
 
     def idle(self, kind: str) -> float:
-        return (self.idle_s or {ANONYMOUS: 10.0, DEVICE: 300.0, OPERATOR: 300.0})[kind]
+        return self.idle_s.get(kind, 10.0)
 
     def limit(self, kind: str) -> int:
         """Devices get every thread the other kinds cannot take."""
-        return {ANONYMOUS: self.anonymous, OPERATOR: self.operator}.get(
-            kind, max(1, self.calls - self.anonymous - self.operator)
+        return {ANONYMOUS: self.anonymous, HEALTH: self.health, OPERATOR: self.operator}.get(
+            kind, max(1, self.calls - self.anonymous - self.health - self.operator)
         )
 
 
@@ -51,6 +54,8 @@ def kind_of(method: str) -> str:
         return DEVICE
     if method.startswith(("/lsic.v1.Archive/", "/lsic.v1.Admin/")):
         return OPERATOR
+    if method == "/grpc.health.v1.Health/Check":
+        return HEALTH
     return ANONYMOUS
 
 
@@ -124,7 +129,7 @@ class BudgetInterceptor(grpc.ServerInterceptor):
                     w
                     for w in self.watches
                     if now - w.last > self.budgets.idle(w.kind)
-                    or (w.kind == ANONYMOUS and now - w.started > self.budgets.anonymous_lifetime_s)
+                    or (w.kind in (ANONYMOUS, HEALTH) and now - w.started > self.budgets.anonymous_lifetime_s)
                 ]
             for w in expired:
                 metrics.CALLS_REFUSED.labels(f"{w.kind}-idle").inc()
@@ -163,7 +168,7 @@ class BudgetInterceptor(grpc.ServerInterceptor):
 
         def run(request, context):
             slot = self._admit(kind, context)
-            watch = _Watch(kind, context) if request_streaming or kind == ANONYMOUS else None
+            watch = _Watch(kind, context) if request_streaming or kind in (ANONYMOUS, HEALTH) else None
             if watch is not None:
                 with self.lock:
                     self.watches.add(watch)

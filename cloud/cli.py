@@ -83,7 +83,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         budgets=Budgets(
             anonymous=args.max_anonymous_calls,
             per_peer=args.max_calls_per_peer,
-            idle_s={"anonymous": 10.0, "device": args.idle_timeout, "operator": args.idle_timeout},
+            idle_s={"device": args.idle_timeout, "operator": args.idle_timeout},
         ),
         blob_key_file=args.blob_key_file,
         recon_cache_mb=args.recon_cache_mb,

@@ -17,6 +17,7 @@ BENCHES = {
     "tiling": ("lsic.codec.bench.tiling", "rate and PSNR cost of tiling, large-image memory, region decode speed"),
     "edge": ("lsic.edge.bench", "edge agent frames/s, kbps and RSS against a local cloud service"),
     "ingest": ("lsic.cloud.bench", "concurrent simulated devices against the cloud service"),
+    "chaos": ("lsic.cloud.chaos", "devices streaming through service kills, a full disk and hostile clients"),
 }
 
 
