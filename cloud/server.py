@@ -91,8 +91,8 @@ def start_decode_process(cfg: ServerConfig) -> subprocess.Popen:
         cfg.decode_precision,
         "--nice",
         "19",
-        "--owner",
-        f"{socket.gethostname()}:{cfg.listen}",
+        "--owner",  # this server's workers share leases across restarts; another server's do not
+        f"{socket.gethostname()}:{os.getpid()}",
         "--recon-cache-mb",
         str(cfg.recon_cache_mb),
         "--disk-reserve-mb",
@@ -100,7 +100,18 @@ def start_decode_process(cfg: ServerConfig) -> subprocess.Popen:
         *frame_limit_args(cfg.limits.frame),
         *(["--blob-key-file", cfg.blob_key_file] if cfg.blob_key_file else []),
     ]
-    return subprocess.Popen(cmd, stdin=subprocess.DEVNULL, env=os.environ.copy())
+    return subprocess.Popen(cmd, stdin=subprocess.DEVNULL, env=os.environ.copy(), preexec_fn=_end_with_parent)
+
+
+def _end_with_parent() -> None:
+    """In the worker, before it runs: SIGTERM it when the service dies, even by SIGKILL (Linux),
+    so no orphaned worker decodes beside the restarted service's own."""
+    import ctypes
+    import signal
+    from contextlib import suppress
+
+    with suppress(OSError, AttributeError):  # not Linux: the worker outlives a killed service
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
 def frame_limit_args(limits: FrameLimits) -> list[str]:
