@@ -248,15 +248,13 @@ class DecodeWorker:
         return wait
 
     def finish(self, row: FrameRow, state: int, error: str | None = None, recon_bytes: int = 0) -> None:
+        where = {"device": row.device_id, "stream": row.stream_id, "seq": row.seq}
         if not self.store.finish_decode(row, self.settings.owner, state, error, recon_bytes):
-            log.warning("lease lost before the result was committed", extra={"seq": row.seq})
+            log.warning("lease lost before the result was committed", extra=where)
             return
+        log.debug("frame finished", extra={**where, "state": STATE_NAMES[state], "owner": self.settings.owner})
         if state in (FAILED, QUARANTINED):
-            log.error(
-                "frame cannot be decoded",
-                extra={"device": row.device_id, "stream": row.stream_id, "seq": row.seq, "state": STATE_NAMES[state],
-                       "reason": error},
-            )
+            log.error("frame cannot be decoded", extra={**where, "state": STATE_NAMES[state], "reason": error})
 
     @staticmethod
     def _keeper(row: FrameRow, done: dict):
