@@ -14,6 +14,7 @@ import grpc
 from lsic import __version__
 from lsic.cli_support import on_stop_signals, run_main
 from lsic.cloud.auth import OPERATOR_TOKEN_FILE
+from lsic.codec.errors import LsicError
 
 DEFAULT_SERVER = "127.0.0.1:50051"
 DEFAULT_DATA = os.environ.get("LSIC_DATA", ".lsic-data")
@@ -66,7 +67,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
         metadata_url=args.metadata,
         blob_url=args.blobs,
         metrics_port=args.metrics_port,
+        metrics_host=args.metrics_host,
         http_port=args.http_port,
+        http_host=args.http_host,
         decode=not args.no_decode,
         decode_backend=args.decode_backend,
         decode_device=args.decode_device,
@@ -116,6 +119,14 @@ def cmd_decode(args: argparse.Namespace) -> int:
         reserve_bytes=args.disk_reserve_mb << 20,
     )
     worker = DecodeWorker(store, Reconstructor(store, blobs, make_decoder(args)), settings)
+    if args.metrics_port:
+        from lsic.cloud.metrics import REGISTRY
+        from lsic.cloud.ops_http import start_ops_server
+
+        try:
+            start_ops_server(args.metrics_host, args.metrics_port, REGISTRY, live=worker.stuck, ready=[store.ping])
+        except LsicError as exc:  # decoding matters more than its metrics
+            log.error("decode worker metrics not served", extra={"reason": str(exc)})
     on_stop_signals(worker.stop)
     worker.run()
     return 0
@@ -162,6 +173,14 @@ def add_decode_args(p: argparse.ArgumentParser) -> None:
         default="auto",
         help="synthesis precision: auto is fp16 on CUDA (measured: under 0.01 dB), fp32 elsewhere",
     )
+
+
+def add_ops_args(p: argparse.ArgumentParser, note: str = "") -> None:
+    p.add_argument(
+        "--metrics-port", type=int, default=0,
+        help="Prometheus /metrics and /healthz, /readyz on METRICS_HOST:PORT (0: off)" + (f"; {note}" if note else ""),
+    )
+    p.add_argument("--metrics-host", default="127.0.0.1", help="bind address of --metrics-port (default loopback)")
 
 
 def make_decoder(args: argparse.Namespace):
@@ -290,8 +309,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--client-ca", help="require client certificates signed by this CA")
     s.add_argument("--metadata", default="", help="metadata store: default SQLite in DATA, or postgresql://...")
     s.add_argument("--blobs", default="", help="blob store: default DATA/blobs, a folder, or s3://bucket/prefix")
-    s.add_argument("--metrics-port", type=int, default=0, help="Prometheus metrics on 127.0.0.1:PORT (0: off)")
-    s.add_argument("--http-port", type=int, default=0, help="web viewer on 127.0.0.1:PORT (0: off)")
+    add_ops_args(s, "its decode worker uses PORT+1")
+    s.add_argument("--http-port", type=int, default=0, help="web viewer on HTTP_HOST:PORT (0: off)")
+    s.add_argument("--http-host", default="127.0.0.1", help="web viewer bind address (default loopback)")
     s.add_argument("--no-decode", action="store_true", help="ingest only; no background decoding")
     add_decode_args(s)
     s.add_argument("--max-message-mb", type=int, default=32, help="largest accepted message (default 32 MiB)")
@@ -320,6 +340,7 @@ def build_parser() -> argparse.ArgumentParser:
         "name takes its unfinished frames back at once)",
     )
     w.add_argument("--batch-frames", type=int, default=16, help="frames claimed and decoded together")
+    add_ops_args(w)
     w.add_argument("--lease-s", type=float, default=120.0, help="a claim not renewed this long is free for others")
     w.set_defaults(func=cmd_decode)
 

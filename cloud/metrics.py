@@ -36,3 +36,9 @@ DECODE_LATENCY = Histogram("lsic_decode_seconds", "Decode time of one frame", re
 DECODE_QUEUE = Gauge("lsic_decode_queue_depth", "Frames stored but not yet decoded", registry=REGISTRY)
 DECODE_LAG = Gauge("lsic_decode_lag_seconds", "Age of the oldest frame waiting to be decoded", registry=REGISTRY)
 ACTIVE_STREAMS = Gauge("lsic_active_streams", "Open ingest streams", registry=REGISTRY)
+
+# The decode worker's own (served on its --metrics-port)
+FRAMES_FINISHED = Counter(
+    "lsic_decode_frames_finished_total", "Frames this worker finished, by result", ["state"], registry=REGISTRY
+)
+DECODE_PAUSED = Gauge("lsic_decode_paused", "1 while this worker waits for disk space", registry=REGISTRY)

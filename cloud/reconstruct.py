@@ -128,13 +128,20 @@ class DecodeWorker:
         self.store, self.recon, self.settings = store, recon, settings
         self.stopping = threading.Event()
         self._pause = PAUSE_S[0]
+        self.heartbeat = time.monotonic()  # the loop's last turn (liveness)
 
     def stop(self) -> None:
         self.stopping.set()
 
+    def stuck(self) -> str | None:
+        """Liveness: why the loop has not turned for longer than a lease, or None."""
+        idle = time.monotonic() - self.heartbeat
+        return f"no turn of the decode loop for {idle:.0f} s" if idle > self.settings.lease_s else None
+
     def run(self) -> None:
         cfg = self.settings
         while not self.stopping.is_set():
+            self.heartbeat = time.monotonic()
             try:
                 rows = self.store.claim_decode(cfg.owner, cfg.batch_frames, cfg.lease_s)
             except LsicError as exc:  # the database is unreachable or full: wait, do not exit
@@ -241,7 +248,9 @@ class DecodeWorker:
             self.store.release_decode(row, self.settings.owner)
         wait = self._next_pause()
         log.error("disk full: decoding paused", extra={"reason": reason, "retry_in_s": wait})
+        metrics.DECODE_PAUSED.set(1)
         self.stopping.wait(wait)
+        metrics.DECODE_PAUSED.set(0)
 
     def _next_pause(self) -> float:
         wait, self._pause = self._pause, min(self._pause * 2, PAUSE_S[1])
@@ -253,6 +262,7 @@ class DecodeWorker:
             log.warning("lease lost before the result was committed", extra=where)
             return
         log.debug("frame finished", extra={**where, "state": STATE_NAMES[state], "owner": self.settings.owner})
+        metrics.FRAMES_FINISHED.labels(STATE_NAMES[state]).inc()
         if state in (FAILED, QUARANTINED):
             log.error("frame cannot be decoded", extra={**where, "state": STATE_NAMES[state], "reason": error})
 

@@ -49,8 +49,10 @@ class ServerConfig:
     client_ca: Path | None = None
     metadata_url: str = ""
     blob_url: str = ""
-    metrics_port: int = 0
-    http_port: int = 0
+    metrics_port: int = 0  # /metrics, /healthz, /readyz (ops_http)
+    metrics_host: str = "127.0.0.1"
+    http_port: int = 0  # the web viewer
+    http_host: str = "127.0.0.1"
     # Each open ingest stream holds a thread for its lifetime, so the pool bounds concurrent
     # streams; calls beyond it are refused (RESOURCE_EXHAUSTED) instead of queueing unseen.
     workers: int = 512
@@ -91,6 +93,7 @@ def start_decode_process(cfg: ServerConfig) -> subprocess.Popen:
         cfg.decode_precision,
         "--nice",
         "19",
+        *(["--metrics-host", cfg.metrics_host, "--metrics-port", str(cfg.metrics_port + 1)] if cfg.metrics_port else []),
         "--owner",  # this server's workers share leases across restarts; another server's do not
         f"{socket.gethostname()}:{os.getpid()}",
         "--recon-cache-mb",
@@ -176,6 +179,7 @@ class CloudServer:
         self.stopped = threading.Event()
         self.stopping = False
         self.http = None
+        self.ops = None
 
     def _add_reflection(self) -> None:
         try:
@@ -220,15 +224,19 @@ class CloudServer:
             threading.Thread(target=self._supervise_decode, name="lsic-decode-supervisor", daemon=True).start()
         threading.Thread(target=self._watch_decode_queue, name="lsic-queue-metrics", daemon=True).start()
         if self.cfg.metrics_port:
-            from prometheus_client import start_http_server
+            from lsic.cloud.ops_http import start_ops_server
 
-            from lsic.cloud.metrics import REGISTRY
-
-            start_http_server(self.cfg.metrics_port, addr="127.0.0.1", registry=REGISTRY)
+            self.ops = start_ops_server(
+                self.cfg.metrics_host,
+                self.cfg.metrics_port,
+                metrics.REGISTRY,
+                live=lambda: "stopping" if self.stopping else None,
+                ready=[self.store.ping],
+            )
         if self.cfg.http_port:
             from lsic.cloud.web import start_web
 
-            self.http = start_web(self, self.cfg.http_port)
+            self.http = start_web(self, self.cfg.http_host, self.cfg.http_port)
         self.health.set("", health_pb2.HealthCheckResponse.SERVING)
         log.info("serving", extra={"listen": self.cfg.listen, "port": self.port, "data": str(self.cfg.data)})
 
@@ -280,8 +288,9 @@ class CloudServer:
             except subprocess.TimeoutExpired:
                 self.decode_proc.kill()
         self.server.stop(grace).wait()
-        if self.http:
-            self.http.shutdown()
+        for httpd in (self.http, self.ops):
+            if httpd:
+                httpd.shutdown()
         self.store.close()
         self.stopped.set()
 

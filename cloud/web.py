@@ -1,7 +1,7 @@
 """A small web viewer for operators: devices, streams, frame thumbnails from the pyramid, a frame
 view, and region reconstruction at full resolution (only the touched tiles are decoded).
 
-Served on 127.0.0.1 beside the gRPC service (`serve --http-port`). Every request needs the
+Served beside the gRPC service (`serve --http-port`, loopback unless `--http-host` says otherwise). Every request needs the
 operator token: `Authorization: Bearer ...`, or once as `/?token=...`, which sets a cookie.
 """
 
@@ -17,6 +17,7 @@ from importlib import resources
 from urllib.parse import parse_qs, urlparse
 
 from lsic.cloud.auth import hash_token
+from lsic.cloud.errors import ConfigError
 from lsic.codec.errors import LsicError
 from lsic.codec.image_io import encode_image
 
@@ -133,8 +134,11 @@ def make_handler(server):  # server: lsic.cloud.server.CloudServer
     return Handler
 
 
-def start_web(server, port: int) -> ThreadingHTTPServer:
-    httpd = ThreadingHTTPServer(("127.0.0.1", port), make_handler(server))
+def start_web(server, host: str, port: int) -> ThreadingHTTPServer:
+    try:
+        httpd = ThreadingHTTPServer((host, port), make_handler(server))
+    except OSError as exc:
+        raise ConfigError(f"cannot serve the web viewer on {host}:{port}: {exc.strerror}") from exc
     threading.Thread(target=httpd.serve_forever, name="lsic-web", daemon=True).start()
-    log.info("web viewer", extra={"url": f"http://127.0.0.1:{httpd.server_address[1]}/"})
+    log.info("web viewer", extra={"url": f"http://{host}:{httpd.server_address[1]}/"})
     return httpd

@@ -162,6 +162,16 @@ class SqlMetadataStore:
     def _q(self, sql: str) -> str:
         return sql.replace("?", self.ph)
 
+    def ping(self) -> str | None:
+        """None when the database answers, else why not (a readiness check)."""
+        try:
+            with self._tx() as cur:
+                cur.execute("SELECT 1")
+                cur.fetchone()
+        except LsicError as exc:
+            return str(exc)
+        return None
+
     def init_schema(self) -> None:
         with self._tx() as cur:
             for stmt in SCHEMA:

@@ -126,7 +126,7 @@ def test_two_ingest_replicas_share_one_archive_while_devices_move_between_them(t
             replica = replicas[burst % 2]
             with grpc.insecure_channel(replica.address) as ch:
                 stub = pb_grpc.IngestStub(ch)
-                for device, dev_token in tokens.items():
+                for dev_token in tokens.values():
                     first = max(0, burst * 10 - 3)
                     recs = [
                         pb.FrameRecord(stream_id="main", sequence=i, capture_time_us=1_000 + i, bitstream=frames[i % 10])
