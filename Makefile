@@ -9,7 +9,7 @@ EDGE_STAMP := $(EDGE_VENV)/.installed
 SOURCE ?= builtin
 PROTO := proto/lsic/v1/lsic.proto
 
-.PHONY: setup setup-edge system-deps proto demo test test-main test-edge lint bench-rd bench-speed clean
+.PHONY: setup setup-edge system-deps proto demo cluster-demo test test-main test-edge lint bench-rd bench-speed clean
 
 # --- environments -------------------------------------------------------------------------
 $(STAMP): pyproject.toml
@@ -47,6 +47,11 @@ proto: setup
 # --- the two commands -----------------------------------------------------------------------
 demo: setup
 	$(BIN)/python -m lsic.demo --source '$(SOURCE)'
+
+# The deploy/k8s topology as processes: PostgreSQL, S3 (moto), two ingest replicas, two decode
+# workers, eight devices.
+cluster-demo: system-deps setup
+	$(BIN)/python -m lsic.cluster_demo
 
 test: system-deps setup setup-edge
 	$(MAKE) --no-print-directory test-main test-edge
