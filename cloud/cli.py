@@ -349,6 +349,12 @@ def build_parser() -> argparse.ArgumentParser:
     k.add_argument("--key-id", required=True, help="name stored with every blob it encrypts, e.g. 2026-12")
     k.set_defaults(func=cmd_keygen)
 
+    from lsic.cloud import reprocess
+
+    rp = sub.add_parser("reprocess", help="re-decode, export or re-encode a device's time range as Ray tasks")
+    reprocess.add_arguments(rp, DEFAULT_DATA)
+    rp.set_defaults(func=reprocess.run)
+
     d = sub.add_parser("device", help="register, revoke, list devices")
     d.add_argument("action", choices=["add", "revoke", "token", "ls"])
     d.add_argument("device_id", nargs="?", default="")

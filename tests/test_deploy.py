@@ -24,7 +24,7 @@ def test_every_manifest_validates_against_the_kubernetes_schemas():
     assert {d["kind"] for _, d in docs} >= {
         "Deployment", "Service", "PodDisruptionBudget", "HorizontalPodAutoscaler", "ConfigMap", "Secret"
     }
-    for name, doc in docs:
+    for _, doc in docs:
         kubernetes_validate.validate(doc, VERSION, strict=True)  # raises with the offending field
 
 
@@ -32,7 +32,7 @@ def containers():
     for name, doc in documents():
         if doc["kind"] == "Deployment":
             for c in doc["spec"]["template"]["spec"]["containers"]:
-                yield name, doc, c
+                yield name, c
 
 
 def test_commands_parse_and_probes_hit_the_operations_port():
@@ -40,7 +40,7 @@ def test_commands_parse_and_probes_hit_the_operations_port():
 
     parser = build_parser()
     seen = set()
-    for name, doc, c in containers():
+    for name, c in containers():
         argv = [re.sub(r"\$\((\w+)\)", r"<\1>", a) for a in c["args"]]
         args = parser.parse_args(argv)  # an unknown flag exits here
         seen.add(args.command)
