@@ -54,8 +54,13 @@ class ArchiveService(pb_grpc.ArchiveServicer):
             ]
         )
 
+    def _known_device(self, device_id: str, context: grpc.ServicerContext) -> None:
+        if self.store.get_device(device_id) is None:
+            context.abort(grpc.StatusCode.NOT_FOUND, f"no device {shown(device_id)} is registered")
+
     def ListStreams(self, request, context):
         self.auth.operator(context)
+        self._known_device(request.device_id, context)
         return pb.ListStreamsResponse(
             streams=[
                 pb.StreamInfo(device_id=request.device_id, stream_id=s, frames=n, first_sequence=a, last_sequence=b)
@@ -65,6 +70,7 @@ class ArchiveService(pb_grpc.ArchiveServicer):
 
     def ListFrames(self, request, context):
         self.auth.operator(context)
+        self._known_device(request.device_id, context)
         rows = self.store.list_frames(
             request.device_id,
             request.stream_id,
@@ -72,6 +78,7 @@ class ArchiveService(pb_grpc.ArchiveServicer):
             request.to_time_us,
             min(request.limit or 1000, 10000),
             int(request.after_sequence) if request.after_sequence else -1,
+            newest_first=request.newest_first,
         )
         return pb.ListFramesResponse(frames=[frame_info(r) for r in rows])
 

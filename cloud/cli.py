@@ -12,9 +12,9 @@ from pathlib import Path
 import grpc
 
 from lsic import __version__
-from lsic.cli_support import on_stop_signals, run_main
+from lsic.cli_support import on_stop_signals, region_arg, run_main
 from lsic.cloud.auth import OPERATOR_TOKEN_FILE
-from lsic.codec.errors import LsicError
+from lsic.codec.errors import LsicError, UsageError
 
 DEFAULT_SERVER = "127.0.0.1:50051"
 DEFAULT_DATA = os.environ.get("LSIC_DATA", ".lsic-data")
@@ -29,8 +29,9 @@ def operator_channel(args: argparse.Namespace):
     if not token:
         path = Path(args.data) / OPERATOR_TOKEN_FILE
         if not path.is_file():
-            raise SystemExit(
-                f"lsic-cloud: no operator token: pass --token, set LSIC_OPERATOR_TOKEN, or --data pointing at the service's data folder ({path} not found)"
+            raise UsageError(
+                "no operator token: this command talks to a running service as its operator. Pass --data with "
+                f"the folder `lsic-cloud serve --data` uses ({path} is not there), or --token, or set LSIC_OPERATOR_TOKEN"
             )
         token = path.read_text().strip()
     if args.insecure:
@@ -247,7 +248,20 @@ def cmd_frames(args: argparse.Namespace) -> int:
                     f"{r['stream']:<12} {r['seq']:>8} {r['width']:>5}x{r['height']:<5} {r['bytes']:>9} {r['quality']:>2} {r['decoded']}"
                 )
         return 0
-    key = pb.FrameKey(device_id=args.device, stream_id=args.stream or "main", sequence=args.seq)
+    seq = args.seq
+    if seq is None:  # the newest frame of the stream (or of the device, without --stream)
+        newest = archive.ListFrames(
+            pb.ListFramesRequest(device_id=args.device, stream_id=args.stream, limit=1, newest_first=True),
+            metadata=md,
+            timeout=args.timeout,
+        ).frames
+        if not newest:
+            raise UsageError(f"device {args.device} has no frames" + (f" in stream {args.stream}" if args.stream else ""))
+        seq, stream = newest[0].key.sequence, newest[0].key.stream_id
+        print(f"lsic-cloud: no --seq: the newest frame, {args.device}/{stream}/{seq}", file=sys.stderr)
+    else:
+        stream = args.stream or "main"
+    key = pb.FrameKey(device_id=args.device, stream_id=stream, sequence=seq)
     if args.action == "bitstream":
         data = archive.GetBitstream(key, metadata=md, timeout=args.timeout).bitstream
         Path(args.output).write_bytes(data)
@@ -255,8 +269,7 @@ def cmd_frames(args: argparse.Namespace) -> int:
         return 0
     req = pb.ReconstructRequest(key=key, downscale=args.downscale)
     if args.region:
-        x, y, w, h = (int(v) for v in args.region.split(","))
-        req.x, req.y, req.width, req.height = x, y, w, h
+        req.x, req.y, req.width, req.height = args.region
     r = archive.Reconstruct(req, metadata=md, timeout=args.timeout)
     Path(args.output).write_bytes(r.png)
     print(
@@ -365,9 +378,9 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("action", choices=["ls", "get", "bitstream"])
     f.add_argument("--device", required=True)
     f.add_argument("--stream", default="", help="stream id (default: all for ls, 'main' otherwise)")
-    f.add_argument("--seq", type=int, default=0)
+    f.add_argument("--seq", type=int, help="sequence number (default: the newest frame)")
     f.add_argument("-o", "--output", default="frame.png")
-    f.add_argument("--region", help="x,y,w,h in full-resolution pixels")
+    f.add_argument("--region", type=region_arg, help="x,y,w,h in full-resolution pixels")
     f.add_argument("--downscale", type=int, default=1, choices=[1, 2, 4, 8])
     f.add_argument("--limit", type=int, default=1000)
     f.add_argument("--json", action="store_true")
@@ -378,7 +391,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def check_args(args: argparse.Namespace) -> None:
     if args.command == "device" and args.action != "ls" and not args.device_id:
-        raise SystemExit("lsic-cloud: error: device add/revoke/token need a device id")
+        raise UsageError("device add/revoke/token need a device id")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from lsic.codec.encoder import Encoder
@@ -139,7 +139,9 @@ class Agent:
         last_status = start
         first_frame = None  # frames/s counts from the first frame, not from opening the source
         try:
-            for frame in frames(cfg.source, cfg.source_opts):
+            # under a bit-rate budget a video file plays at its own frame rate, as a camera would
+            source_opts = replace(cfg.source_opts, file_rate=cfg.source_opts.file_rate or cfg.target_kbps > 0)
+            for frame in frames(cfg.source, source_opts):
                 if self.stopping.is_set() or self.sender.fatal:
                     break
                 if first_frame is None:

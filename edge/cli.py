@@ -12,6 +12,7 @@ from pathlib import Path
 
 from lsic import __version__
 from lsic.cli_support import on_stop_signals, run_main
+from lsic.codec.errors import UsageError
 
 log = logging.getLogger("lsic.edge")
 
@@ -65,7 +66,7 @@ def resolve(args: argparse.Namespace) -> dict:
     config = {k.replace("-", "_"): v for k, v in load_config(args.config).items()}
     unknown = set(config) - set(SETTINGS)
     if unknown:
-        raise SystemExit(f"lsic-edge: unknown settings in {args.config}: {', '.join(sorted(unknown))}")
+        raise UsageError(f"unknown settings in {args.config}: {', '.join(sorted(unknown))}")
     out = {}
     for name, (typ, default, _) in SETTINGS.items():
         flag = getattr(args, name)
@@ -81,8 +82,8 @@ def resolve(args: argparse.Namespace) -> dict:
         out[name] = value
     for required in ("device_id", "token"):
         if not out[required]:
-            raise SystemExit(
-                f"lsic-edge: --{required.replace('_', '-')} is required (or LSIC_EDGE_{required.upper()}, or the config file)"
+            raise UsageError(
+                f"--{required.replace('_', '-')} is required (or LSIC_EDGE_{required.upper()}, or the config file)"
             )
     return out
 
@@ -92,7 +93,7 @@ def _ints(text: str, n: int, sep: str, what: str) -> tuple[int, ...] | None:
         return None
     parts = text.lower().split(sep)
     if len(parts) != n or not all(p.strip().isdigit() for p in parts):
-        raise SystemExit(f"lsic-edge: --{what} expects {n} integers separated by '{sep}'")
+        raise UsageError(f"--{what} expects {n} integers separated by '{sep}'")
     return tuple(int(p) for p in parts)
 
 
@@ -110,7 +111,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     s = resolve(args)
     if s["insecure"]:
         if not is_loopback_target(s["server"]):
-            raise SystemExit(f"lsic-edge: --insecure is allowed only for a loopback server, not {s['server']}")
+            raise UsageError(f"--insecure is allowed only for a loopback server, not {s['server']}")
         log.warning("sending without TLS (--insecure): for localhost and tests only")
     link = LinkOptions(
         server=s["server"],

@@ -49,6 +49,7 @@ class RateController:
         if self.first_t is None:
             self.first_t = now
         if not self.target_bps:
+            self.last_t = now  # the achieved rate is reported in fixed-quality mode too
             return Decision(self.fixed)
         gap = None if self.last_t is None else now - self.last_t
         if gap is not None:

@@ -34,6 +34,9 @@ class SourceOptions:
     resize: tuple[int, int] | None = None  # (width, height)
     crop: tuple[int, int, int, int] | None = None  # x, y, w, h (applied before resize)
     loop: bool = False  # restart files/folders at the end
+    # A video file read at its own frame rate, as a camera delivers it (rate control budgets in
+    # real time: a file read faster than it plays would spend a second's bits in a fraction of one)
+    file_rate: bool = False
 
 
 @functools.cache
@@ -103,10 +106,27 @@ def raw_frames(source: str) -> Iterator[np.ndarray]:
         yield read_rgb(f)
 
 
+def file_fps(source: str) -> float:
+    """The frame rate a video file declares, 0 for anything else (cameras, streams, images)."""
+    path = Path(source)
+    if source == "builtin" or source.isdigit() or "://" in source or not path.is_file():
+        return 0.0
+    if path.suffix.lower() in IMAGE_SUFFIXES:
+        return 0.0
+    cap = cv2.VideoCapture(str(path))
+    try:
+        fps = float(cap.get(cv2.CAP_PROP_FPS) or 0.0) if cap.isOpened() else 0.0
+    finally:
+        cap.release()
+    return fps if 0 < fps < 1000 else 0.0
+
+
 def frames(source: str, opts: SourceOptions) -> Iterator[Frame]:
-    """Frames with capture times, cropped/resized and paced to max_fps."""
+    """Frames with capture times, cropped/resized and paced to max_fps (or, with file_rate, a
+    video file's own frame rate)."""
     index = 0
-    interval = 1.0 / opts.max_fps if opts.max_fps > 0 else 0.0
+    fps = opts.max_fps if opts.max_fps > 0 else (file_fps(source) if opts.file_rate else 0.0)
+    interval = 1.0 / fps if fps > 0 else 0.0
     next_due = time.monotonic()
     while True:
         for rgb in raw_frames(source):

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import grpc
 
+from lsic.codec.errors import UsageError
 from lsic.edge.spool import Spool
 from lsic.v1 import lsic_pb2 as pb
 from lsic.v1 import lsic_pb2_grpc as pb_grpc
@@ -69,7 +70,7 @@ def make_channel(opts: LinkOptions) -> grpc.Channel:
     ]
     if opts.insecure:
         if not is_loopback_target(opts.server):
-            raise SystemExit(f"--insecure is allowed only for a loopback server, not {opts.server}")
+            raise UsageError(f"--insecure is allowed only for a loopback server, not {opts.server}")
         return grpc.insecure_channel(opts.server, options=options)
     creds = grpc.ssl_channel_credentials(
         root_certificates=opts.ca.read_bytes() if opts.ca else None,

@@ -21,11 +21,23 @@ def on_stop_signals(stop: Callable[[], object]) -> None:
 
 
 def grpc_error_line(exc: Exception) -> tuple[str, int] | None:
+    """A failed call as one line, with what to do about the common client-side mistakes."""
     import grpc
 
-    if isinstance(exc, grpc.RpcError) and hasattr(exc, "code"):
-        return f"{exc.code().name}: {exc.details()}", 3
-    return None
+    if not (isinstance(exc, grpc.RpcError) and hasattr(exc, "code")):
+        return None
+    code, details = exc.code(), exc.details() or ""
+    if code == grpc.StatusCode.UNAVAILABLE and ("SSL" in details or "handshake" in details.lower()):
+        return (
+            "could not set up TLS with the service. A service started with --insecure needs --insecure here "
+            "(loopback only); a TLS service with a private CA needs --ca CA.pem",
+            3,
+        )
+    if code == grpc.StatusCode.UNAVAILABLE and ("connect" in details.lower() or "refused" in details.lower()):
+        return "no service answers at that address: is it running? (--server, or $LSIC_SERVER)", 3
+    if code == grpc.StatusCode.DEADLINE_EXCEEDED:
+        return "the service did not answer in time (--timeout); a TLS service asked in plaintext never does", 3
+    return f"{code.name}: {details}", 3
 
 
 def run_main(prog: str, parser: argparse.ArgumentParser, argv: list[str] | None, check: Callable | None = None) -> int:
@@ -54,3 +66,14 @@ def run_main(prog: str, parser: argparse.ArgumentParser, argv: list[str] | None,
             raise
         print(f"{prog}: error: {line[0]}", file=sys.stderr)
         return line[1]
+
+
+def region_arg(text: str) -> tuple[int, int, int, int]:
+    """argparse type for --region: x,y,w,h in pixels, w and h positive."""
+    try:
+        x, y, w, h = (int(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected x,y,w,h (four whole numbers), got {text!r}") from None
+    if x < 0 or y < 0 or w <= 0 or h <= 0:
+        raise argparse.ArgumentTypeError(f"x and y must be 0 or more, w and h positive, got {text!r}")
+    return x, y, w, h

@@ -326,7 +326,10 @@ class SqlMetadataStore:
         to_us: int = 0,
         limit: int = 1000,
         after_seq: int = -1,
+        newest_first: bool = False,
     ) -> list[FrameRow]:
+        """Stored frames of a device, by stream and sequence (newest_first: by capture time and
+        sequence, descending; after_seq then pages towards older frames)."""
         sql = f"SELECT {FRAME_COLUMNS} FROM frames WHERE device_id = ? AND stored = 1"
         params: list = [device_id]
         if stream_id:
@@ -339,9 +342,9 @@ class SqlMetadataStore:
             sql += " AND capture_us < ?"
             params.append(to_us)
         if after_seq >= 0:
-            sql += " AND seq > ?"
+            sql += " AND seq < ?" if newest_first else " AND seq > ?"
             params.append(after_seq)
-        sql += " ORDER BY stream_id, seq LIMIT ?"
+        sql += " ORDER BY capture_us DESC, seq DESC LIMIT ?" if newest_first else " ORDER BY stream_id, seq LIMIT ?"
         params.append(limit)
         with self._tx() as cur:
             cur.execute(self._q(sql), params)

@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 from lsic import __version__
-from lsic.cli_support import on_stop_signals, run_main
+from lsic.cli_support import on_stop_signals, region_arg, run_main
 from lsic.codec.entropy.context import CONTEXT_KINDS
 
 log = logging.getLogger("lsic")
@@ -42,15 +42,13 @@ def cmd_encode(args: argparse.Namespace) -> int:
 
 def cmd_decode(args: argparse.Namespace) -> int:
     from lsic.codec.decoder import Decoder
-    from lsic.codec.image_io import write_rgb
+    from lsic.codec.image_io import check_writable, read_input, write_rgb
 
-    data = Path(args.input).read_bytes()
-    region = tuple(int(v) for v in args.region.split(",")) if args.region else None
-    if region is not None and len(region) != 4:
-        raise SystemExit("--region takes x,y,w,h")
+    data = read_input(args.input)
+    out = check_writable(args.output or Path(args.input).with_suffix(".png"))
+    backend = args.backend or ("torch" if args.device != "cpu" and args.device != "auto" else "onnx")
     t0 = time.perf_counter()
-    frame = Decoder(backend=args.backend, device=args.device, threads=args.threads).decode(data, region=region)
-    out = Path(args.output or Path(args.input).with_suffix(".png"))
+    frame = Decoder(backend=backend, device=args.device, threads=args.threads).decode(data, region=args.region)
     write_rgb(out, frame.rgb)
     print(
         json.dumps(
@@ -67,8 +65,9 @@ def cmd_decode(args: argparse.Namespace) -> int:
 
 def cmd_info(args: argparse.Namespace) -> int:
     from lsic.codec.bitstream import parse
+    from lsic.codec.image_io import read_input
 
-    info = parse(Path(args.input).read_bytes()).info()
+    info = parse(read_input(args.input)).info()
     if not args.tiles:
         info.pop("tile_table")
     print(json.dumps(info, indent=2))
@@ -94,7 +93,16 @@ def cmd_models(args: argparse.Namespace) -> int:
                 ],
             }
         )
-    print(json.dumps(rows, indent=2))
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    print(f"{'model':<10} {'latent':<24} {'qualities':>9}  {'Kodak vs JPEG':>13}  {'build':<16}  retired")
+    for r in rows:
+        a = r["architecture"]
+        latent = f"N={a['N']} M={a['M']}" + (f" +{a['context']}" if a.get("context") else "")
+        bd = (r["kodak"] or {}).get("bd_rate_psnr_vs", {}).get("JPEG")
+        bd_text = f"{bd:+.1f}%" if bd is not None else "-"
+        print(f"{r['id']:<10} {latent:<24} {r['qualities']:>9}  {bd_text:>13}  {r['hash']:<16}  {len(r['retired_builds'])}")
     return 0
 
 
@@ -234,12 +242,11 @@ def build_parser() -> argparse.ArgumentParser:
     d = sub.add_parser("decode", help="decode .lsic to an image")
     d.add_argument("input")
     d.add_argument("-o", "--output", help="output image; format by extension (default: input with .png)")
-    d.add_argument("--region", help="decode only x,y,w,h (touches only the tiles it needs)")
+    d.add_argument("--region", type=region_arg, help="decode only x,y,w,h (touches only the tiles it needs)")
     d.add_argument(
         "--backend",
-        choices=["auto", "torch", "onnx"],
-        default="auto",
-        help="synthesis backend (default: torch if installed)",
+        choices=["torch", "onnx"],
+        help="synthesis backend (default: onnx, which starts fast; torch with --device cuda)",
     )
     d.add_argument("--device", default="auto", help="torch device: auto, cpu, cuda (default auto)")
     d.add_argument("--threads", type=int, default=0, help="CPU threads (0: library default)")
@@ -251,6 +258,7 @@ def build_parser() -> argparse.ArgumentParser:
     i.set_defaults(func=cmd_info)
 
     m = sub.add_parser("models", help="list installed model packages")
+    m.add_argument("--json", action="store_true", help="everything, with paths, Kodak numbers and retired builds")
     m.set_defaults(func=cmd_models)
 
     t = sub.add_parser("train", help="train (or resume) a variable-rate model")

@@ -15,6 +15,14 @@ class LsicError(Exception):
     grpc_status = "INTERNAL"
 
 
+class UsageError(LsicError):
+    """A command cannot do what it was asked as given: a missing setting, a folder where a file
+    belongs, an output format that cannot be written."""
+
+    exit_code = 2
+    grpc_status = "INVALID_ARGUMENT"
+
+
 class InputImageError(LsicError):
     """The input image cannot be coded (unreadable, empty, unsupported depth or format)."""
 

@@ -8,11 +8,32 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from lsic.codec.errors import InputImageError
+from lsic.codec.errors import InputImageError, UsageError
 
 log = logging.getLogger("lsic.image")
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
+
+
+def read_input(path: str | Path) -> bytes:
+    """A command's input file, with a specific error for a missing file or a folder."""
+    path = Path(path)
+    if path.is_dir():
+        raise UsageError(f"{path}: is a folder, not a file")
+    if not path.exists():
+        raise UsageError(f"{path}: no such file")
+    return path.read_bytes()
+
+
+def check_writable(path: str | Path) -> Path:
+    """An output image path whose format can be written, checked before any work is done."""
+    path = Path(path)
+    if path.suffix.lower() not in IMAGE_SUFFIXES:
+        raise UsageError(f"{path}: cannot write {path.suffix or 'extension-less'} images; use one of "
+                         + ", ".join(IMAGE_SUFFIXES))
+    if path.is_dir():
+        raise UsageError(f"{path}: is a folder; name an image file")
+    return path
 
 
 def list_images(folder: Path) -> list[Path]:
@@ -46,6 +67,8 @@ def to_rgb8(img: np.ndarray, source: str = "image", quiet: bool = False) -> np.n
 def read_rgb(path: str | Path, quiet: bool = False) -> np.ndarray:
     """Read an image file as (H, W, 3) uint8 RGB."""
     path = Path(path)
+    if path.is_dir():
+        raise InputImageError(f"{path}: is a folder, not an image file")
     if not path.is_file():
         raise InputImageError(f"{path}: no such file")
     if path.stat().st_size == 0:

@@ -307,7 +307,7 @@ def test_requantize_redoes_the_int8_analysis_and_keeps_old_bitstreams_decoding(p
         5,
     )
     run("export", run_dir / "checkpoint.pt", "--out", models / "tiny", "--id", "tiny", "--calibration", photos)
-    _downgrade_to_8bit_weights(models / "tiny", photos, monkeypatch)  # as exported before session 20
+    _downgrade_to_8bit_weights(models / "tiny", photos, monkeypatch)  # as 8-bit-weight packages were exported
     old = tmp_path / "old.lsic"
     run("encode", photos / "coffee.png", "-o", old, "--model", "tiny", "--quality", 5)
     before = tmp_path / "before.png"
@@ -337,7 +337,7 @@ def test_requantize_redoes_the_int8_analysis_and_keeps_old_bitstreams_decoding(p
 
 
 def _downgrade_to_8bit_weights(package, photos, monkeypatch):
-    """Rewrite a package's int8 analysis with full 8-bit weights, the export of sessions 1-19."""
+    """Rewrite a package's int8 analysis with full 8-bit weights, as older exports wrote it."""
     import numpy as np
     import onnxruntime.quantization as oq
 

@@ -18,8 +18,9 @@ def simulate(target_kbps: float, frames: int = 300, fps: float = 10.0, scene_bit
 
 
 def test_fixed_quality_without_target():
-    _, chosen = simulate(0)
+    rc, chosen = simulate(0)
     assert set(chosen) == {4}
+    assert abs(rc.achieved_kbps() - 20 * 1.35**3 * 10) < 5, "the rate is reported at a fixed quality too"
 
 
 def test_average_stays_under_target_and_uses_the_budget():

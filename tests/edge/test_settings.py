@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from lsic.codec.errors import UsageError
 from lsic.edge.cli import build_parser, resolve
 
 
@@ -27,9 +28,9 @@ def test_precedence(tmp_path, monkeypatch):
 
 def test_missing_identity_and_unknown_settings_are_clear_errors(tmp_path, monkeypatch):
     monkeypatch.delenv("LSIC_EDGE_DEVICE_ID", raising=False)
-    with pytest.raises(SystemExit, match="--device-id is required"):
+    with pytest.raises(UsageError, match="--device-id is required"):
         resolve(parse("--token", "a:b"))
     bad = tmp_path / "bad.json"
     bad.write_text('{"devic_id": "typo"}')
-    with pytest.raises(SystemExit, match="unknown settings"):
+    with pytest.raises(UsageError, match="unknown settings"):
         resolve(parse("--config", str(bad)))

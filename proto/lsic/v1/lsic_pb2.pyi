@@ -156,20 +156,22 @@ class ListStreamsResponse(_message.Message):
     def __init__(self, streams: _Optional[_Iterable[_Union[StreamInfo, _Mapping]]] = ...) -> None: ...
 
 class ListFramesRequest(_message.Message):
-    __slots__ = ("device_id", "stream_id", "from_time_us", "to_time_us", "limit", "after_sequence")
+    __slots__ = ("device_id", "stream_id", "from_time_us", "to_time_us", "limit", "after_sequence", "newest_first")
     DEVICE_ID_FIELD_NUMBER: _ClassVar[int]
     STREAM_ID_FIELD_NUMBER: _ClassVar[int]
     FROM_TIME_US_FIELD_NUMBER: _ClassVar[int]
     TO_TIME_US_FIELD_NUMBER: _ClassVar[int]
     LIMIT_FIELD_NUMBER: _ClassVar[int]
     AFTER_SEQUENCE_FIELD_NUMBER: _ClassVar[int]
+    NEWEST_FIRST_FIELD_NUMBER: _ClassVar[int]
     device_id: str
     stream_id: str
     from_time_us: int
     to_time_us: int
     limit: int
     after_sequence: int
-    def __init__(self, device_id: _Optional[str] = ..., stream_id: _Optional[str] = ..., from_time_us: _Optional[int] = ..., to_time_us: _Optional[int] = ..., limit: _Optional[int] = ..., after_sequence: _Optional[int] = ...) -> None: ...
+    newest_first: bool
+    def __init__(self, device_id: _Optional[str] = ..., stream_id: _Optional[str] = ..., from_time_us: _Optional[int] = ..., to_time_us: _Optional[int] = ..., limit: _Optional[int] = ..., after_sequence: _Optional[int] = ..., newest_first: _Optional[bool] = ...) -> None: ...
 
 class ListFramesResponse(_message.Message):
     __slots__ = ("frames",)

@@ -244,7 +244,8 @@ class ArchiveServicer:
     """
 
     def ListDevices(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """Frame listings of a device that is not registered answer NOT_FOUND.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')

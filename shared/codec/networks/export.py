@@ -209,7 +209,7 @@ def quantize_analysis(folder: Path, calib_images: list[np.ndarray], gains: np.nd
 
     Weights use 7 bits (reduce_range): on x86 CPUs without VNNI (AVX2, AVX-512F) ONNX Runtime's
     u8s8 convolution sums pairs of products in saturating 16-bit lanes (VPMADDUBSW), which with
-    8-bit weights clipped g_a's sums and cost 57-128% BD-rate on an AVX2 host (session 20);
+    8-bit weights clipped g_a's sums and cost 57-128% BD-rate on an AVX2 host;
     7-bit weights cannot overflow there and cost nothing measurable elsewhere.
     """
     from onnxruntime.quantization import (
@@ -348,7 +348,7 @@ def install_package(tmp: Path, out: Path, retire: bool) -> None:
 def requantize_package(root: Path, calib_dir: Path, retire: bool = True) -> Path:
     """Redo a package's int8 analysis from its own fp32 analysis, with this exporter's settings.
 
-    For packages exported before a quantization fix (7-bit weights, session 20): no checkpoint
+    For packages exported with older quantization settings (8-bit weights): no checkpoint
     is needed, the networks and tables stay as they are, and the build it replaces is retired so
     the bitstreams it wrote keep decoding.
     """

@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from lsic.codec.errors import UsageError
 from lsic.codec.image_io import list_images, read_rgb
 from lsic.codec.networks.model import DISTORTIONS, MSSSIM_MIN_SIDE, Architecture, GainedHyperprior, rd_loss
 from lsic.codec.networks.qat import prepare_qat
@@ -154,7 +155,7 @@ def load_images(folder: Path, min_side: int) -> list[np.ndarray]:
         if min(img.shape[:2]) >= min_side:
             images.append(img)
     if not images:
-        raise SystemExit(f"no usable training images (>= {min_side}px) in {folder}")
+        raise UsageError(f"no usable training images (>= {min_side}px) in {folder}")
     return images
 
 
@@ -223,7 +224,7 @@ def freeze_all_but_context(net: GainedHyperprior) -> None:
     """Context-only training: the transforms, gains and hyperprior stay as trained, so the
     edge's int8 analysis is unchanged; only the probabilities of y's second half improve."""
     if net.context is None:
-        raise SystemExit("--context-only needs a context: --context checkerboard")
+        raise UsageError("--context-only needs a context: --context checkerboard")
     train_only(net, net.context)
 
 
@@ -373,7 +374,7 @@ def train(cfg: TrainConfig, stop: threading.Event | None = None) -> Path:
     net = GainedHyperprior(arch).to(cfg.device)
     history = History()
     if cfg.decoder_only and state is None and cfg.init is None:
-        raise SystemExit(
+        raise UsageError(
             "--decoder-only needs a trained network to start from: --init PACKAGE or a checkpoint in --out"
         )
     if state is not None:
@@ -409,7 +410,7 @@ def train(cfg: TrainConfig, stop: threading.Event | None = None) -> Path:
     history.use_distortion(cfg.distortion or history.distortion)
     distortion, lambdas = history.distortion, DISTORTIONS[history.distortion]
     if distortion == "ms-ssim" and cfg.crop < MSSSIM_MIN_SIDE:
-        raise SystemExit(
+        raise UsageError(
             f"--distortion ms-ssim needs --crop 192 or more (five scales need {MSSSIM_MIN_SIDE}), got {cfg.crop}"
         )
     if distortion != "mse":

@@ -10,7 +10,7 @@ New latent channels start at full scale in g_a's last layer but small where they
 h_a), so the wider network starts near the narrow one's reconstruction; their predicted scales
 copy old channels' (a scale far below the channel's size would cost bits that make the rate term
 erase it). A first
-version started g_a's new channels small too; trained, they never came alive (session 5): a
+version started g_a's new channels small too; trained, they never came alive: a
 channel that rounds to zero gives g_s nothing to learn from, and the rate term only shrinks it.
 """
 
@@ -32,7 +32,7 @@ def new_channel_log_scale(n_rates: int) -> Tensor:
 
     The narrow latent saturates only at high rates; at low rates new channels would cost bits
     for nothing, and their rate pressure on the shared layers costs the old channels quality
-    (session 6: q1 lost 0.7 dB in 1,000 steps with new channels at full gain everywhere).
+    (measured: q1 lost 0.7 dB in 1,000 steps with new channels at full gain everywhere).
     """
     below_top = (n_rates - 3 - torch.arange(n_rates)).clamp(min=0).float()
     return -below_top * math.log(2.0)
@@ -85,7 +85,7 @@ def hold_analysis(net: GainedHyperprior, held: bool) -> None:
     """Hold (or release) the analysis and the gains: no gradient reaches g_a or log_gain.
 
     Held for a warm-up after widening, so g_s, h_a and h_s first learn to read and predict the
-    new channels while the latent itself stays put. Session 6 measured the alternatives: with
+    new channels while the latent itself stays put. Measured alternatives: with
     nothing held the rate term erased the new channels within 600 steps (median std at q8 1.54
     -> 0.31); with only the new channels held, the rate they cost flowed into g_a's shared
     layers and the old channels lost 0.5-0.7 dB in 1,000 steps. Holding g_a keeps the narrow
