@@ -7,32 +7,14 @@ import time
 import grpc
 
 from lsic.cloud.auth import DEVICE_ID_RE, OPERATOR, Authenticator, hash_token, new_token, shown
+from lsic.cloud.frames import frame_info
 from lsic.cloud.ingest import status_of
 from lsic.cloud.reconstruct import Reconstructor
-from lsic.cloud.storage.metadata import DECODED, STATE_NAMES, FrameRow, SqlMetadataStore
+from lsic.cloud.storage.metadata import FrameRow, SqlMetadataStore
 from lsic.codec.errors import LsicError
 from lsic.codec.image_io import encode_image
 from lsic.v1 import lsic_pb2 as pb
 from lsic.v1 import lsic_pb2_grpc as pb_grpc
-
-
-def frame_info(row: FrameRow) -> pb.FrameInfo:
-    return pb.FrameInfo(
-        key=pb.FrameKey(device_id=row.device_id, stream_id=row.stream_id, sequence=row.seq),
-        capture_time_us=row.capture_us,
-        received_time_us=row.received_us,
-        width=row.width,
-        height=row.height,
-        quality=row.quality,
-        model_id=row.model_id,
-        bytes=row.bytes,
-        raw_bytes=row.raw_bytes,
-        tiles=row.tiles,
-        reference_tiles=row.ref_tiles,
-        decoded=row.decoded == DECODED,
-        decode_state=STATE_NAMES.get(row.decoded, "unknown"),
-        decode_error=row.decode_error or "",
-    )
 
 
 class ArchiveService(pb_grpc.ArchiveServicer):

@@ -225,20 +225,9 @@ def cmd_frames(args: argparse.Namespace) -> int:
             metadata=md,
             timeout=args.timeout,
         ).frames
-        rows = [
-            {
-                "stream": f.key.stream_id,
-                "seq": f.key.sequence,
-                "capture_time_us": f.capture_time_us,
-                "width": f.width,
-                "height": f.height,
-                "quality": f.quality,
-                "bytes": f.bytes,
-                "reference_tiles": f.reference_tiles,
-                "decoded": f.decoded,
-            }
-            for f in frames
-        ]
+        from lsic.cloud.frames import frame_summary
+
+        rows = [frame_summary(f) for f in frames]
         if args.json:
             print(json.dumps(rows, indent=2))
         else:

@@ -74,17 +74,15 @@ class Reconstructor:
         raise BitstreamError(f"frame {row.seq}: tile {index} refers to a frame that is not in the archive")
 
     def decode(self, row: FrameRow, region: tuple[int, int, int, int] | None = None) -> DecodedFrame:
+        """The frame, or the tiles a region touches; reference tiles come from earlier frames,
+        looked up only if the decoder meets one."""
         data = self.bitstream(row)
-        parsed = parse(data)
-        grid = parsed.header.grid
-        x, y, w, h = region or (0, 0, grid.width, grid.height)
-        previous = {
-            t.index: self.reference_tile(row, t.index, grid)
-            for t in grid.tiles_in(x, y, w, h)
-            if parsed.kinds[t.index] == TILE_SAME_AS_PREVIOUS
-        }
+
+        def references(indexes: list[int], grid: Grid) -> dict[int, np.ndarray]:
+            return {i: self.reference_tile(row, i, grid) for i in indexes}
+
         with self.lock:
-            return self.decoder.decode(data, region=(x, y, w, h), previous=previous)
+            return self.decoder.decode(data, region=region, previous=references)
 
     def render(self, row: FrameRow, region: tuple[int, int, int, int] | None, scale: int = 1) -> tuple[np.ndarray, int]:
         """A frame or region at 1/scale resolution, and how many tiles had to be decoded.
@@ -273,11 +271,10 @@ class DecodeWorker:
     def _previous(self, row: FrameRow, done: dict):
         """Reference tiles from the frame just before in this batch, else from the archive."""
 
-        def resolve(indexes: list[int]) -> dict[int, np.ndarray]:
+        def resolve(indexes: list[int], grid: Grid) -> dict[int, np.ndarray]:
             before = done.get((row.device_id, row.stream_id, row.seq - 1))
             if before is not None:
                 return before.tiles
-            grid = parse(self.recon.bitstream(row)).header.grid
             return {i: self.recon.reference_tile(row, i, grid) for i in indexes}
 
         return resolve

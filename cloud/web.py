@@ -18,6 +18,7 @@ from urllib.parse import parse_qs, urlparse
 
 from lsic.cloud.auth import hash_token
 from lsic.cloud.errors import ConfigError
+from lsic.cloud.frames import frame_info, frame_summary
 from lsic.codec.errors import LsicError
 from lsic.codec.image_io import encode_image
 
@@ -103,22 +104,7 @@ def make_handler(server):  # server: lsic.cloud.server.CloudServer
                 rows = store.list_frames(
                     arg("device"), arg("stream", ""), limit=int(arg("limit", 200)), after_seq=int(arg("after", -1))
                 )
-                self._json(
-                    [
-                        {
-                            "seq": r.seq,
-                            "stream": r.stream_id,
-                            "capture_time_us": r.capture_us,
-                            "width": r.width,
-                            "height": r.height,
-                            "quality": r.quality,
-                            "bytes": r.bytes,
-                            "reference_tiles": r.ref_tiles,
-                            "decoded": r.decoded == 1,
-                        }
-                        for r in rows
-                    ]
-                )
+                self._json([frame_summary(frame_info(r)) for r in rows])
             elif path == "/api/frame.png":
                 row = store.get_frame(arg("device"), arg("stream"), int(arg("seq")))
                 if row is None:

@@ -75,7 +75,7 @@ class Decoder:
         self,
         data: bytes,
         region: tuple[int, int, int, int] | None = None,
-        previous: dict[int, np.ndarray] | None = None,
+        previous: dict[int, np.ndarray] | Callable[[list[int], Grid], dict[int, np.ndarray]] | None = None,
     ) -> DecodedFrame:
         """Decode the tiles a region (default: the whole image) touches."""
         result = self.decode_many([DecodeJob(data, region, previous)])[0]
@@ -141,7 +141,7 @@ class Decoder:
             prev = st.job.previous
             if callable(prev):
                 try:
-                    prev = prev([t.index for t in st.refs])
+                    prev = prev([t.index for t in st.refs], st.grid)
                 except LsicError as exc:
                     return exc
             for t in st.refs:
@@ -184,8 +184,9 @@ class _PooledTiles:
 class DecodeJob:
     data: bytes
     region: tuple[int, int, int, int] | None = None
-    # the previous frame's tiles, or a callable giving them for a list of tile indexes
-    previous: dict[int, np.ndarray] | Callable[[list[int]], dict[int, np.ndarray]] | None = None
+    # the previous frame's tiles, or a callable giving them for a list of tile indexes of this grid
+    # (called only when the frame has reference tiles in the decoded window)
+    previous: dict[int, np.ndarray] | Callable[[list[int], Grid], dict[int, np.ndarray]] | None = None
     on_done: Callable[[DecodedFrame], None] | None = None
 
 

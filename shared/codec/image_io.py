@@ -83,6 +83,15 @@ def read_rgb(path: str | Path, quiet: bool = False) -> np.ndarray:
     return to_rgb8(img, str(path), quiet=quiet)
 
 
+def read_folder(folder: Path, min_side: int = 0) -> list[np.ndarray]:
+    """Every image of a folder at least `min_side` pixels on its short side, decoded once (training
+    crops and calibration crops are then cut from memory)."""
+    images = [img for img in (read_rgb(p, quiet=True) for p in list_images(folder)) if min(img.shape[:2]) >= min_side]
+    if not images:
+        raise UsageError(f"no usable images (at least {min_side} px a side) in {folder}")
+    return images
+
+
 def encode_image(rgb: np.ndarray, suffix: str = ".png") -> bytes:
     """Encode RGB uint8 to an image file format chosen by suffix."""
     ok, buf = cv2.imencode(suffix, cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))

@@ -41,7 +41,7 @@ def test_qat_rounds_activations_to_8_bits_and_keeps_the_checkpoint_format():
 def test_qat_leaves_float_exactly_what_export_leaves_float():
     from torch import nn
 
-    from lsic.codec.networks.export import FLOAT_G_A_LAYERS, FLOAT_NODES
+    from lsic.codec.networks.int8_layout import FLOAT_G_A_LAYERS, FLOAT_NODES
     from lsic.codec.networks.qat import QATConv2d
 
     net = GainedHyperprior(Architecture(N=16, M=16, n_rates=2))

@@ -244,7 +244,7 @@ def test_retrained_package_keeps_decoding_the_previous_builds_bitstreams(photos,
 
     run(*tiny, "--max-steps", 15)  # retrained: a new build under the same id
     run(*export)
-    listed = {row["id"]: row for row in json.loads(run("models").stdout)}["tiny"]
+    listed = {row["id"]: row for row in json.loads(run("models", "--json").stdout)}["tiny"]
     (retired,) = listed["retired_builds"]
     assert retired["hash"] != listed["hash"] and (models / "retired").is_dir()
     assert sum(f.stat().st_size for f in (models / "retired").rglob("*") if f.is_file()) < sum(
@@ -318,7 +318,7 @@ def test_requantize_redoes_the_int8_analysis_and_keeps_old_bitstreams_decoding(p
     meta = json.loads((models / "tiny" / "model.json").read_text())
     assert meta["int8_analysis"]["weights"] == "7-bit (reduce_range)" and "requantized" in meta["int8_analysis"]
     assert (models / "tiny" / "synthesis.fp32.onnx").read_bytes() == synthesis, "only the analysis changes"
-    listed = {row["id"]: row for row in json.loads(run("models").stdout)}["tiny"]
+    listed = {row["id"]: row for row in json.loads(run("models", "--json").stdout)}["tiny"]
     (retired,) = listed["retired_builds"]
     assert retired["hash"] != listed["hash"]
     after = tmp_path / "after.png"
@@ -341,8 +341,8 @@ def _downgrade_to_8bit_weights(package, photos, monkeypatch):
     import numpy as np
     import onnxruntime.quantization as oq
 
+    from lsic.codec.image_io import read_folder as load_images
     from lsic.codec.networks import export
-    from lsic.codec.networks.train import load_images
     from lsic.codec.package import FILES, sha256_file
 
     quantize = oq.quantize_static

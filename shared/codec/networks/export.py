@@ -27,6 +27,9 @@ from torch.nn import functional as F
 from lsic.codec.entropy import int_hyper, tables
 from lsic.codec.entropy.context import anchor_mask, run_int_context
 from lsic.codec.errors import LsicError, ModelError
+from lsic.codec.image_io import read_folder
+from lsic.codec.networks.history import History
+from lsic.codec.networks.int8_layout import CALIBRATION_PERCENTILE, FLOAT_NODES
 from lsic.codec.networks.model import DISTORTIONS, Architecture, GainedHyperprior
 from lsic.codec.networks.operating_points import describe, extend_below
 from lsic.codec.package import DECODE_FILES, FILES, RETIRED_DIR, load_package_dir, sha256_file
@@ -187,21 +190,6 @@ def export_onnx(net: GainedHyperprior, folder: Path) -> None:
     )
 
 
-# Kept in float: the last two convolutions of g_a and all of h_a. The last one's output is the
-# latent itself and h_a's picks the z symbols (8-bit activations there cost 5-15% rate at equal
-# PSNR); rounding g_a.4's output to 8 bits was the largest single int8 cost left after
-# quantization-aware fine-tuning (lite: +1.5% -> +1.0% BD-rate on 8 Kodak images) for 0.5 ms per
-# 256x256 tile. The rest, most of the work, is int8: the first two 5x5 convolutions and GDN's 1x1
-# convolutions. Calibration clips each activation range to its 0.01-99.99th percentile: min-max
-# ranges, stretched by rare outliers (GDN's inputs are squares), cost 0.3-0.5 dB
-# (docs/benchmarks.md). lsic.codec.networks.qat simulates exactly this layout in training.
-FLOAT_G_A_LAYERS = (4, 6)
-FLOAT_NODES = [f"/g_a/g_a.{i}/Conv" for i in FLOAT_G_A_LAYERS] + [
-    "/h_a/h_a.0/Conv",
-    "/h_a/h_a.2/Conv",
-    "/h_a/h_a.4/Conv",
-]
-CALIBRATION_PERCENTILE = 99.99
 
 
 def quantize_analysis(folder: Path, calib_images: list[np.ndarray], gains: np.ndarray, n: int = 48) -> None:
@@ -270,8 +258,6 @@ def export_package(
     extrapolate_below: operating points added under the lowest trained one (operating_points).
     retire: a different build already in `out` is kept decode-only (retire_build) first.
     """
-    from lsic.codec.networks.train import load_images
-
     net, state = load_checkpoint(checkpoint)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".export-", dir=out.parent))
@@ -280,7 +266,7 @@ def export_package(
         log_gains, positions = extend_below(net.log_gain.detach().numpy(), extrapolate_below)
         log_inv_gains, _ = extend_below(net.log_inv_gain.detach().numpy(), extrapolate_below)
         gains = np.exp(log_gains)
-        quantize_analysis(tmp, load_images(calib_dir, 256), gains)
+        quantize_analysis(tmp, read_folder(calib_dir, 256), gains)
         # The whole float network: the GPU decoder takes g_s from it, and training can resume
         # from a package on a machine that has no checkpoint (`lsic train --init`).
         torch.save(state["state_dict"], tmp / "network.pt")
@@ -289,8 +275,7 @@ def export_package(
         arrays["inv_gain"] = np.exp(log_inv_gains).astype(np.float32)
         np.savez_compressed(tmp / "tables.npz", **arrays)
         write_selftest(tmp / "selftest.npz", arrays)
-        schedule = state.get("distortion_schedule") or [[0, "mse"]]
-        distortion = schedule[-1][1]
+        distortion = History.from_record(state).distortion
         lambdas = DISTORTIONS[distortion][: net.arch.n_rates]
         meta = {
             "id": model_id,
@@ -300,20 +285,10 @@ def export_package(
             "lambdas": list(lambdas),
             "operating_points": describe(positions, list(lambdas)),
             "training": {
-                "steps": int(state["step"]),
-                "wall_seconds": round(float(state["wall_seconds"]), 1),
+                **History.from_record(state).to_model_json(),
                 "data": str(state["config"].get("data", "")),
-                "hardware_phases": state.get("hardware_phases", []),  # [first step, last step, machine]
                 "crop": state["config"].get("crop"),
                 "batch_size": state["config"].get("batch_size"),
-                "lr_schedule": state.get("lr_schedule", []),
-                "qat_from_step": state.get("qat_from_step"),
-                "widened": state.get("widened", []),
-                "bf16_steps": state.get("bf16_steps", 0),
-                "decoder_only_from_step": state.get("decoder_only_from_step"),
-                "distortion_schedule": schedule,
-                "context_from_step": state.get("context_from_step"),
-                "context_only_from_step": state.get("context_only_from_step"),
             },
             "int8_analysis": {
                 "float_nodes": FLOAT_NODES,
@@ -352,8 +327,6 @@ def requantize_package(root: Path, calib_dir: Path, retire: bool = True) -> Path
     is needed, the networks and tables stay as they are, and the build it replaces is retired so
     the bitstreams it wrote keep decoding.
     """
-    from lsic.codec.networks.train import load_images
-
     root = Path(root)
     old = load_package_dir(root)  # a clear ModelError for a missing or damaged package
     if old.decode_only:
@@ -365,7 +338,7 @@ def requantize_package(root: Path, calib_dir: Path, retire: bool = True) -> Path
             if name != "analysis.int8.onnx":
                 shutil.copy2(root / name, tmp / name)
         gains = np.load(tmp / "tables.npz")["gain"]
-        quantize_analysis(tmp, load_images(calib_dir, 256), gains)
+        quantize_analysis(tmp, read_folder(calib_dir, 256), gains)
         meta["int8_analysis"] = {
             **meta.get("int8_analysis", {}),
             "float_nodes": FLOAT_NODES,

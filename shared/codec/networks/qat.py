@@ -13,7 +13,7 @@ training, so the weights learn to tolerate it:
 - convolution weights (and GDN's gamma): per-output-channel symmetric, 7-bit ([-64, 64]) as
   export's `reduce_range` writes them (export.quantize_analysis says why).
 
-The convolutions export keeps float (export.FLOAT_G_A_LAYERS) and h_a stay float. Modules keep
+The convolutions export keeps float (int8_layout.FLOAT_G_A_LAYERS) and h_a stay float. Modules keep
 their classes' parameters and state-dict keys (the fake-quantizers hold no persistent state), so
 checkpoints and `lsic export` are unchanged; the ranges are re-estimated within a few steps of
 resuming.
@@ -25,6 +25,8 @@ import torch
 from compressai.layers import GDN
 from torch import Tensor, nn
 from torch.nn import functional as F
+
+from lsic.codec.networks.int8_layout import FLOAT_G_A_LAYERS
 
 PERCENTILE = 99.99
 SAMPLE = 1 << 16  # elements per batch used to estimate the percentile (a full sort is too slow)
@@ -107,7 +109,7 @@ def prepare_qat(g_a: nn.Sequential, float_layers: tuple[int, ...] | None = None)
     float_layers: indexes of the convolutions export keeps float (default: export's layout).
     """
     if float_layers is None:
-        from lsic.codec.networks.export import FLOAT_G_A_LAYERS as float_layers
+        float_layers = FLOAT_G_A_LAYERS
     layers = list(g_a)
     if not all(isinstance(m, nn.Conv2d if i % 2 == 0 else GDN) for i, m in enumerate(layers)) or len(layers) % 2 == 0:
         raise ValueError("prepare_qat expects g_a = conv, GDN, ..., conv")

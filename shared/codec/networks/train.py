@@ -14,102 +14,20 @@ import os
 import random
 import threading
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from lsic.codec.errors import UsageError
-from lsic.codec.image_io import list_images, read_rgb
+from lsic.codec.image_io import read_folder
+from lsic.codec.networks.history import History, describe_machine
 from lsic.codec.networks.model import DISTORTIONS, MSSSIM_MIN_SIDE, Architecture, GainedHyperprior, rd_loss
 from lsic.codec.networks.qat import prepare_qat
 from lsic.codec.networks.widen import hold_analysis, widen_state_dict
 
 log = logging.getLogger("lsic.train")
-
-
-@dataclass
-class History:
-    """What a run has been through so far; carried by checkpoints and packages into model.json."""
-
-    step: int = 0
-    wall_seconds: float = 0.0
-    lr_schedule: list[list[float]] = field(default_factory=list)  # [first step, learning rate] per change
-    qat_from_step: int | None = None  # first step of quantization-aware fine-tuning
-    widened: list[list[int]] = field(default_factory=list)  # [step, old M, new M] per latent widening
-    bf16_steps: int = 0  # steps trained with the transforms in bfloat16 autocast
-    decoder_only_from_step: int | None = None  # first step that trained the synthesis alone
-    context_from_step: int | None = None  # first step with the checkerboard context (context.py)
-    context_only_from_step: int | None = None  # first step that trained the context alone
-    # [first step, "mse" or "ms-ssim"] per change of the loss's distortion; runs from before
-    # the option have none and were MSE throughout
-    distortion_schedule: list[list] = field(default_factory=list)
-    # [first step, last step, machine] per stretch of training on one machine
-    hardware: list[list] = field(default_factory=list)
-
-    def record_hardware(self, first_step: int, machine: str) -> None:
-        """This run trained from first_step to the current step on `machine`."""
-        if self.step <= first_step:
-            return
-        if self.hardware and self.hardware[-1][0] == first_step:
-            self.hardware[-1] = [first_step, self.step, machine]
-        else:
-            self.hardware.append([first_step, self.step, machine])
-
-    @property
-    def distortion(self) -> str:
-        return self.distortion_schedule[-1][1] if self.distortion_schedule else "mse"
-
-    def use_distortion(self, name: str) -> None:
-        """Record the distortion trained from the current step on (a change keeps the old rows)."""
-        schedule = self.distortion_schedule or [[0, "mse"]]
-        if schedule[-1][1] != name:
-            if schedule[-1][0] == self.step:
-                schedule.pop()
-            schedule.append([self.step, name])
-        self.distortion_schedule = schedule
-
-    @classmethod
-    def from_record(cls, record: dict) -> History:
-        """From a checkpoint (step, wall_seconds) or model.json's "training" (steps, wall_seconds)."""
-        qat = record.get("qat_from_step")
-        return cls(
-            step=int(record.get("step", record.get("steps", 0))),
-            wall_seconds=float(record.get("wall_seconds", 0.0)),
-            lr_schedule=[list(row) for row in record.get("lr_schedule") or []],
-            qat_from_step=None if qat is None else int(qat),
-            widened=[list(row) for row in record.get("widened") or []],
-            bf16_steps=int(record.get("bf16_steps", 0)),
-            decoder_only_from_step=None
-            if record.get("decoder_only_from_step") is None
-            else int(record["decoder_only_from_step"]),
-            distortion_schedule=[list(row) for row in record.get("distortion_schedule") or []],
-            context_from_step=_optional_int(record.get("context_from_step")),
-            context_only_from_step=_optional_int(record.get("context_only_from_step")),
-            hardware=[list(row) for row in record.get("hardware_phases") or []],
-        )
-
-
-def describe_machine(device: str) -> str:
-    """What a training step ran on: the GPU's name, or the CPU's, and the threads and torch."""
-    import platform
-
-    if device.startswith("cuda"):
-        return f"{torch.cuda.get_device_name(device)} (CUDA), torch {torch.__version__}"
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{cpu}, {torch.get_num_threads()} threads, torch {torch.__version__}"
-
-
-def _optional_int(value: object) -> int | None:
-    return None if value is None else int(value)  # type: ignore[arg-type]
 
 
 @dataclass
@@ -145,18 +63,6 @@ class TrainConfig:
     compile: bool = False  # torch.compile the transforms (each module in place: checkpoint keys unchanged)
     final_lr: float | None = None  # the learning rate of the run's last final_minutes (a decay)
     final_minutes: float = 0.0
-
-
-def load_images(folder: Path, min_side: int) -> list[np.ndarray]:
-    """Decode every training image once; crops are then cut from memory at no I/O cost."""
-    images = []
-    for path in list_images(folder):
-        img = read_rgb(path, quiet=True)
-        if min(img.shape[:2]) >= min_side:
-            images.append(img)
-    if not images:
-        raise UsageError(f"no usable training images (>= {min_side}px) in {folder}")
-    return images
 
 
 class CropSampler:
@@ -293,17 +199,7 @@ def save_checkpoint(path: Path, net, opt, aux_opt, history: History, cfg: TrainC
             "state_dict": net.state_dict(),
             "optimizer": opt.state_dict(),
             "aux_optimizer": aux_opt.state_dict(),
-            "step": history.step,
-            "wall_seconds": history.wall_seconds,
-            "lr_schedule": history.lr_schedule,
-            "qat_from_step": history.qat_from_step,
-            "widened": history.widened,
-            "bf16_steps": history.bf16_steps,
-            "decoder_only_from_step": history.decoder_only_from_step,
-            "distortion_schedule": history.distortion_schedule,
-            "context_from_step": history.context_from_step,
-            "context_only_from_step": history.context_only_from_step,
-            "hardware_phases": history.hardware,
+            **history.to_record(),
             "arch": net.arch.to_dict(),
             "config": {k: str(v) for k, v in vars(cfg).items()},
         },
@@ -353,209 +249,237 @@ def init_from(net: GainedHyperprior, source: Path) -> History:
     return history
 
 
+class Run:
+    """One `lsic train` invocation, in its phases: the network and its history (new, resumed or
+    initialized from a package), the training phases the history says it is in, the optimizers,
+    the data, then the loop."""
+
+    def __init__(self, cfg: TrainConfig) -> None:
+        torch.set_num_threads(cfg.threads)
+        torch.manual_seed(cfg.seed)
+        cfg.out.mkdir(parents=True, exist_ok=True)
+        self.cfg = cfg
+        self.ckpt_path = cfg.out / "checkpoint.pt"
+        state = torch.load(self.ckpt_path, map_location=cfg.device, weights_only=False) if self.ckpt_path.exists() else None
+        self.net, self.history = self._network(state)
+        self._enter_phases()
+        self.opt, self.aux_opt = self._optimizers(state)
+        self._data()
+
+    # --- the phases of setting up ---
+    def _network(self, state: dict | None) -> tuple[GainedHyperprior, History]:
+        cfg = self.cfg
+        context = cfg.context or (state["arch"].get("context") if state is not None else None)  # kept on resume
+        if context is None and state is None and cfg.init is not None:
+            context = source_context(cfg.init)  # a network with a context keeps it
+        arch = Architecture(
+            N=cfg.N, M=cfg.M, hyper_widths=cfg.hyper_widths, refine_width=cfg.refine_width, context=context
+        )
+        net = GainedHyperprior(arch).to(cfg.device)
+        history = History()
+        if cfg.decoder_only and state is None and cfg.init is None:
+            raise UsageError(
+                "--decoder-only needs a trained network to start from: --init PACKAGE or a checkpoint in --out"
+            )
+        if state is not None:
+            net.load_state_dict(state["state_dict"])
+            history = History.from_record(state)
+        elif cfg.init is not None:
+            history = init_from(net, cfg.init)
+            # A new run picks its own phase: a context trained alone in one run folder is then
+            # trained with the whole network by a run started from its checkpoint.
+            history.context_only_from_step = None
+            log.info("initialized from %s (step %d, %.1f h trained)", cfg.init, history.step, history.wall_seconds / 3600)
+        if arch.context is not None and history.context_from_step is None:
+            history.context_from_step = history.step
+        return net, history
+
+    def _enter_phases(self) -> None:
+        """Context-only, decoder-only, distortion, QAT, bfloat16, a widening's hold: each starts
+        at a recorded step and, once started, lasts for the rest of the run."""
+        cfg, net, history = self.cfg, self.net, self.history
+        self.context_only = start_phase(history, "context_only", cfg.context_only)
+        if self.context_only:
+            freeze_all_but_context(net)
+            log.info("context only: the checkerboard context trains alone since step %d", history.context_only_from_step)
+        self.decoder_only = start_phase(history, "decoder_only", cfg.decoder_only)
+        if self.decoder_only:
+            freeze_all_but_synthesis(net)
+            log.info("decoder only: the synthesis trains alone since step %d", history.decoder_only_from_step)
+        history.use_distortion(cfg.distortion or history.distortion)
+        self.distortion, self.lambdas = history.distortion, DISTORTIONS[history.distortion]
+        if self.distortion == "ms-ssim" and cfg.crop < MSSSIM_MIN_SIDE:
+            raise UsageError(
+                f"--distortion ms-ssim needs --crop 192 or more (five scales need {MSSSIM_MIN_SIDE}), got {cfg.crop}"
+            )
+        if self.distortion != "mse":
+            log.info("distortion: %s since step %d", self.distortion, history.distortion_schedule[-1][0])
+        if cfg.qat and history.qat_from_step is None:
+            history.qat_from_step = history.step
+        self.qat = history.qat_from_step is not None
+        if self.qat:  # once started, a run stays quantization-aware
+            prepare_qat(net.g_a).to(cfg.device)
+            log.info("quantization-aware: g_a simulates the int8 analysis since step %d", history.qat_from_step)
+        if cfg.bf16:
+            net.transform_dtype = torch.bfloat16
+            log.info("transforms in bfloat16 autocast, entropy models in float32")
+        self.release_at = history.widened[-1][0] + cfg.widen_warmup if history.widened else 0
+        self.held = history.step < self.release_at
+        if self.held:
+            hold_analysis(net, True)
+            log.info("widened: analysis and gains held until step %d", self.release_at)
+        self.channels_last = cfg.device.startswith("cuda") if cfg.channels_last is None else cfg.channels_last
+        if self.channels_last:
+            net.to(memory_format=torch.channels_last)
+        if cfg.compile:
+            for module in (net.g_a, net.g_s, net.h_a, net.h_s):
+                module.compile()
+            log.info("transforms compiled with torch.compile")
+
+    def _optimizers(self, state: dict | None):
+        cfg, history = self.cfg, self.history
+        opt, aux_opt = make_optimizers(self.net, cfg.lr)
+        if state is not None:
+            opt.load_state_dict(state["optimizer"])
+            aux_opt.load_state_dict(state["aux_optimizer"])
+            history.lr_schedule = history.lr_schedule or [[0, float(state["config"].get("lr", cfg.lr))]]
+            log.info("resumed from %s at step %d (%.1f h trained)", self.ckpt_path, history.step, history.wall_seconds / 3600)
+        for group in opt.param_groups:
+            group["lr"] = cfg.lr
+        if not history.lr_schedule or history.lr_schedule[-1][1] != cfg.lr:
+            history.lr_schedule.append([history.step, cfg.lr])
+        return opt, aux_opt
+
+    def _data(self) -> None:
+        cfg = self.cfg
+        self.rng = random.Random(cfg.seed + self.history.step)
+        self.points = [p - 1 for p in cfg.points] if cfg.points else list(range(self.net.arch.n_rates))
+        if cfg.points:
+            log.info("training operating points %s only", ",".join(map(str, cfg.points)))
+        self.sampler = CropSampler(read_folder(cfg.data, cfg.crop), cfg.device)
+        self.eval_images = read_folder(cfg.eval_data, 64)[:6] if cfg.eval_data else []
+        log.info(
+            "training on %d images from %s, %d threads, device %s",
+            len(self.sampler.images), cfg.data, cfg.threads, cfg.device,
+        )
+
+    # --- the loop ---
+    def step(self) -> tuple[int, dict[str, torch.Tensor], torch.Tensor | None]:
+        """One optimizer step on one random batch at one random operating point."""
+        cfg, net = self.cfg, self.net
+        q = self.rng.choice(self.points)
+        x = self.sampler.batch(cfg.batch_size, cfg.crop, self.rng)
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        self.opt.zero_grad(set_to_none=True)
+        self.aux_opt.zero_grad(set_to_none=True)
+        if self.decoder_only:
+            losses = decoder_loss(net, x, q)
+        elif self.context_only:
+            losses = context_loss(net, x, q)
+        else:
+            losses = rd_loss(net(x, q), x, self.lambdas[q], self.distortion)
+        losses["loss"].backward()
+        torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
+        self.opt.step()
+        aux = None
+        if not (self.decoder_only or self.context_only):  # the quantiles shape the z tables: fixed with the encoder
+            aux = net.aux_loss()
+            aux.backward()
+            self.aux_opt.step()
+        return q, losses, aux
+
+    def _record(self, log_file, entry: dict, q: int | None = None) -> None:
+        """A line of log.jsonl (what `lsic bench curve` reads): step, time, settings, then `entry`."""
+        line = {
+            "step": self.history.step,
+            "wall_s": round(self.history.wall_seconds, 1),
+            **({"q": q} if q is not None else {}),
+            "lr": self.opt.param_groups[0]["lr"],
+            "qat": self.qat,
+            "bf16": self.cfg.bf16,
+            **entry,
+        }
+        log_file.write(json.dumps(line) + "\n")
+        log_file.flush()
+
+    def save(self) -> None:
+        save_checkpoint(self.ckpt_path, self.net, self.opt, self.aux_opt, self.history, self.cfg)
+
+    def loop(self, stop: threading.Event | None = None) -> Path:
+        """Train until max_steps, max_minutes or `stop`; every way out saves the checkpoint."""
+        cfg, history = self.cfg, self.history
+        try:
+            from tqdm import tqdm
+
+            bar = tqdm(total=cfg.max_steps, initial=history.step, mininterval=30, unit="step")
+        except ImportError:  # pragma: no cover - tqdm ships with the train extra
+            bar = None
+        start = last_ckpt = time.monotonic()
+        first_step, machine = history.step, describe_machine(cfg.device)
+        decay_at = cfg.max_minutes - cfg.final_minutes if cfg.final_lr and cfg.max_minutes else None
+        running: dict[str, torch.Tensor] = {}
+        last_log = (history.step, time.monotonic())
+        with (cfg.out / "log.jsonl").open("a") as log_file:
+            while history.step < cfg.max_steps:
+                now = time.monotonic()
+                if cfg.max_minutes and now - start > cfg.max_minutes * 60:
+                    break
+                if stop is not None and stop.is_set():
+                    log.info("stop requested")
+                    break
+                if decay_at is not None and now - start > decay_at * 60:
+                    for group in self.opt.param_groups:
+                        group["lr"] = cfg.final_lr
+                    history.lr_schedule.append([history.step, cfg.final_lr])
+                    log.info("learning rate %g from step %d", cfg.final_lr, history.step)
+                    decay_at = None
+                if self.held and history.step >= self.release_at:
+                    hold_analysis(self.net, False)
+                    self.held = False
+                    log.info("widened: analysis and gains released at step %d", history.step)
+                q, losses, aux = self.step()
+                history.step += 1
+                history.bf16_steps += cfg.bf16
+                history.wall_seconds += time.monotonic() - now
+                with torch.no_grad():  # running means stay on the device until a log line reads them
+                    for k in ("loss", "bpp", "mse"):
+                        if k in losses:
+                            value = losses[k].detach().float()
+                            running[k] = value if k not in running else running[k].lerp(value, 0.02)
+                if bar is not None:
+                    bar.update(1)
+                if history.step % cfg.log_every == 0:
+                    means = {k: round(float(v), 6) for k, v in running.items()}
+                    steps_per_s = (history.step - last_log[0]) / max(time.monotonic() - last_log[1], 1e-9)
+                    last_log = (history.step, time.monotonic())
+                    if bar is not None:
+                        bar.set_postfix(loss=f"{means['loss']:.3f}", bpp=f"{means['bpp']:.3f}", refresh=False)
+                    entry = {
+                        **means,
+                        "aux": None if aux is None else float(aux.detach()),
+                        "steps_per_s": round(steps_per_s, 2),
+                        "samples_per_s": round(steps_per_s * cfg.batch_size, 1),
+                        **({"decoder_only": True} if self.decoder_only else {}),
+                    }
+                    self._record(log_file, entry, q)
+                if self.eval_images and history.step % cfg.eval_every == 0:
+                    self._record(log_file, {"eval": evaluate(self.net, self.eval_images, cfg.device)})
+                if time.monotonic() - last_ckpt > cfg.checkpoint_minutes * 60:
+                    history.record_hardware(first_step, machine)
+                    self.save()
+                    last_ckpt = time.monotonic()
+        history.record_hardware(first_step, machine)
+        self.save()
+        if bar is not None:
+            bar.close()
+        log.info("stopped at step %d; checkpoint %s", history.step, self.ckpt_path)
+        return self.ckpt_path
+
+
 def train(cfg: TrainConfig, stop: threading.Event | None = None) -> Path:
     """Train (or resume) until max_steps, max_minutes or `stop` is set; returns the checkpoint path.
 
     Every way out saves the checkpoint, so a stopped run resumes where it stopped.
     """
-    torch.set_num_threads(cfg.threads)
-    cfg.out.mkdir(parents=True, exist_ok=True)
-    ckpt_path = cfg.out / "checkpoint.pt"
-    log_path = cfg.out / "log.jsonl"
-    torch.manual_seed(cfg.seed)
-
-    state = torch.load(ckpt_path, map_location=cfg.device, weights_only=False) if ckpt_path.exists() else None
-    context = cfg.context or (state["arch"].get("context") if state is not None else None)  # kept on resume
-    if context is None and state is None and cfg.init is not None:
-        context = source_context(cfg.init)  # a network with a context keeps it
-    arch = Architecture(
-        N=cfg.N, M=cfg.M, hyper_widths=cfg.hyper_widths, refine_width=cfg.refine_width, context=context
-    )
-    net = GainedHyperprior(arch).to(cfg.device)
-    history = History()
-    if cfg.decoder_only and state is None and cfg.init is None:
-        raise UsageError(
-            "--decoder-only needs a trained network to start from: --init PACKAGE or a checkpoint in --out"
-        )
-    if state is not None:
-        net.load_state_dict(state["state_dict"])
-        history = History.from_record(state)
-    elif cfg.init is not None:
-        history = init_from(net, cfg.init)
-        # A new run picks its own phase: a context trained alone in one run folder is then
-        # trained with the whole network by a run started from its checkpoint.
-        history.context_only_from_step = None
-        log.info("initialized from %s (step %d, %.1f h trained)", cfg.init, history.step, history.wall_seconds / 3600)
-    if arch.context is not None and history.context_from_step is None:
-        history.context_from_step = history.step
-    context_only = start_phase(history, "context_only", cfg.context_only)
-    if context_only:
-        freeze_all_but_context(net)
-        log.info("context only: the checkerboard context trains alone since step %d", history.context_only_from_step)
-    decoder_only = start_phase(history, "decoder_only", cfg.decoder_only)
-    if decoder_only:
-        freeze_all_but_synthesis(net)
-        log.info("decoder only: the synthesis trains alone since step %d", history.decoder_only_from_step)
-    opt, aux_opt = make_optimizers(net, cfg.lr)
-    if state is not None:
-        opt.load_state_dict(state["optimizer"])
-        aux_opt.load_state_dict(state["aux_optimizer"])
-        history.lr_schedule = history.lr_schedule or [[0, float(state["config"].get("lr", cfg.lr))]]
-        log.info("resumed from %s at step %d (%.1f h trained)", ckpt_path, history.step, history.wall_seconds / 3600)
-    rng = random.Random(cfg.seed + history.step)
-    for group in opt.param_groups:
-        group["lr"] = cfg.lr
-    if not history.lr_schedule or history.lr_schedule[-1][1] != cfg.lr:
-        history.lr_schedule.append([history.step, cfg.lr])
-    history.use_distortion(cfg.distortion or history.distortion)
-    distortion, lambdas = history.distortion, DISTORTIONS[history.distortion]
-    if distortion == "ms-ssim" and cfg.crop < MSSSIM_MIN_SIDE:
-        raise UsageError(
-            f"--distortion ms-ssim needs --crop 192 or more (five scales need {MSSSIM_MIN_SIDE}), got {cfg.crop}"
-        )
-    if distortion != "mse":
-        log.info("distortion: %s since step %d", distortion, history.distortion_schedule[-1][0])
-    if cfg.qat and history.qat_from_step is None:
-        history.qat_from_step = history.step
-    if history.qat_from_step is not None:  # once started, a run stays quantization-aware
-        prepare_qat(net.g_a).to(cfg.device)
-        log.info("quantization-aware: g_a simulates the int8 analysis since step %d", history.qat_from_step)
-    if cfg.bf16:
-        net.transform_dtype = torch.bfloat16
-        log.info("transforms in bfloat16 autocast, entropy models in float32")
-    step, wall = history.step, history.wall_seconds
-    qat = history.qat_from_step is not None
-    release_at = history.widened[-1][0] + cfg.widen_warmup if history.widened else 0
-    held = step < release_at
-    if held:
-        hold_analysis(net, True)
-        log.info("widened: analysis and gains held until step %d", release_at)
-
-    points = [p - 1 for p in cfg.points] if cfg.points else list(range(arch.n_rates))
-    if cfg.points:
-        log.info("training operating points %s only", ",".join(map(str, cfg.points)))
-    sampler = CropSampler(load_images(cfg.data, cfg.crop), cfg.device)
-    channels_last = cfg.device.startswith("cuda") if cfg.channels_last is None else cfg.channels_last
-    if channels_last:
-        net.to(memory_format=torch.channels_last)
-    if cfg.compile:
-        for module in (net.g_a, net.g_s, net.h_a, net.h_s):
-            module.compile()
-        log.info("transforms compiled with torch.compile")
-    eval_images = load_images(cfg.eval_data, 64)[:6] if cfg.eval_data else []
-    log.info(
-        "training on %d images from %s, %d threads, device %s", len(sampler.images), cfg.data, cfg.threads, cfg.device
-    )
-
-    try:
-        from tqdm import tqdm
-
-        bar = tqdm(total=cfg.max_steps, initial=step, mininterval=30, unit="step")
-    except ImportError:  # pragma: no cover - tqdm ships with the train extra
-        bar = None
-    session_start = time.monotonic()
-    first_step, machine = step, describe_machine(cfg.device)
-    decay_at = cfg.max_minutes - cfg.final_minutes if cfg.final_lr and cfg.max_minutes else None
-    last_ckpt = time.monotonic()
-    running: dict[str, torch.Tensor] = {}
-    last_log = (step, time.monotonic())
-    with log_path.open("a") as log_file:
-        while step < cfg.max_steps:
-            if cfg.max_minutes and time.monotonic() - session_start > cfg.max_minutes * 60:
-                break
-            if stop is not None and stop.is_set():
-                log.info("stop requested")
-                break
-            if decay_at is not None and time.monotonic() - session_start > decay_at * 60:
-                for group in opt.param_groups:
-                    group["lr"] = cfg.final_lr
-                history.lr_schedule.append([step, cfg.final_lr])
-                log.info("learning rate %g from step %d", cfg.final_lr, step)
-                decay_at = None
-            if held and step >= release_at:
-                hold_analysis(net, False)
-                held = False
-                log.info("widened: analysis and gains released at step %d", step)
-            t0 = time.monotonic()
-            q = rng.choice(points)
-            x = sampler.batch(cfg.batch_size, cfg.crop, rng)
-            if channels_last:
-                x = x.contiguous(memory_format=torch.channels_last)
-            opt.zero_grad(set_to_none=True)
-            aux_opt.zero_grad(set_to_none=True)
-            if decoder_only:
-                losses = decoder_loss(net, x, q)
-            elif context_only:
-                losses = context_loss(net, x, q)
-            else:
-                losses = rd_loss(net(x, q), x, lambdas[q], distortion)
-            losses["loss"].backward()
-            torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
-            opt.step()
-            if not (decoder_only or context_only):  # the quantiles shape the z tables: fixed with the encoder
-                aux = net.aux_loss()
-                aux.backward()
-                aux_opt.step()
-            step += 1
-            history.bf16_steps += cfg.bf16
-            wall += time.monotonic() - t0
-            with torch.no_grad():  # running means stay on the device until a log line reads them
-                for k in ("loss", "bpp", "mse"):
-                    if k in losses:
-                        value = losses[k].detach().float()
-                        running[k] = value if k not in running else running[k].lerp(value, 0.02)
-            if bar is not None:
-                bar.update(1)
-            if step % cfg.log_every == 0:
-                means = {k: round(float(v), 6) for k, v in running.items()}
-                steps_per_s = (step - last_log[0]) / max(time.monotonic() - last_log[1], 1e-9)
-                last_log = (step, time.monotonic())
-                if bar is not None:
-                    bar.set_postfix(loss=f"{means['loss']:.3f}", bpp=f"{means['bpp']:.3f}", refresh=False)
-                log_file.write(
-                    json.dumps(
-                        {
-                            "step": step,
-                            "wall_s": round(wall, 1),
-                            "q": q,
-                            "lr": opt.param_groups[0]["lr"],
-                            "qat": qat,
-                            "bf16": cfg.bf16,
-                            **means,
-                            "aux": None if decoder_only or context_only else float(aux.detach()),
-                            "steps_per_s": round(steps_per_s, 2),
-                            "samples_per_s": round(steps_per_s * cfg.batch_size, 1),
-                            **({"decoder_only": True} if decoder_only else {}),
-                        }
-                    )
-                    + "\n"
-                )
-                log_file.flush()
-            if eval_images and step % cfg.eval_every == 0:
-                rows = evaluate(net, eval_images, cfg.device)
-                log_file.write(
-                    json.dumps(
-                        {
-                            "step": step,
-                            "wall_s": round(wall, 1),
-                            "lr": opt.param_groups[0]["lr"],
-                            "qat": qat,
-                            "bf16": cfg.bf16,
-                            "eval": rows,
-                        }
-                    )
-                    + "\n"
-                )
-                log_file.flush()
-            if time.monotonic() - last_ckpt > cfg.checkpoint_minutes * 60:
-                history.step, history.wall_seconds = step, wall
-                history.record_hardware(first_step, machine)
-                save_checkpoint(ckpt_path, net, opt, aux_opt, history, cfg)
-                last_ckpt = time.monotonic()
-    history.step, history.wall_seconds = step, wall
-    history.record_hardware(first_step, machine)
-    save_checkpoint(ckpt_path, net, opt, aux_opt, history, cfg)
-    if bar is not None:
-        bar.close()
-    log.info("stopped at step %d; checkpoint %s", step, ckpt_path)
-    return ckpt_path
+    return Run(cfg).loop(stop)
