@@ -9,7 +9,7 @@ EDGE_STAMP := $(EDGE_VENV)/.installed
 SOURCE ?= builtin
 PROTO := proto/lsic/v1/lsic.proto
 
-.PHONY: setup setup-edge system-deps proto demo cluster-demo test test-main test-edge lint bench-rd bench-speed clean
+.PHONY: setup setup-edge system-deps proto demo cluster-demo test test-main test-edge test-slow lint bench-rd bench-speed clean
 
 # --- environments -------------------------------------------------------------------------
 $(STAMP): pyproject.toml
@@ -57,7 +57,11 @@ test: system-deps setup setup-edge
 	$(MAKE) --no-print-directory test-main test-edge
 
 test-main:
-	$(BIN)/python -m pytest -q --ignore=tests/edge
+	$(BIN)/python -m pytest -q -m "not slow" --ignore=tests/edge
+
+# The checks that take minutes (training runs, 4096-8192 px frames); CI runs them after `make test`.
+test-slow: system-deps setup
+	$(BIN)/python -m pytest -q -m slow --ignore=tests/edge
 
 # The edge subset in the edge-only environment (no torch), against the full install's cloud service.
 test-edge:

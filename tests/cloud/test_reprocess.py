@@ -23,6 +23,7 @@ from lsic.v1 import lsic_pb2_grpc as pb_grpc
 from ..conftest import natural_image
 
 ray = pytest.importorskip("ray")
+pytestmark = pytest.mark.slow  # a Ray cluster starts for the module
 
 
 @pytest.fixture(scope="module")
