@@ -6,8 +6,18 @@ a flat dict (JSON), so the CLI and the web viewer show the same fields under the
 
 from __future__ import annotations
 
+import json
+
 from lsic.cloud.storage.metadata import DECODED, STATE_NAMES, FrameRow
 from lsic.v1 import lsic_pb2 as pb
+
+REGION_FIELDS = ("x", "y", "width", "height", "kind", "masked")
+
+
+def regions_json(regions) -> str | None:
+    """A frame's reported regions as stored (JSON), None for none."""
+    rows = [{k: getattr(r, k) for k in REGION_FIELDS} for r in regions]
+    return json.dumps(rows) if rows else None
 
 
 def frame_info(row: FrameRow) -> pb.FrameInfo:
@@ -26,6 +36,7 @@ def frame_info(row: FrameRow) -> pb.FrameInfo:
         decoded=row.decoded == DECODED,
         decode_state=STATE_NAMES.get(row.decoded, "unknown"),
         decode_error=row.decode_error or "",
+        regions=[pb.Region(**r) for r in json.loads(row.regions or "[]")],
     )
 
 
@@ -44,4 +55,5 @@ def frame_summary(info: pb.FrameInfo) -> dict:
         "decoded": info.decoded,
         "decode_state": info.decode_state,
         "decode_error": info.decode_error,
+        "regions": [{k: getattr(r, k) for k in REGION_FIELDS} for r in info.regions],
     }

@@ -26,6 +26,7 @@ import grpc
 from lsic.cloud import metrics
 from lsic.cloud.auth import Authenticator, shown
 from lsic.cloud.errors import FrameBusyError
+from lsic.cloud.frames import regions_json
 from lsic.cloud.storage.metadata import FrameRow, SqlMetadataStore, now_us
 from lsic.codec.bitstream import DEFAULT_LIMITS, TILE_CODED, TILE_SAME_AS_PREVIOUS, FrameLimits, parse
 from lsic.codec.errors import LsicError
@@ -36,6 +37,7 @@ from lsic.v1 import lsic_pb2_grpc as pb_grpc
 log = logging.getLogger("lsic.cloud.ingest")
 STREAM_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 MAX_SEQUENCE = (1 << 63) - 1  # the databases' BIGINT
+MAX_REGIONS = 256
 
 
 @dataclass
@@ -98,6 +100,8 @@ class IngestService(pb_grpc.IngestServicer):
             )
         if not STREAM_ID_RE.fullmatch(rec.stream_id):
             raise Rejected(grpc.StatusCode.INVALID_ARGUMENT, f"invalid stream id {shown(rec.stream_id)}")
+        if len(rec.regions) > MAX_REGIONS or any(len(r.kind) > 16 for r in rec.regions):
+            raise Rejected(grpc.StatusCode.INVALID_ARGUMENT, f"at most {MAX_REGIONS} regions, kinds of 16 characters")
         if rec.sequence > MAX_SEQUENCE:
             raise Rejected(grpc.StatusCode.INVALID_ARGUMENT, f"sequence {rec.sequence} is above {MAX_SEQUENCE}")
         try:
@@ -128,6 +132,7 @@ class IngestService(pb_grpc.IngestServicer):
             ref_tiles=refs,
             blob_key=blob_key(device_id, rec.stream_id, int(rec.sequence), sha),
             content_sha256=sha,
+            regions=regions_json(rec.regions),
         )
 
     def _write(self, row: FrameRow, data: bytes) -> None:

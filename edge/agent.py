@@ -12,11 +12,13 @@ import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from lsic.codec import quality_map
 from lsic.codec.encoder import Encoder
 from lsic.codec.tiling import DEFAULT_TILE, Grid
 from lsic.edge import metrics
 from lsic.edge.changes import ChangeDetector
 from lsic.edge.ratecontrol import RateController
+from lsic.edge.regions import InterestFinder, PrivacyMasker, Region
 from lsic.edge.sources import SourceOptions, frames
 from lsic.edge.spool import Spool
 from lsic.edge.transport import LinkOptions, Sender
@@ -44,6 +46,8 @@ class AgentConfig:
     refresh_every: int = 100
     status_every_s: float = 5.0
     source_opts: SourceOptions = field(default_factory=SourceOptions)
+    interest: InterestFinder | None = None  # regions coded at a higher quality
+    masker: PrivacyMasker | None = None  # regions obscured before anything is encoded
 
 
 @dataclass
@@ -81,6 +85,11 @@ class AgentReport:
         return d
 
 
+def _region(r: Region, masked: bool = False) -> pb.Region:
+    x, y, w, h = (max(0, int(v)) for v in r.box)
+    return pb.Region(x=x, y=y, width=w, height=h, kind=r.kind, masked=masked)
+
+
 def _numbered(rec: pb.FrameRecord, seq: int) -> bytes:
     rec.sequence = seq
     return rec.SerializeToString()
@@ -101,17 +110,30 @@ class Agent:
     def stop(self) -> None:
         self.stopping.set()
 
-    def encode_frame(self, frame, quality: int) -> tuple[bytes, set[int]]:
+    def encode_frame(self, frame, quality: int) -> tuple[bytes, set[int], list[pb.Region]]:
+        """Mask, find the regions of interest, encode. The frame's pixels are masked in place
+        first, so nothing after this point (the encoder, on_frame) sees what was masked."""
+        regions: list[pb.Region] = []
+        if self.cfg.masker is not None:
+            frame.rgb, masked = self.cfg.masker.apply(frame.rgb)
+            regions += [_region(r, masked=True) for r in masked]
         h, w = frame.rgb.shape[:2]
+        qmap = None
+        if self.cfg.interest is not None:
+            found = self.cfg.interest.find(frame.rgb)
+            if found:
+                boxes = [(r.box, steps) for r, steps in found]
+                qmap = quality_map.from_boxes(w, h, quality, boxes, self.encoder.pkg.n_rates)
+                regions += [_region(r) for r, _ in found]
         same = (
             self.changes.unchanged(frame.rgb, Grid(w, h, self.cfg.tile_size))
             if self.cfg.change_threshold > 0
             else set()
         )
         t0 = time.perf_counter()
-        data = self.encoder.encode(frame.rgb, quality, self.cfg.tile_size, unchanged=same)
+        data = self.encoder.encode(frame.rgb, quality, self.cfg.tile_size, unchanged=same, quality_map=qmap)
         self.report.encode_seconds += time.perf_counter() - t0
-        return data, same
+        return data, same, regions
 
     def status(self) -> dict:
         r = self.report
@@ -153,12 +175,13 @@ class Agent:
                     self.report.dropped_rate += 1
                     metrics.FRAMES_DROPPED.labels("rate").inc()
                     continue
-                data, same = self.encode_frame(frame, decision.quality)
+                data, same, regions = self.encode_frame(frame, decision.quality)
                 rec = pb.FrameRecord(
                     stream_id=cfg.stream_id,
                     capture_time_us=frame.capture_time_us,
                     bitstream=data,
                     raw_bytes=frame.rgb.nbytes,
+                    regions=regions,
                 )
                 if not self.spool.make_room(rec.ByteSize() + 10, self.stopping):  # + the sequence's varint
                     break

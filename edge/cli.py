@@ -43,6 +43,12 @@ SETTINGS: dict[str, tuple[type, object, str]] = {
     "client_cert": (str, "", "client certificate for mutual TLS"),
     "client_key": (str, "", "client key for mutual TLS"),
     "insecure": (bool, False, "plaintext gRPC; loopback servers only (tests, demo)"),
+    "roi": (str, "", "regions of interest coded at a higher quality: any of boxes,motion,people"),
+    "roi_boxes": (str, "", "boxes for --roi boxes: x,y,w,h[:steps];... (steps: qualities added, default 3)"),
+    "roi_steps": (float, 3.0, "qualities added in motion and people regions"),
+    "mask": (str, "", "privacy masks applied before encoding: any of faces,polygons"),
+    "mask_polygons": (str, "", "polygons for --mask polygons: 'x,y x,y x,y;...'"),
+    "mask_method": (str, "pixelate", "how masked pixels are obscured: pixelate or fill"),
     "metrics_port": (int, 0, "Prometheus metrics on 127.0.0.1:PORT (0: off)"),
     "status_every": (float, 5.0, "seconds between status lines"),
 }
@@ -122,6 +128,16 @@ def cmd_run(args: argparse.Namespace) -> int:
         client_cert=Path(s["client_cert"]) if s["client_cert"] else None,
         client_key=Path(s["client_key"]) if s["client_key"] else None,
     )
+    from lsic.edge import regions
+
+    roi = regions.kinds(s["roi"], regions.ROI_KINDS, "--roi")
+    mask = regions.kinds(s["mask"], regions.MASK_KINDS, "--mask")
+    if s["mask_method"] not in regions.MASK_METHODS:
+        raise UsageError(f"--mask-method must be one of {', '.join(regions.MASK_METHODS)}")
+    interest = (
+        regions.InterestFinder(roi, regions.parse_boxes(s["roi_boxes"]), s["roi_steps"]) if roi else None
+    )
+    masker = regions.PrivacyMasker(mask, regions.parse_polygons(s["mask_polygons"]), s["mask_method"]) if mask else None
     cfg = AgentConfig(
         source=s["source"],
         link=link,
@@ -145,6 +161,8 @@ def cmd_run(args: argparse.Namespace) -> int:
             crop=_ints(s["crop"], 4, ",", "crop"),
             loop=s["loop"],
         ),
+        interest=interest,
+        masker=masker,
     )
     if s["metrics_port"]:
         from prometheus_client import start_http_server

@@ -62,6 +62,7 @@ ADDED_COLUMNS = {
     "decode_attempts": "INTEGER NOT NULL DEFAULT 0",
     "decode_error": "TEXT",
     "recon_bytes": "BIGINT NOT NULL DEFAULT 0",
+    "regions": "TEXT",  # JSON: the regions of interest and masks the device reported
 }
 WAITING, DECODED, EVICTED, FAILED, QUARANTINED = 0, 1, 2, -1, -2
 STATE_NAMES = {WAITING: "waiting", DECODED: "decoded", EVICTED: "evicted", FAILED: "failed", QUARANTINED: "quarantined"}
@@ -92,6 +93,7 @@ class FrameRow:
     decode_attempts: int = 0
     decode_error: str | None = None
     recon_bytes: int = 0
+    regions: str | None = None
 
 
 @dataclass

@@ -8,9 +8,11 @@ others still decode.
 from __future__ import annotations
 
 import struct
+import zlib
 from dataclasses import dataclass, field
 
 import google_crc32c
+import numpy as np
 
 from lsic.codec.errors import (
     BitstreamError,
@@ -22,11 +24,19 @@ from lsic.codec.errors import (
 from lsic.codec.tiling import Grid
 
 MAGIC = b"LSIC"
-VERSION = 2  # the newest format this decoder reads
+VERSION = 3  # the newest format this decoder reads
 # Version 2: the tile payloads code y in two passes, the second with a checkerboard context
 # (models whose model.json architecture has "context"). Hyperprior-only models keep writing
 # version 1, bit for bit as before.
 VERSION_TWO_PASS = 2
+# Version 3: the flags byte says how y is coded (FLAG_TWO_PASS) and which header extensions
+# follow the model id (FLAG_QUALITY_MAP). Written only when an extension is present, so a frame
+# without one is a version 1 or 2 stream, bit for bit.
+VERSION_FLAGS = 3
+FLAG_TWO_PASS = 0x01
+FLAG_QUALITY_MAP = 0x02
+MAP_BLOCK = 64  # pixels per quality-map cell: one position of z, 4x4 of y
+MAP_STEPS = 4  # map levels per quality: level v is quality 1 + (v - 1) / MAP_STEPS
 _FIXED = struct.Struct("<4sBBIIHB32sB")  # magic ver flags width height tile quality hash id_len
 _TILE = struct.Struct("<BII")  # kind, length, crc32c
 MAX_DIM = 1 << 20
@@ -81,10 +91,22 @@ class Container:
     model_hash: bytes
     tiles: list[TileEntry] = field(default_factory=list)
     version: int = 1
+    flags: int = 0
+    # quality (1..n) per MAP_BLOCK x MAP_BLOCK block of the frame, rows x cols; None: `quality` everywhere
+    quality_map: np.ndarray | None = None
 
     @property
     def grid(self) -> Grid:
         return Grid(self.width, self.height, self.tile_size)
+
+    @property
+    def two_pass(self) -> bool:
+        """y coded in two passes (checkerboard context)."""
+        return self.version == VERSION_TWO_PASS or (self.version >= VERSION_FLAGS and bool(self.flags & FLAG_TWO_PASS))
+
+    @property
+    def map_shape(self) -> tuple[int, int]:
+        return -(-self.height // MAP_BLOCK), -(-self.width // MAP_BLOCK)
 
     def to_bytes(self) -> bytes:
         mid = self.model_id.encode()
@@ -92,12 +114,22 @@ class Container:
             raise BitstreamError("model id too long or model hash not 32 bytes")
         if len(self.tiles) != len(self.grid):
             raise BitstreamError("tile count does not match the tile grid")
+        flags = self.flags if self.version >= VERSION_FLAGS else 0
+        if self.quality_map is not None:
+            if self.version < VERSION_FLAGS or not flags & FLAG_QUALITY_MAP:
+                raise BitstreamError("a quality map needs format version 3 with FLAG_QUALITY_MAP")
+            if self.quality_map.shape != self.map_shape:
+                raise BitstreamError(f"quality map is {self.quality_map.shape}, the frame needs {self.map_shape}")
         head = bytearray(
             _FIXED.pack(
-                MAGIC, self.version, 0, self.width, self.height, self.tile_size, self.quality, self.model_hash, len(mid)
+                MAGIC, self.version, flags, self.width, self.height, self.tile_size, self.quality, self.model_hash,
+                len(mid),
             )
         )
         head += mid
+        if self.quality_map is not None:
+            packed = zlib.compress(np.ascontiguousarray(self.quality_map, dtype=np.uint8).tobytes(), 9)
+            head += struct.pack("<I", len(packed)) + packed
         head += struct.pack("<I", len(self.tiles))
         for t in self.tiles:
             head += _TILE.pack(t.kind, len(t.payload), crc32c(t.payload))
@@ -131,6 +163,7 @@ class ParsedContainer:
             "tile_size": h.tile_size,
             "tiles": {"cols": h.grid.cols, "rows": h.grid.rows, "count": len(self.kinds)},
             "quality": h.quality,
+            **({"quality_map": (1 + (h.quality_map - 1) / MAP_STEPS).tolist()} if h.quality_map is not None else {}),
             "model_id": h.model_id,
             "model_hash": h.model_hash.hex(),
             "bytes": len(self.data),
@@ -149,6 +182,27 @@ class ParsedContainer:
         }
 
 
+def _read_quality_map(data: bytes, pos: int, width: int, height: int) -> np.ndarray:
+    """The zlib-packed quality map after the model id; its exact unpacked size is known, so a
+    claim of more (a decompression bomb) is refused without inflating it."""
+    rows, cols = -(-height // MAP_BLOCK), -(-width // MAP_BLOCK)
+    (n,) = struct.unpack_from("<I", data, pos)
+    pos += 4
+    if len(data) < pos + n:
+        raise TruncatedBitstreamError("bitstream ends inside its quality map")
+    inflater = zlib.decompressobj()
+    try:
+        raw = inflater.decompress(data[pos : pos + n], rows * cols + 1)
+    except zlib.error as exc:
+        raise BitstreamError(f"quality map is not valid zlib data ({exc})") from exc
+    if len(raw) != rows * cols or not inflater.eof:
+        raise BitstreamError(f"quality map does not hold {rows}x{cols} cells")
+    qmap = np.frombuffer(raw, dtype=np.uint8).reshape(rows, cols)
+    if qmap.min() < 1:
+        raise BitstreamError("quality map holds a quality of 0")
+    return qmap
+
+
 def parse(data: bytes, limits: FrameLimits | None = DEFAULT_LIMITS) -> ParsedContainer:
     """Parse and validate header and tile table; payloads are checked when read.
 
@@ -159,7 +213,7 @@ def parse(data: bytes, limits: FrameLimits | None = DEFAULT_LIMITS) -> ParsedCon
         raise BitstreamError("not an LSIC bitstream (bad magic)")
     if len(data) < _FIXED.size:
         raise TruncatedBitstreamError(f"bitstream is {len(data)} bytes, shorter than a header")
-    magic, version, _flags, width, height, tile, quality, mhash, id_len = _FIXED.unpack_from(data, 0)
+    magic, version, flags, width, height, tile, quality, mhash, id_len = _FIXED.unpack_from(data, 0)
     if magic != MAGIC:
         raise BitstreamError("not an LSIC bitstream (bad magic)")
     if version > VERSION:
@@ -175,6 +229,18 @@ def parse(data: bytes, limits: FrameLimits | None = DEFAULT_LIMITS) -> ParsedCon
     except UnicodeDecodeError as exc:
         raise BitstreamError("model id is not valid text") from exc
     pos += id_len
+    if version < VERSION_FLAGS:
+        flags = 0
+    elif flags & ~(FLAG_TWO_PASS | FLAG_QUALITY_MAP):
+        raise BitstreamError(f"unknown header flags {flags:#04x}")
+    map_at = None
+    if flags & FLAG_QUALITY_MAP:  # skipped until the header checksum is verified
+        if len(data) < pos + 4:
+            raise TruncatedBitstreamError("bitstream ends inside its quality map")
+        map_at = pos
+        pos += 4 + struct.unpack_from("<I", data, pos)[0]
+    if len(data) < pos + 4:
+        raise TruncatedBitstreamError("bitstream ends inside its header")
     (n_tiles,) = struct.unpack_from("<I", data, pos)
     pos += 4
     table_end = pos + n_tiles * _TILE.size
@@ -187,7 +253,9 @@ def parse(data: bytes, limits: FrameLimits | None = DEFAULT_LIMITS) -> ParsedCon
         raise BitstreamError(f"invalid geometry {width}x{height}, tile {tile}")
     if limits is not None:
         limits.check(width, height, tile)
-    header = Container(width, height, tile, quality, model_id, mhash, version=version)
+    quality_map = None if map_at is None else _read_quality_map(data, map_at, width, height)
+    header = Container(width, height, tile, quality, model_id, mhash, version=version, flags=flags,
+                       quality_map=quality_map)
     if n_tiles != len(header.grid):
         raise BitstreamError(f"tile table has {n_tiles} entries, the grid needs {len(header.grid)}")
     kinds, lengths, crcs, offsets = [], [], [], []

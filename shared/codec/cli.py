@@ -22,12 +22,20 @@ log = logging.getLogger("lsic")
 
 
 def cmd_encode(args: argparse.Namespace) -> int:
+    from lsic.codec import quality_map
     from lsic.codec.encoder import Encoder
     from lsic.codec.image_io import read_rgb
 
     rgb = read_rgb(args.input)
+    encoder = Encoder(args.model, threads=args.threads)
+    qmap = None
+    h, w = rgb.shape[:2]
+    if args.quality_map:
+        qmap = quality_map.from_image(args.quality_map, w, h, encoder.pkg.n_rates)
+    elif args.roi:
+        qmap = quality_map.from_boxes(w, h, args.quality, args.roi, encoder.pkg.n_rates)
     t0 = time.perf_counter()
-    data = Encoder(args.model, threads=args.threads).encode(rgb, args.quality, args.tile_size)
+    data = encoder.encode(rgb, args.quality, args.tile_size, quality_map=qmap)
     dt = time.perf_counter() - t0
     out = Path(args.output or Path(args.input).with_suffix(".lsic"))
     out.write_bytes(data)
@@ -67,9 +75,20 @@ def cmd_info(args: argparse.Namespace) -> int:
     from lsic.codec.bitstream import parse
     from lsic.codec.image_io import read_input
 
-    info = parse(read_input(args.input)).info()
+    data = read_input(args.input)
+    info = parse(data).info()
     if not args.tiles:
         info.pop("tile_table")
+    if args.bits_map:
+        from lsic.codec.bits_map import bits_per_pixel, heatmap
+        from lsic.codec.image_io import check_writable, write_rgb
+
+        out = check_writable(args.bits_map)
+        bpp = bits_per_pixel(data)
+        image, scale = heatmap(bpp, info["width"], info["height"])
+        write_rgb(out, image)
+        info["bits_map"] = {"output": str(out), "block": 16, "max_bpp": round(scale, 4),
+                            "mean_bpp": round(float(bpp.mean()), 4)}
     print(json.dumps(info, indent=2))
     return 0
 
@@ -104,6 +123,18 @@ def cmd_models(args: argparse.Namespace) -> int:
         bd_text = f"{bd:+.1f}%" if bd is not None else "-"
         print(f"{r['id']:<10} {latent:<24} {r['qualities']:>9}  {bd_text:>13}  {r['hash']:<16}  {len(r['retired_builds'])}")
     return 0
+
+
+def roi_arg(text: str) -> tuple[tuple[int, int, int, int], float]:
+    """argparse type for --roi: x,y,w,h[:steps], steps the qualities added inside (default 3)."""
+    box, _, steps = text.partition(":")
+    try:
+        weight = float(steps) if steps else 3.0
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected x,y,w,h[:steps], got {text!r}") from None
+    if not 0 < weight <= 9:
+        raise argparse.ArgumentTypeError(f"steps must be above 0 and at most 9, got {text!r}")
+    return region_arg(box), weight
 
 
 def width_pair(text: str) -> tuple[int, int]:
@@ -216,6 +247,14 @@ def cmd_gpu(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_upgrade(args: argparse.Namespace) -> int:
+    from lsic.codec.networks.export import upgrade_package
+
+    changed = upgrade_package(Path(args.package))
+    print(json.dumps({"package": args.package, "upgraded": changed}))
+    return 0
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
     from lsic.codec.bench import run_bench
 
@@ -237,6 +276,14 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("-m", "--model", default="default", help="model package id or folder (default: default)")
     e.add_argument("--tile-size", type=int, default=256, help="tile size in pixels, multiple of 64 (default 256)")
     e.add_argument("--threads", type=int, default=2, help="ONNX Runtime threads (default 2)")
+    e.add_argument(
+        "--roi", type=roi_arg, action="append",
+        help="region of interest x,y,w,h[:steps]: its 64x64 blocks coded STEPS qualities above --quality "
+        "(default 3; fractions in quarters, e.g. 4.5); repeatable",
+    )
+    e.add_argument(
+        "--quality-map", help="grey image, any size: brightness 0..255 sets quality 1..n block by block"
+    )
     e.set_defaults(func=cmd_encode)
 
     d = sub.add_parser("decode", help="decode .lsic to an image")
@@ -254,6 +301,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     i = sub.add_parser("info", help="print a .lsic header as JSON")
     i.add_argument("input")
+    i.add_argument("--bits-map", metavar="OUT.png", help="draw the bits spent per 16x16 block (inferno colours)")
     i.add_argument("--tiles", action="store_true", help="include the tile table")
     i.set_defaults(func=cmd_info)
 
@@ -371,6 +419,12 @@ def build_parser() -> argparse.ArgumentParser:
         "(reaches ~0.1 bpp; marked in model.json's operating_points)",
     )
     x.set_defaults(func=cmd_export)
+
+    u = sub.add_parser(
+        "upgrade", help="bring a package's files up to this version (quality maps); networks and decoding unchanged"
+    )
+    u.add_argument("package")
+    u.set_defaults(func=cmd_upgrade)
 
     r = sub.add_parser("requantize", help="redo a package's int8 analysis from its fp32 analysis (no checkpoint)")
     r.add_argument("package", help="package folder, e.g. shared/models/hq")

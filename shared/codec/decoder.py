@@ -17,6 +17,7 @@ from lsic.codec.bitstream import DEFAULT_LIMITS, TILE_SAME_AS_PREVIOUS, FrameLim
 from lsic.codec.entropy.latents import TileSymbols, decode_tile
 from lsic.codec.errors import BitstreamError, LsicError
 from lsic.codec.package import STRIDE, ModelPackage, package_for_header
+from lsic.codec.quality_map import gains_for
 from lsic.codec.synthesis import make_synthesis
 from lsic.codec.tile_pool import CHUNK, TilePool
 from lsic.codec.tiling import Grid, Tile, padded_size, place, smooth_seams
@@ -59,8 +60,7 @@ class Decoder:
         return s
 
     def tile_symbols(self, parsed: ParsedContainer, pkg: ModelPackage, tile: Tile) -> TileSymbols:
-        payload = parsed.tile_payload(tile.index)
-        return decode_tile(pkg, payload, padded_size(tile.h, STRIDE), padded_size(tile.w, STRIDE))
+        return tile_symbols(pkg, parsed, tile)
 
     def symbols(self, data: bytes) -> list[TileSymbols | None]:
         """All decoded integers of every coded tile (None for reference tiles)."""
@@ -126,14 +126,13 @@ class Decoder:
         grid = parsed.header.grid
         x, y, w, h = job.region if job.region else (0, 0, grid.width, grid.height)
         st = _JobState(job, pkg, self.synthesis(pkg), grid, x, y, np.zeros((h, w, 3), dtype=np.uint8))
-        inv_gain = pkg.inv_gain(parsed.header.quality - 1)[:, None, None]
         needed = grid.tiles_in(x, y, w, h)
         st.refs = [t for t in needed if parsed.kinds[t.index] == TILE_SAME_AS_PREVIOUS]
         coded = [t for t in needed if parsed.kinds[t.index] != TILE_SAME_AS_PREVIOUS]
         if self.pool is not None:
             st.coded = iter(_PooledTiles(self.pool, job.data, coded))
         else:  # lazy: tiles are entropy-decoded as the batches take them, so memory stays bounded
-            st.coded = ((t, self.tile_symbols(parsed, pkg, t).y_hat() * inv_gain) for t in coded)
+            st.coded = ((t, dequantized_tile(pkg, parsed, t)) for t in coded)
         return st
 
     def _finish(self, st: _JobState) -> DecodedFrame | LsicError:
@@ -153,6 +152,20 @@ class Decoder:
         if st.job.on_done:
             st.job.on_done(frame)
         return frame
+
+
+def tile_symbols(pkg: ModelPackage, parsed: ParsedContainer, tile: Tile) -> TileSymbols:
+    """The decoded integers of one coded tile (raises BitstreamError)."""
+    payload = parsed.tile_payload(tile.index)
+    return decode_tile(pkg, payload, padded_size(tile.h, STRIDE), padded_size(tile.w, STRIDE))
+
+
+def dequantized_tile(pkg: ModelPackage, parsed: ParsedContainer, tile: Tile) -> np.ndarray:
+    """y_hat of one coded tile as the synthesis reads it: the integers, times the inverse gain of
+    the frame's quality or, with a quality map, of each position's."""
+    symbols = tile_symbols(pkg, parsed, tile)
+    h, w = symbols.y.shape[1:]
+    return symbols.y_hat() * gains_for(pkg.arrays["inv_gain"], parsed.header, tile, 16 * h, 16 * w)
 
 
 class _PooledTiles:

@@ -13,8 +13,11 @@ import onnxruntime as ort
 
 from lsic.codec.bitstream import (
     DEFAULT_LIMITS,
+    FLAG_QUALITY_MAP,
+    FLAG_TWO_PASS,
     TILE_CODED,
     TILE_SAME_AS_PREVIOUS,
+    VERSION_FLAGS,
     VERSION_TWO_PASS,
     Container,
     TileEntry,
@@ -23,8 +26,10 @@ from lsic.codec.entropy.latents import encode_tile
 from lsic.codec.errors import InputImageError, ModelError
 from lsic.codec.image_io import to_rgb8
 from lsic.codec.package import STRIDE, ModelPackage, load_package
+from lsic.codec.quality_map import check as check_map
+from lsic.codec.quality_map import gains_for
 from lsic.codec.threads import single_threaded_blas
-from lsic.codec.tiling import DEFAULT_TILE, Grid, Tile, cut
+from lsic.codec.tiling import DEFAULT_TILE, Tile, cut
 
 
 def make_session(path: str, threads: int) -> ort.InferenceSession:
@@ -55,42 +60,62 @@ class Encoder:
         single_threaded_blas()
         self.pool = ThreadPoolExecutor(max_workers=max(1, threads), thread_name_prefix="lsic-encode")
 
-    def analyse_tile(self, tile: np.ndarray, op: int) -> tuple[np.ndarray, np.ndarray]:
-        """One padded RGB tile (H, W, 3) uint8 -> gained latent y (M, H/16, W/16) and z."""
+    def analyse_tile(self, tile: np.ndarray, op: int | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """One padded RGB tile (H, W, 3) uint8 -> gained latent y (M, H/16, W/16) and z.
+
+        op: the operating point (0-based), or a gain per latent position (M, H/16, W/16)."""
         x = tile.transpose(2, 0, 1)[None].astype(np.float32) / 255.0
-        gain = self.pkg.gain(op)[None, :, None, None]
-        y, z = self.session.run(["y", "z"], {"x": x, "gain": gain})
+        gain = self.pkg.gain(op)[:, None, None] if isinstance(op, int) else op
+        y, z = self.session.run(["y", "z"], {"x": x, "gain": np.ascontiguousarray(gain[None], dtype=np.float32)})
         return y[0], z[0]
 
     def analyse(self, tiles: list[np.ndarray], op: int) -> list[tuple[np.ndarray, np.ndarray]]:
         """Padded RGB tiles -> (y, z) per tile, in parallel."""
         return list(self.pool.map(lambda t: self.analyse_tile(t, op), tiles))
 
-    def encode_tiles(self, rgb: np.ndarray, tiles: Iterable[Tile], op: int) -> dict[int, bytes]:
+    def encode_tiles(self, rgb: np.ndarray, tiles: Iterable[Tile], header: Container) -> dict[int, bytes]:
         """Payloads of the given tiles; each tile is cut only when a worker takes it."""
+        gains = self.pkg.arrays["gain"]
 
         def encode_one(tile: Tile) -> tuple[int, bytes]:
-            return tile.index, encode_tile(self.pkg, *self.analyse_tile(cut(rgb, tile, STRIDE), op))
+            padded = cut(rgb, tile, STRIDE)
+            gain = gains_for(gains, header, tile, padded.shape[0], padded.shape[1])
+            op = header.quality - 1 if header.quality_map is None else gain
+            return tile.index, encode_tile(self.pkg, *self.analyse_tile(padded, op))
 
         return dict(self.pool.map(encode_one, tiles))
 
     def encode(
-        self, rgb: np.ndarray, quality: int, tile_size: int = DEFAULT_TILE, unchanged: Iterable[int] = ()
+        self,
+        rgb: np.ndarray,
+        quality: int,
+        tile_size: int = DEFAULT_TILE,
+        unchanged: Iterable[int] = (),
+        quality_map: np.ndarray | None = None,
     ) -> bytes:
-        """Encode an image; tiles listed in `unchanged` are sent as references to the previous frame."""
+        """Encode an image; tiles listed in `unchanged` are sent as references to the previous frame.
+
+        quality_map: a quality (1..n) per 64x64 block (lsic.codec.quality_map), else `quality`
+        everywhere; the header's quality is then the frame's base quality."""
         rgb = to_rgb8(rgb)
         if tile_size <= 0 or tile_size % STRIDE or tile_size > DEFAULT_LIMITS.max_tile:
             raise InputImageError(
                 f"tile size must be a multiple of {STRIDE} up to {DEFAULT_LIMITS.max_tile}, got {tile_size}"
             )
-        op = self.pkg.check_quality(quality)
+        self.pkg.check_quality(quality)
         h, w = rgb.shape[:2]
-        grid = Grid(w, h, tile_size)
+        header = Container(w, h, tile_size, quality, self.pkg.id, self.pkg.hash)
+        two_pass = bool(self.pkg.context_layers)
+        if quality_map is not None:
+            header.quality_map = check_map(quality_map, w, h, self.pkg.n_rates)
+            header.version, header.flags = VERSION_FLAGS, FLAG_QUALITY_MAP | (FLAG_TWO_PASS if two_pass else 0)
+        else:
+            header.version = VERSION_TWO_PASS if two_pass else 1
+        grid = header.grid
         skip = set(unchanged)
-        payloads = self.encode_tiles(rgb, [t for t in grid.tiles() if t.index not in skip], op)
-        entries = [
+        payloads = self.encode_tiles(rgb, [t for t in grid.tiles() if t.index not in skip], header)
+        header.tiles = [
             TileEntry(TILE_SAME_AS_PREVIOUS) if t.index in skip else TileEntry(TILE_CODED, payloads[t.index])
             for t in grid.tiles()
         ]
-        version = VERSION_TWO_PASS if self.pkg.context_layers else 1
-        return Container(w, h, tile_size, quality, self.pkg.id, self.pkg.hash, entries, version).to_bytes()
+        return header.to_bytes()

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lsic.codec.bitstream import VERSION_TWO_PASS, Container
+from lsic.codec.bitstream import Container
 from lsic.codec.entropy.coder import LatentCodec, TableSet
 from lsic.codec.entropy.int_hyper import IntLayer, layers_from_arrays
 from lsic.codec.errors import BitstreamError, ModelError, ModelHashError, OperatingPointError, UnknownModelError
@@ -93,6 +93,11 @@ class ModelPackage:
     @property
     def id(self) -> str:
         return str(self.meta["id"])
+
+    def decodes(self, build: bytes) -> bool:
+        """This build's hash, or an earlier build's whose decoding it repeats bit for bit
+        (`lsic upgrade` changed only the analysis)."""
+        return build == self.hash or build.hex() in self.meta.get("decodes_builds", [])
 
     @property
     def decode_only(self) -> bool:
@@ -199,7 +204,7 @@ def load_package(model: str | Path, build: bytes | None = None) -> ModelPackage:
         else:
             known = ", ".join(available_models()) or "none installed"
             raise UnknownModelError(f"unknown model '{model}' (available: {known})")
-    if build is not None and pkg.hash != build:
+    if build is not None and not pkg.decodes(build):
         raise ModelHashError(f"bitstream was made by a different build of model '{pkg.id}' (hash mismatch)")
     _LOADED[key] = pkg
     return pkg
@@ -211,7 +216,9 @@ def package_for_header(header: Container) -> ModelPackage:
     pkg = load_package(header.model_id, header.model_hash)
     if not 1 <= header.quality <= pkg.n_rates:
         raise OperatingPointError(f"bitstream quality {header.quality} is not an operating point of {header.model_id}")
-    if (header.version >= VERSION_TWO_PASS) != bool(pkg.context_layers):
+    if header.quality_map is not None and int(header.quality_map.max()) > 4 * (pkg.n_rates - 1) + 1:
+        raise OperatingPointError(f"bitstream quality map holds a level above the top quality of {header.model_id}")
+    if header.two_pass != bool(pkg.context_layers):
         kind = "a two-pass (context)" if pkg.context_layers else "a one-pass (hyperprior)"
         raise BitstreamError(f"format version {header.version} does not match {kind} model '{header.model_id}'")
     return pkg
@@ -225,7 +232,7 @@ def _load_build(model_id: str, build: bytes) -> ModelPackage:
         if not retired:
             raise
         current = None
-    if current is not None and current.hash == build:
+    if current is not None and current.decodes(build):
         return current
     for root in retired:
         if build_hash(root) == build:

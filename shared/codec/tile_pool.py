@@ -29,21 +29,14 @@ def decode_tiles(data: bytes, indexes: list[int]) -> list[np.ndarray] | LsicErro
     A bitstream error comes back as its value, so the parent reports it for that frame alone.
     """
     from lsic.codec.bitstream import parse
-    from lsic.codec.entropy.latents import decode_tile
-    from lsic.codec.package import STRIDE, package_for_header
-    from lsic.codec.tiling import padded_size
+    from lsic.codec.decoder import dequantized_tile
+    from lsic.codec.package import package_for_header
 
     try:
         parsed = parse(data, limits=None)  # the parent checked the frame against its limits
         pkg = package_for_header(parsed.header)
-        inv_gain = pkg.inv_gain(parsed.header.quality - 1)[:, None, None]
         tiles = parsed.header.grid.tiles()
-        out = []
-        for i in indexes:
-            t = tiles[i]
-            symbols = decode_tile(pkg, parsed.tile_payload(i), padded_size(t.h, STRIDE), padded_size(t.w, STRIDE))
-            out.append(symbols.y_hat() * inv_gain)
-        return out
+        return [dequantized_tile(pkg, parsed, tiles[i]) for i in indexes]
     except LsicError as exc:
         return exc
 

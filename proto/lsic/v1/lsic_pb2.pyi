@@ -24,20 +24,38 @@ class StreamState(_message.Message):
     def __init__(self, stream_id: _Optional[str] = ..., exists: _Optional[bool] = ..., next_sequence: _Optional[int] = ...) -> None: ...
 
 class FrameRecord(_message.Message):
-    __slots__ = ("stream_id", "sequence", "capture_time_us", "bitstream", "raw_bytes", "device_id")
+    __slots__ = ("stream_id", "sequence", "capture_time_us", "bitstream", "raw_bytes", "device_id", "regions")
     STREAM_ID_FIELD_NUMBER: _ClassVar[int]
     SEQUENCE_FIELD_NUMBER: _ClassVar[int]
     CAPTURE_TIME_US_FIELD_NUMBER: _ClassVar[int]
     BITSTREAM_FIELD_NUMBER: _ClassVar[int]
     RAW_BYTES_FIELD_NUMBER: _ClassVar[int]
     DEVICE_ID_FIELD_NUMBER: _ClassVar[int]
+    REGIONS_FIELD_NUMBER: _ClassVar[int]
     stream_id: str
     sequence: int
     capture_time_us: int
     bitstream: bytes
     raw_bytes: int
     device_id: str
-    def __init__(self, stream_id: _Optional[str] = ..., sequence: _Optional[int] = ..., capture_time_us: _Optional[int] = ..., bitstream: _Optional[bytes] = ..., raw_bytes: _Optional[int] = ..., device_id: _Optional[str] = ...) -> None: ...
+    regions: _containers.RepeatedCompositeFieldContainer[Region]
+    def __init__(self, stream_id: _Optional[str] = ..., sequence: _Optional[int] = ..., capture_time_us: _Optional[int] = ..., bitstream: _Optional[bytes] = ..., raw_bytes: _Optional[int] = ..., device_id: _Optional[str] = ..., regions: _Optional[_Iterable[_Union[Region, _Mapping]]] = ...) -> None: ...
+
+class Region(_message.Message):
+    __slots__ = ("x", "y", "width", "height", "kind", "masked")
+    X_FIELD_NUMBER: _ClassVar[int]
+    Y_FIELD_NUMBER: _ClassVar[int]
+    WIDTH_FIELD_NUMBER: _ClassVar[int]
+    HEIGHT_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    MASKED_FIELD_NUMBER: _ClassVar[int]
+    x: int
+    y: int
+    width: int
+    height: int
+    kind: str
+    masked: bool
+    def __init__(self, x: _Optional[int] = ..., y: _Optional[int] = ..., width: _Optional[int] = ..., height: _Optional[int] = ..., kind: _Optional[str] = ..., masked: _Optional[bool] = ...) -> None: ...
 
 class FrameAck(_message.Message):
     __slots__ = ("stream_id", "sequence", "status", "code", "message")
@@ -76,7 +94,7 @@ class FrameKey(_message.Message):
     def __init__(self, device_id: _Optional[str] = ..., stream_id: _Optional[str] = ..., sequence: _Optional[int] = ...) -> None: ...
 
 class FrameInfo(_message.Message):
-    __slots__ = ("key", "capture_time_us", "received_time_us", "width", "height", "quality", "model_id", "bytes", "raw_bytes", "tiles", "reference_tiles", "decoded", "decode_state", "decode_error")
+    __slots__ = ("key", "capture_time_us", "received_time_us", "width", "height", "quality", "model_id", "bytes", "raw_bytes", "tiles", "reference_tiles", "decoded", "decode_state", "decode_error", "regions")
     KEY_FIELD_NUMBER: _ClassVar[int]
     CAPTURE_TIME_US_FIELD_NUMBER: _ClassVar[int]
     RECEIVED_TIME_US_FIELD_NUMBER: _ClassVar[int]
@@ -91,6 +109,7 @@ class FrameInfo(_message.Message):
     DECODED_FIELD_NUMBER: _ClassVar[int]
     DECODE_STATE_FIELD_NUMBER: _ClassVar[int]
     DECODE_ERROR_FIELD_NUMBER: _ClassVar[int]
+    REGIONS_FIELD_NUMBER: _ClassVar[int]
     key: FrameKey
     capture_time_us: int
     received_time_us: int
@@ -105,7 +124,8 @@ class FrameInfo(_message.Message):
     decoded: bool
     decode_state: str
     decode_error: str
-    def __init__(self, key: _Optional[_Union[FrameKey, _Mapping]] = ..., capture_time_us: _Optional[int] = ..., received_time_us: _Optional[int] = ..., width: _Optional[int] = ..., height: _Optional[int] = ..., quality: _Optional[int] = ..., model_id: _Optional[str] = ..., bytes: _Optional[int] = ..., raw_bytes: _Optional[int] = ..., tiles: _Optional[int] = ..., reference_tiles: _Optional[int] = ..., decoded: _Optional[bool] = ..., decode_state: _Optional[str] = ..., decode_error: _Optional[str] = ...) -> None: ...
+    regions: _containers.RepeatedCompositeFieldContainer[Region]
+    def __init__(self, key: _Optional[_Union[FrameKey, _Mapping]] = ..., capture_time_us: _Optional[int] = ..., received_time_us: _Optional[int] = ..., width: _Optional[int] = ..., height: _Optional[int] = ..., quality: _Optional[int] = ..., model_id: _Optional[str] = ..., bytes: _Optional[int] = ..., raw_bytes: _Optional[int] = ..., tiles: _Optional[int] = ..., reference_tiles: _Optional[int] = ..., decoded: _Optional[bool] = ..., decode_state: _Optional[str] = ..., decode_error: _Optional[str] = ..., regions: _Optional[_Iterable[_Union[Region, _Mapping]]] = ...) -> None: ...
 
 class ListDevicesRequest(_message.Message):
     __slots__ = ()

@@ -222,16 +222,13 @@ def _all_tiles(pool, data: bytes):
 
 def _tile_latents(decoder, data: bytes) -> list[np.ndarray]:
     """The 256x256 tiles' y_hat of one bitstream (inverse gain applied), as the synthesis takes them."""
-    from lsic.codec.bitstream import parse
+    from lsic.codec.bitstream import TILE_CODED, parse
+    from lsic.codec.decoder import dequantized_tile
 
     parsed = parse(data)
     pkg = decoder.package_for(parsed)
-    inv_gain = pkg.inv_gain(parsed.header.quality - 1)[:, None, None]
-    return [
-        s.y_hat() * inv_gain
-        for s in decoder.symbols(data)
-        if s is not None and s.y.shape[1:] == (16, 16)
-    ]
+    tiles = [t for t in parsed.header.grid.tiles() if parsed.kinds[t.index] == TILE_CODED and (t.w, t.h) == (256, 256)]
+    return [dequantized_tile(pkg, parsed, t) for t in tiles]
 
 
 def print_tables(report: dict) -> None:

@@ -55,6 +55,13 @@ class TableSet:
         idx[esc] = escape[esc]
         return idx.astype(np.int32), esc
 
+    def bits(self, values: np.ndarray, tables: np.ndarray) -> np.ndarray:
+        """What each value costs in the stream, in bits: -log2 of its symbol's probability, and
+        an escaped value's raw bits besides."""
+        idx, esc = self.symbols(values, tables)
+        p = self.freqs[tables, idx].astype(np.float64) / TOTAL
+        return -np.log2(np.maximum(p, 1.0 / TOTAL)) + esc * RAW_BITS
+
     def values(self, symbols: np.ndarray, tables: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Decoded symbol indexes, each with its table -> (values, mask of the escaped)."""
         return symbols + self.origins[tables], symbols == self.lengths[tables] - 1

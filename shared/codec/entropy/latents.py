@@ -96,6 +96,17 @@ def encode_tile(pkg: ModelPackage, y: np.ndarray, z: np.ndarray) -> bytes:
     return pkg.latent_codec.encode(s.z, [(s.y[:, sel], s.index[:, sel]) for sel in passes])
 
 
+def position_bits(pkg: ModelPackage, s: TileSymbols) -> np.ndarray:
+    """Bits a tile's stream spends on each latent position (16x16 pixels), (4h, 4w): its y symbols
+    over all channels, plus a sixteenth of its z position's symbols (one z covers 4x4 of y)."""
+    codec = pkg.latent_codec
+    y_bits = codec.y_tables.bits(s.y, s.index).sum(axis=0)
+    n = s.z.shape[0]
+    z_tables = np.broadcast_to(np.arange(n)[:, None, None], s.z.shape)
+    z_bits = codec.z_tables.bits(s.z, z_tables).sum(axis=0)
+    return y_bits + np.kron(z_bits, np.ones((4, 4))) / 16.0
+
+
 def decode_tile(pkg: ModelPackage, payload: bytes, padded_h: int, padded_w: int) -> TileSymbols:
     """Payload of a tile padded to padded_h x padded_w -> its symbols (raises BitstreamError)."""
     n = int(pkg.architecture["N"])

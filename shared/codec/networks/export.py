@@ -173,6 +173,7 @@ def export_onnx(net: GainedHyperprior, folder: Path) -> None:
         dynamo=False,
         dynamic_axes={
             "x": {0: "b", 2: "h", 3: "w"},
+            "gain": {2: "gh", 3: "gw"},  # (1, M, 1, 1) for one quality, (1, M, h16, w16) for a quality map
             "y": {0: "b", 2: "h16", 3: "w16"},
             "z": {0: "b", 2: "h64", 3: "w64"},
         },
@@ -353,6 +354,52 @@ def requantize_package(root: Path, calib_dir: Path, retire: bool = True) -> Path
             shutil.rmtree(tmp, ignore_errors=True)
     log.info("requantized the int8 analysis of %s", root)
     return root
+
+
+def allow_gain_maps(path: Path) -> bool:
+    """Let an analysis graph take a gain per latent position, (1, M, h16, w16), as well as one
+    per channel: its gain input's last two dimensions become free. The arithmetic is unchanged
+    (an element-wise product). False when the graph already takes them."""
+    import onnx
+
+    model = onnx.load(str(path))
+    (gain,) = [i for i in model.graph.input if i.name == "gain"]
+    dims = gain.type.tensor_type.shape.dim
+    if dims[2].dim_param and dims[3].dim_param:
+        return False
+    for d, name in ((dims[2], "gh"), (dims[3], "gw")):
+        d.ClearField("dim_value")
+        d.dim_param = name
+    onnx.save(model, str(path))
+    return True
+
+
+def upgrade_package(root: Path) -> bool:
+    """Bring a package's files to what this version's encoder uses (gain maps in the analysis),
+    its networks and tables as they are. The result is a new build whose decoding is the old
+    one's to the bit (same synthesis, same tables), so model.json lists the old build as one it
+    decodes (`decodes_builds`) instead of keeping a retired copy. False when nothing changed."""
+    old = load_package_dir(root)
+    if old.decode_only:
+        raise ModelError(f"{root}: a retired build is not upgraded")
+    tmp = Path(tempfile.mkdtemp(prefix=".upgrade-", dir=root.parent))
+    try:
+        for name in FILES:
+            shutil.copy2(root / name, tmp / name)
+        changed = [allow_gain_maps(tmp / name) for name in ("analysis.fp32.onnx", "analysis.int8.onnx")]
+        if not any(changed):
+            return False
+        meta = json.loads((root / "model.json").read_text())
+        meta["files"] = {name: sha256_file(tmp / name) for name in FILES}
+        meta["decodes_builds"] = [*meta.get("decodes_builds", []), old.hash.hex()]
+        meta["upgraded"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        (tmp / "model.json").write_text(json.dumps(meta, indent=2) + "\n")
+        install_package(tmp, root, retire=False)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    log.info("upgraded %s: its analysis takes quality maps", root)
+    return True
 
 
 def retire_build(root: Path, successor: bytes | None = None) -> Path | None:
