@@ -178,7 +178,8 @@ def test_target_kbps_is_held_on_the_clip(cloud, video, tmp_path):
     assert code == 0, run.log.read_text()[-3000:]
     assert 0 < summary["achieved_kbps"] <= 200 * 1.1
     assert summary["encoded"] == 60 and summary["captured"] == 60 + summary["dropped_rate"]
-    assert summary["dropped_rate"] <= 3, "the file plays at its own 10 frames/s, as a camera would"
+    assert summary["seconds"] >= 5.5, "the file plays at its own 10 frames/s, as a camera would"
+    assert summary["dropped_rate"] <= 0.15 * summary["captured"], "a frame is dropped only when even quality 1 would overshoot"
 
 
 def test_sigterm_stops_the_agent_cleanly(cloud, tmp_path):
