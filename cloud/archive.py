@@ -76,6 +76,15 @@ class ArchiveService(pb_grpc.ArchiveServicer):
         except LsicError as exc:
             context.abort(status_of(exc), str(exc))
 
+    def GetBitsMap(self, request, context):
+        self.auth.operator(context)
+        row = self._row(request, context)
+        try:
+            png, scale, mean = self.recon.bits_map(row)
+        except LsicError as exc:
+            context.abort(status_of(exc), str(exc))
+        return pb.BitsMapResponse(png=png, max_bits_per_pixel=scale, mean_bits_per_pixel=mean)
+
     def Reconstruct(self, request, context):
         self.auth.operator(context)
         row = self._row(request.key, context)

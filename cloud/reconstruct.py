@@ -84,6 +84,14 @@ class Reconstructor:
         with self.lock:
             return self.decoder.decode(data, region=region, previous=references)
 
+    def bits_map(self, row: FrameRow) -> tuple[bytes, float, float]:
+        """The frame's where-the-bits-go heatmap as PNG, its scale and its mean (bits per pixel)."""
+        from lsic.codec.bits_map import bits_per_pixel, heatmap
+
+        bpp = bits_per_pixel(self.bitstream(row))
+        image, scale = heatmap(bpp, row.width, row.height)
+        return encode_image(image, ".png"), scale, float(bpp.mean())
+
     def render(self, row: FrameRow, region: tuple[int, int, int, int] | None, scale: int = 1) -> tuple[np.ndarray, int]:
         """A frame or region at 1/scale resolution, and how many tiles had to be decoded.
 

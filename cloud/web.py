@@ -26,6 +26,11 @@ log = logging.getLogger("lsic.cloud.web")
 COOKIE = "lsic_operator"
 
 
+VENDOR = {
+    "/vendor/openseadragon.min.js": resources.files("lsic.cloud").joinpath("web/vendor/openseadragon.min.js").read_bytes()
+}
+
+
 def make_handler(server):  # server: lsic.cloud.server.CloudServer
     store, recon, operator_hash = server.store, server.recon, hash_token(server.operator_token)
     page = resources.files("lsic.cloud").joinpath("web/index.html").read_bytes()
@@ -58,6 +63,9 @@ def make_handler(server):  # server: lsic.cloud.server.CloudServer
 
         def do_GET(self) -> None:
             url = urlparse(self.path)
+            if url.path in VENDOR:  # published library code: no token needed
+                self._send(200, VENDOR[url.path], "text/javascript; charset=utf-8")
+                return
             q = parse_qs(url.query)
             token, from_query = self._token(q)
             if not token or not hmac.compare_digest(hash_token(token), operator_hash):
@@ -102,9 +110,21 @@ def make_handler(server):  # server: lsic.cloud.server.CloudServer
                 )
             elif path == "/api/frames":
                 rows = store.list_frames(
-                    arg("device"), arg("stream", ""), limit=int(arg("limit", 200)), after_seq=int(arg("after", -1))
+                    arg("device"),
+                    arg("stream", ""),
+                    limit=min(int(arg("limit", 200)), 1000),
+                    after_seq=int(arg("after", -1)),
+                    newest_first=arg("newest") == "1",
                 )
                 self._json([frame_summary(frame_info(r)) for r in rows])
+            elif path == "/api/bits.png":
+                row = store.get_frame(arg("device"), arg("stream"), int(arg("seq")))
+                if row is None:
+                    self._json({"error": "no such frame"}, 404)
+                    return
+                png, scale, mean = recon.bits_map(row)
+                self._send(200, png, "image/png", {"X-Max-Bits-Per-Pixel": f"{scale:.4f}",
+                                                   "X-Mean-Bits-Per-Pixel": f"{mean:.4f}"})
             elif path == "/api/frame.png":
                 row = store.get_frame(arg("device"), arg("stream"), int(arg("seq")))
                 if row is None:

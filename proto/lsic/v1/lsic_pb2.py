@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x12lsic/v1/lsic.proto\x12\x07lsic.v1\"\'\n\x12StreamStateRequest\x12\x11\n\tstream_id\x18\x01 \x01(\t\"G\n\x0bStreamState\x12\x11\n\tstream_id\x18\x01 \x01(\t\x12\x0e\n\x06\x65xists\x18\x02 \x01(\x08\x12\x15\n\rnext_sequence\x18\x03 \x01(\x04\"\xa6\x01\n\x0b\x46rameRecord\x12\x11\n\tstream_id\x18\x01 \x01(\t\x12\x10\n\x08sequence\x18\x02 \x01(\x04\x12\x17\n\x0f\x63\x61pture_time_us\x18\x03 \x01(\x03\x12\x11\n\tbitstream\x18\x04 \x01(\x0c\x12\x11\n\traw_bytes\x18\x05 \x01(\r\x12\x11\n\tdevice_id\x18\x06 \x01(\t\x12 \n\x07regions\x18\x07 \x03(\x0b\x32\x0f.lsic.v1.Region\"[\n\x06Region\x12\t\n\x01x\x18\x01 \x01(\r\x12\t\n\x01y\x18\x02 \x01(\r\x12\r\n\x05width\x18\x03 \x01(\r\x12\x0e\n\x06height\x18\x04 \x01(\r\x12\x0c\n\x04kind\x18\x05 \x01(\t\x12\x0e\n\x06masked\x18\x06 \x01(\x08\"\xd1\x01\n\x08\x46rameAck\x12\x11\n\tstream_id\x18\x01 \x01(\t\x12\x10\n\x08sequence\x18\x02 \x01(\x04\x12(\n\x06status\x18\x03 \x01(\x0e\x32\x18.lsic.v1.FrameAck.Status\x12\x0c\n\x04\x63ode\x18\x04 \x01(\x05\x12\x0f\n\x07message\x18\x05 \x01(\t\"W\n\x06Status\x12\x16\n\x12STATUS_UNSPECIFIED\x10\x00\x12\n\n\x06STORED\x10\x01\x12\r\n\tDUPLICATE\x10\x02\x12\x0c\n\x08REJECTED\x10\x03\x12\x0c\n\x08\x43ONFLICT\x10\x04\"B\n\x08\x46rameKey\x12\x11\n\tdevice_id\x18\x01 \x01(\t\x12\x11\n\tstream_id\x18\x02 \x01(\t\x12\x10\n\x08sequence\x18\x03 \x01(\x04\"\xc9\x02\n\tFrameInfo\x12\x1e\n\x03key\x18\x01 \x01(\x0b\x32\x11.lsic.v1.FrameKey\x12\x17\n\x0f\x63\x61pture_time_us\x18\x02 \x01(\x03\x12\x18\n\x10received_time_us\x18\x03 \x01(\x03\x12\r\n\x05width\x18\x04 \x01(\r\x12\x0e\n\x06height\x18\x05 \x01(\r\x12\x0f\n\x07quality\x18\x06 \x01(\r\x12\x10\n\x08model_id\x18\x07 \x01(\t\x12\r\n\x05\x62ytes\x18\x08 \x01(\x04\x12\x11\n\traw_bytes\x18\t \x01(\r\x12\r\n\x05tiles\x18\n \x01(\r\x12\x17\n\x0freference_tiles\x18\x0b \x01(\r\x12\x0f\n\x07\x64\x65\x63oded\x18\x0c \x01(\x08\x12\x14\n\x0c\x64\x65\x63ode_state\x18\r \x01(\t\x12\x14\n\x0c\x64\x65\x63ode_error\x18\x0e \x01(\t\x12 \n\x07regions\x18\x0f \x03(\x0b\x32\x0f.lsic.v1.Region\"\x14\n\x12ListDevicesRequest\"P\n\x06\x44\x65vice\x12\x11\n\tdevice_id\x18\x01 \x01(\t\x12\x0f\n\x07revoked\x18\x02 \x01(\x08\x12\x12\n\ncreated_us\x18\x03 \x01(\x03\x12\x0e\n\x06\x66rames\x18\x04 \x01(\x04\"7\n\x13ListDevicesResponse\x12 \n\x07\x64\x65vices\x18\x01 \x03(\x0b\x32\x0f.lsic.v1.Device\"\'\n\x12ListStreamsRequest\x12\x11\n\tdevice_id\x18\x01 \x01(\t\"q\n\nStreamInfo\x12\x11\n\tdevice_id\x18\x01 \x01(\t\x12\x11\n\tstream_id\x18\x02 \x01(\t\x12\x0e\n\x06\x66rames\x18\x03 \x01(\x04\x12\x16\n\x0e\x66irst_sequence\x18\x04 \x01(\x04\x12\x15\n\rlast_sequence\x18\x05 \x01(\x04\";\n\x13ListStreamsResponse\x12$\n\x07streams\x18\x01 \x03(\x0b\x32\x13.lsic.v1.StreamInfo\"\xa0\x01\n\x11ListFramesRequest\x12\x11\n\tdevice_id\x18\x01 \x01(\t\x12\x11\n\tstream_id\x18\x02 \x01(\t\x12\x14\n\x0c\x66rom_time_us\x18\x03 \x01(\x03\x12\x12\n\nto_time_us\x18\x04 \x01(\x03\x12\r\n\x05limit\x18\x05 \x01(\r\x12\x16\n\x0e\x61\x66ter_sequence\x18\x06 \x01(\x04\x12\x14\n\x0cnewest_first\x18\x07 \x01(\x08\"8\n\x12ListFramesResponse\x12\"\n\x06\x66rames\x18\x01 \x03(\x0b\x32\x12.lsic.v1.FrameInfo\"|\n\x12ReconstructRequest\x12\x1e\n\x03key\x18\x01 \x01(\x0b\x32\x11.lsic.v1.FrameKey\x12\t\n\x01x\x18\x02 \x01(\r\x12\t\n\x01y\x18\x03 \x01(\r\x12\r\n\x05width\x18\x04 \x01(\r\x12\x0e\n\x06height\x18\x05 \x01(\r\x12\x11\n\tdownscale\x18\x06 \x01(\r\"p\n\x13ReconstructResponse\x12\x0b\n\x03png\x18\x01 \x01(\x0c\x12\r\n\x05width\x18\x02 \x01(\r\x12\x0e\n\x06height\x18\x03 \x01(\r\x12\x15\n\rtiles_decoded\x18\x04 \x01(\r\x12\x16\n\x0e\x64\x65\x63ode_seconds\x18\x05 \x01(\x01\"&\n\x11\x42itstreamResponse\x12\x11\n\tbitstream\x18\x01 \x01(\x0c\"*\n\x15RegisterDeviceRequest\x12\x11\n\tdevice_id\x18\x01 \x01(\t\"\x1e\n\tDeviceRef\x12\x11\n\tdevice_id\x18\x01 \x01(\t\"/\n\x0b\x44\x65viceToken\x12\x11\n\tdevice_id\x18\x01 \x01(\t\x12\r\n\x05token\x18\x02 \x01(\t2\xbf\x01\n\x06Ingest\x12;\n\x0cStreamFrames\x12\x14.lsic.v1.FrameRecord\x1a\x11.lsic.v1.FrameAck(\x01\x30\x01\x12\x33\n\x08PutFrame\x12\x14.lsic.v1.FrameRecord\x1a\x11.lsic.v1.FrameAck\x12\x43\n\x0eGetStreamState\x12\x1b.lsic.v1.StreamStateRequest\x1a\x14.lsic.v1.StreamState2\xa0\x03\n\x07\x41rchive\x12H\n\x0bListDevices\x12\x1b.lsic.v1.ListDevicesRequest\x1a\x1c.lsic.v1.ListDevicesResponse\x12H\n\x0bListStreams\x12\x1b.lsic.v1.ListStreamsRequest\x1a\x1c.lsic.v1.ListStreamsResponse\x12\x45\n\nListFrames\x12\x1a.lsic.v1.ListFramesRequest\x1a\x1b.lsic.v1.ListFramesResponse\x12\x31\n\x08GetFrame\x12\x11.lsic.v1.FrameKey\x1a\x12.lsic.v1.FrameInfo\x12H\n\x0bReconstruct\x12\x1b.lsic.v1.ReconstructRequest\x1a\x1c.lsic.v1.ReconstructResponse\x12=\n\x0cGetBitstream\x12\x11.lsic.v1.FrameKey\x1a\x1a.lsic.v1.BitstreamResponse2\xbc\x01\n\x05\x41\x64min\x12\x46\n\x0eRegisterDevice\x12\x1e.lsic.v1.RegisterDeviceRequest\x1a\x14.lsic.v1.DeviceToken\x12\x36\n\nIssueToken\x12\x12.lsic.v1.DeviceRef\x1a\x14.lsic.v1.DeviceToken\x12\x33\n\x0cRevokeDevice\x12\x12.lsic.v1.DeviceRef\x1a\x0f.lsic.v1.Deviceb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x12lsic/v1/lsic.proto\x12\x07lsic.v1\"\'\n\x12StreamStateRequest\x12\x11\n\tstream_id\x18\x01 \x01(\t\"G\n\x0bStreamState\x12\x11\n\tstream_id\x18\x01 \x01(\t\x12\x0e\n\x06\x65xists\x18\x02 \x01(\x08\x12\x15\n\rnext_sequence\x18\x03 \x01(\x04\"\xa6\x01\n\x0b\x46rameRecord\x12\x11\n\tstream_id\x18\x01 \x01(\t\x12\x10\n\x08sequence\x18\x02 \x01(\x04\x12\x17\n\x0f\x63\x61pture_time_us\x18\x03 \x01(\x03\x12\x11\n\tbitstream\x18\x04 \x01(\x0c\x12\x11\n\traw_bytes\x18\x05 \x01(\r\x12\x11\n\tdevice_id\x18\x06 \x01(\t\x12 \n\x07regions\x18\x07 \x03(\x0b\x32\x0f.lsic.v1.Region\"[\n\x06Region\x12\t\n\x01x\x18\x01 \x01(\r\x12\t\n\x01y\x18\x02 \x01(\r\x12\r\n\x05width\x18\x03 \x01(\r\x12\x0e\n\x06height\x18\x04 \x01(\r\x12\x0c\n\x04kind\x18\x05 \x01(\t\x12\x0e\n\x06masked\x18\x06 \x01(\x08\"\xd1\x01\n\x08\x46rameAck\x12\x11\n\tstream_id\x18\x01 \x01(\t\x12\x10\n\x08sequence\x18\x02 \x01(\x04\x12(\n\x06status\x18\x03 \x01(\x0e\x32\x18.lsic.v1.FrameAck.Status\x12\x0c\n\x04\x63ode\x18\x04 \x01(\x05\x12\x0f\n\x07message\x18\x05 \x01(\t\"W\n\x06Status\x12\x16\n\x12STATUS_UNSPECIFIED\x10\x00\x12\n\n\x06STORED\x10\x01\x12\r\n\tDUPLICATE\x10\x02\x12\x0c\n\x08REJECTED\x10\x03\x12\x0c\n\x08\x43ONFLICT\x10\x04\"W\n\x0f\x42itsMapResponse\x12\x0b\n\x03png\x18\x01 \x01(\x0c\x12\x1a\n\x12max_bits_per_pixel\x18\x02 \x01(\x01\x12\x1b\n\x13mean_bits_per_pixel\x18\x03 \x01(\x01\"B\n\x08\x46rameKey\x12\x11\n\tdevice_id\x18\x01 \x01(\t\x12\x11\n\tstream_id\x18\x02 \x01(\t\x12\x10\n\x08sequence\x18\x03 \x01(\x04\"\xc9\x02\n\tFrameInfo\x12\x1e\n\x03key\x18\x01 \x01(\x0b\x32\x11.lsic.v1.FrameKey\x12\x17\n\x0f\x63\x61pture_time_us\x18\x02 \x01(\x03\x12\x18\n\x10received_time_us\x18\x03 \x01(\x03\x12\r\n\x05width\x18\x04 \x01(\r\x12\x0e\n\x06height\x18\x05 \x01(\r\x12\x0f\n\x07quality\x18\x06 \x01(\r\x12\x10\n\x08model_id\x18\x07 \x01(\t\x12\r\n\x05\x62ytes\x18\x08 \x01(\x04\x12\x11\n\traw_bytes\x18\t \x01(\r\x12\r\n\x05tiles\x18\n \x01(\r\x12\x17\n\x0freference_tiles\x18\x0b \x01(\r\x12\x0f\n\x07\x64\x65\x63oded\x18\x0c \x01(\x08\x12\x14\n\x0c\x64\x65\x63ode_state\x18\r \x01(\t\x12\x14\n\x0c\x64\x65\x63ode_error\x18\x0e \x01(\t\x12 \n\x07regions\x18\x0f \x03(\x0b\x32\x0f.lsic.v1.Region\"\x14\n\x12ListDevicesRequest\"P\n\x06\x44\x65vice\x12\x11\n\tdevice_id\x18\x01 \x01(\t\x12\x0f\n\x07revoked\x18\x02 \x01(\x08\x12\x12\n\ncreated_us\x18\x03 \x01(\x03\x12\x0e\n\x06\x66rames\x18\x04 \x01(\x04\"7\n\x13ListDevicesResponse\x12 \n\x07\x64\x65vices\x18\x01 \x03(\x0b\x32\x0f.lsic.v1.Device\"\'\n\x12ListStreamsRequest\x12\x11\n\tdevice_id\x18\x01 \x01(\t\"q\n\nStreamInfo\x12\x11\n\tdevice_id\x18\x01 \x01(\t\x12\x11\n\tstream_id\x18\x02 \x01(\t\x12\x0e\n\x06\x66rames\x18\x03 \x01(\x04\x12\x16\n\x0e\x66irst_sequence\x18\x04 \x01(\x04\x12\x15\n\rlast_sequence\x18\x05 \x01(\x04\";\n\x13ListStreamsResponse\x12$\n\x07streams\x18\x01 \x03(\x0b\x32\x13.lsic.v1.StreamInfo\"\xa0\x01\n\x11ListFramesRequest\x12\x11\n\tdevice_id\x18\x01 \x01(\t\x12\x11\n\tstream_id\x18\x02 \x01(\t\x12\x14\n\x0c\x66rom_time_us\x18\x03 \x01(\x03\x12\x12\n\nto_time_us\x18\x04 \x01(\x03\x12\r\n\x05limit\x18\x05 \x01(\r\x12\x16\n\x0e\x61\x66ter_sequence\x18\x06 \x01(\x04\x12\x14\n\x0cnewest_first\x18\x07 \x01(\x08\"8\n\x12ListFramesResponse\x12\"\n\x06\x66rames\x18\x01 \x03(\x0b\x32\x12.lsic.v1.FrameInfo\"|\n\x12ReconstructRequest\x12\x1e\n\x03key\x18\x01 \x01(\x0b\x32\x11.lsic.v1.FrameKey\x12\t\n\x01x\x18\x02 \x01(\r\x12\t\n\x01y\x18\x03 \x01(\r\x12\r\n\x05width\x18\x04 \x01(\r\x12\x0e\n\x06height\x18\x05 \x01(\r\x12\x11\n\tdownscale\x18\x06 \x01(\r\"p\n\x13ReconstructResponse\x12\x0b\n\x03png\x18\x01 \x01(\x0c\x12\r\n\x05width\x18\x02 \x01(\r\x12\x0e\n\x06height\x18\x03 \x01(\r\x12\x15\n\rtiles_decoded\x18\x04 \x01(\r\x12\x16\n\x0e\x64\x65\x63ode_seconds\x18\x05 \x01(\x01\"&\n\x11\x42itstreamResponse\x12\x11\n\tbitstream\x18\x01 \x01(\x0c\"*\n\x15RegisterDeviceRequest\x12\x11\n\tdevice_id\x18\x01 \x01(\t\"\x1e\n\tDeviceRef\x12\x11\n\tdevice_id\x18\x01 \x01(\t\"/\n\x0b\x44\x65viceToken\x12\x11\n\tdevice_id\x18\x01 \x01(\t\x12\r\n\x05token\x18\x02 \x01(\t2\xbf\x01\n\x06Ingest\x12;\n\x0cStreamFrames\x12\x14.lsic.v1.FrameRecord\x1a\x11.lsic.v1.FrameAck(\x01\x30\x01\x12\x33\n\x08PutFrame\x12\x14.lsic.v1.FrameRecord\x1a\x11.lsic.v1.FrameAck\x12\x43\n\x0eGetStreamState\x12\x1b.lsic.v1.StreamStateRequest\x1a\x14.lsic.v1.StreamState2\xdb\x03\n\x07\x41rchive\x12H\n\x0bListDevices\x12\x1b.lsic.v1.ListDevicesRequest\x1a\x1c.lsic.v1.ListDevicesResponse\x12H\n\x0bListStreams\x12\x1b.lsic.v1.ListStreamsRequest\x1a\x1c.lsic.v1.ListStreamsResponse\x12\x45\n\nListFrames\x12\x1a.lsic.v1.ListFramesRequest\x1a\x1b.lsic.v1.ListFramesResponse\x12\x31\n\x08GetFrame\x12\x11.lsic.v1.FrameKey\x1a\x12.lsic.v1.FrameInfo\x12H\n\x0bReconstruct\x12\x1b.lsic.v1.ReconstructRequest\x1a\x1c.lsic.v1.ReconstructResponse\x12=\n\x0cGetBitstream\x12\x11.lsic.v1.FrameKey\x1a\x1a.lsic.v1.BitstreamResponse\x12\x39\n\nGetBitsMap\x12\x11.lsic.v1.FrameKey\x1a\x18.lsic.v1.BitsMapResponse2\xbc\x01\n\x05\x41\x64min\x12\x46\n\x0eRegisterDevice\x12\x1e.lsic.v1.RegisterDeviceRequest\x1a\x14.lsic.v1.DeviceToken\x12\x36\n\nIssueToken\x12\x12.lsic.v1.DeviceRef\x1a\x14.lsic.v1.DeviceToken\x12\x33\n\x0cRevokeDevice\x12\x12.lsic.v1.DeviceRef\x1a\x0f.lsic.v1.Deviceb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -43,42 +43,44 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_FRAMEACK']._serialized_end=617
   _globals['_FRAMEACK_STATUS']._serialized_start=530
   _globals['_FRAMEACK_STATUS']._serialized_end=617
-  _globals['_FRAMEKEY']._serialized_start=619
-  _globals['_FRAMEKEY']._serialized_end=685
-  _globals['_FRAMEINFO']._serialized_start=688
-  _globals['_FRAMEINFO']._serialized_end=1017
-  _globals['_LISTDEVICESREQUEST']._serialized_start=1019
-  _globals['_LISTDEVICESREQUEST']._serialized_end=1039
-  _globals['_DEVICE']._serialized_start=1041
-  _globals['_DEVICE']._serialized_end=1121
-  _globals['_LISTDEVICESRESPONSE']._serialized_start=1123
-  _globals['_LISTDEVICESRESPONSE']._serialized_end=1178
-  _globals['_LISTSTREAMSREQUEST']._serialized_start=1180
-  _globals['_LISTSTREAMSREQUEST']._serialized_end=1219
-  _globals['_STREAMINFO']._serialized_start=1221
-  _globals['_STREAMINFO']._serialized_end=1334
-  _globals['_LISTSTREAMSRESPONSE']._serialized_start=1336
-  _globals['_LISTSTREAMSRESPONSE']._serialized_end=1395
-  _globals['_LISTFRAMESREQUEST']._serialized_start=1398
-  _globals['_LISTFRAMESREQUEST']._serialized_end=1558
-  _globals['_LISTFRAMESRESPONSE']._serialized_start=1560
-  _globals['_LISTFRAMESRESPONSE']._serialized_end=1616
-  _globals['_RECONSTRUCTREQUEST']._serialized_start=1618
-  _globals['_RECONSTRUCTREQUEST']._serialized_end=1742
-  _globals['_RECONSTRUCTRESPONSE']._serialized_start=1744
-  _globals['_RECONSTRUCTRESPONSE']._serialized_end=1856
-  _globals['_BITSTREAMRESPONSE']._serialized_start=1858
-  _globals['_BITSTREAMRESPONSE']._serialized_end=1896
-  _globals['_REGISTERDEVICEREQUEST']._serialized_start=1898
-  _globals['_REGISTERDEVICEREQUEST']._serialized_end=1940
-  _globals['_DEVICEREF']._serialized_start=1942
-  _globals['_DEVICEREF']._serialized_end=1972
-  _globals['_DEVICETOKEN']._serialized_start=1974
-  _globals['_DEVICETOKEN']._serialized_end=2021
-  _globals['_INGEST']._serialized_start=2024
-  _globals['_INGEST']._serialized_end=2215
-  _globals['_ARCHIVE']._serialized_start=2218
-  _globals['_ARCHIVE']._serialized_end=2634
-  _globals['_ADMIN']._serialized_start=2637
-  _globals['_ADMIN']._serialized_end=2825
+  _globals['_BITSMAPRESPONSE']._serialized_start=619
+  _globals['_BITSMAPRESPONSE']._serialized_end=706
+  _globals['_FRAMEKEY']._serialized_start=708
+  _globals['_FRAMEKEY']._serialized_end=774
+  _globals['_FRAMEINFO']._serialized_start=777
+  _globals['_FRAMEINFO']._serialized_end=1106
+  _globals['_LISTDEVICESREQUEST']._serialized_start=1108
+  _globals['_LISTDEVICESREQUEST']._serialized_end=1128
+  _globals['_DEVICE']._serialized_start=1130
+  _globals['_DEVICE']._serialized_end=1210
+  _globals['_LISTDEVICESRESPONSE']._serialized_start=1212
+  _globals['_LISTDEVICESRESPONSE']._serialized_end=1267
+  _globals['_LISTSTREAMSREQUEST']._serialized_start=1269
+  _globals['_LISTSTREAMSREQUEST']._serialized_end=1308
+  _globals['_STREAMINFO']._serialized_start=1310
+  _globals['_STREAMINFO']._serialized_end=1423
+  _globals['_LISTSTREAMSRESPONSE']._serialized_start=1425
+  _globals['_LISTSTREAMSRESPONSE']._serialized_end=1484
+  _globals['_LISTFRAMESREQUEST']._serialized_start=1487
+  _globals['_LISTFRAMESREQUEST']._serialized_end=1647
+  _globals['_LISTFRAMESRESPONSE']._serialized_start=1649
+  _globals['_LISTFRAMESRESPONSE']._serialized_end=1705
+  _globals['_RECONSTRUCTREQUEST']._serialized_start=1707
+  _globals['_RECONSTRUCTREQUEST']._serialized_end=1831
+  _globals['_RECONSTRUCTRESPONSE']._serialized_start=1833
+  _globals['_RECONSTRUCTRESPONSE']._serialized_end=1945
+  _globals['_BITSTREAMRESPONSE']._serialized_start=1947
+  _globals['_BITSTREAMRESPONSE']._serialized_end=1985
+  _globals['_REGISTERDEVICEREQUEST']._serialized_start=1987
+  _globals['_REGISTERDEVICEREQUEST']._serialized_end=2029
+  _globals['_DEVICEREF']._serialized_start=2031
+  _globals['_DEVICEREF']._serialized_end=2061
+  _globals['_DEVICETOKEN']._serialized_start=2063
+  _globals['_DEVICETOKEN']._serialized_end=2110
+  _globals['_INGEST']._serialized_start=2113
+  _globals['_INGEST']._serialized_end=2304
+  _globals['_ARCHIVE']._serialized_start=2307
+  _globals['_ARCHIVE']._serialized_end=2782
+  _globals['_ADMIN']._serialized_start=2785
+  _globals['_ADMIN']._serialized_end=2973
 # @@protoc_insertion_point(module_scope)

@@ -83,6 +83,16 @@ class FrameAck(_message.Message):
     message: str
     def __init__(self, stream_id: _Optional[str] = ..., sequence: _Optional[int] = ..., status: _Optional[_Union[FrameAck.Status, str]] = ..., code: _Optional[int] = ..., message: _Optional[str] = ...) -> None: ...
 
+class BitsMapResponse(_message.Message):
+    __slots__ = ("png", "max_bits_per_pixel", "mean_bits_per_pixel")
+    PNG_FIELD_NUMBER: _ClassVar[int]
+    MAX_BITS_PER_PIXEL_FIELD_NUMBER: _ClassVar[int]
+    MEAN_BITS_PER_PIXEL_FIELD_NUMBER: _ClassVar[int]
+    png: bytes
+    max_bits_per_pixel: float
+    mean_bits_per_pixel: float
+    def __init__(self, png: _Optional[bytes] = ..., max_bits_per_pixel: _Optional[float] = ..., mean_bits_per_pixel: _Optional[float] = ...) -> None: ...
+
 class FrameKey(_message.Message):
     __slots__ = ("device_id", "stream_id", "sequence")
     DEVICE_ID_FIELD_NUMBER: _ClassVar[int]

@@ -236,6 +236,11 @@ class ArchiveStub:
                 request_serializer=lsic_dot_v1_dot_lsic__pb2.FrameKey.SerializeToString,
                 response_deserializer=lsic_dot_v1_dot_lsic__pb2.BitstreamResponse.FromString,
                 _registered_method=True)
+        self.GetBitsMap = channel.unary_unary(
+                '/lsic.v1.Archive/GetBitsMap',
+                request_serializer=lsic_dot_v1_dot_lsic__pb2.FrameKey.SerializeToString,
+                response_deserializer=lsic_dot_v1_dot_lsic__pb2.BitsMapResponse.FromString,
+                _registered_method=True)
 
 
 class ArchiveServicer:
@@ -281,6 +286,14 @@ class ArchiveServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetBitsMap(self, request, context):
+        """Where the frame's bits went: bits per pixel of each 16x16 block, drawn as a heatmap PNG of the
+        frame's size (inferno colours, black 0 to yellow max_bits_per_pixel).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ArchiveServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -313,6 +326,11 @@ def add_ArchiveServicer_to_server(servicer, server):
                     servicer.GetBitstream,
                     request_deserializer=lsic_dot_v1_dot_lsic__pb2.FrameKey.FromString,
                     response_serializer=lsic_dot_v1_dot_lsic__pb2.BitstreamResponse.SerializeToString,
+            ),
+            'GetBitsMap': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetBitsMap,
+                    request_deserializer=lsic_dot_v1_dot_lsic__pb2.FrameKey.FromString,
+                    response_serializer=lsic_dot_v1_dot_lsic__pb2.BitsMapResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -479,6 +497,33 @@ class Archive:
             '/lsic.v1.Archive/GetBitstream',
             lsic_dot_v1_dot_lsic__pb2.FrameKey.SerializeToString,
             lsic_dot_v1_dot_lsic__pb2.BitstreamResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetBitsMap(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/lsic.v1.Archive/GetBitsMap',
+            lsic_dot_v1_dot_lsic__pb2.FrameKey.SerializeToString,
+            lsic_dot_v1_dot_lsic__pb2.BitsMapResponse.FromString,
             options,
             channel_credentials,
             insecure,
