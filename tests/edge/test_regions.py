@@ -88,3 +88,16 @@ def test_masked_pixels_never_reach_the_cloud(cloud, tmp_path):
     assert masked_psnr(rec, img, mask.astype(bool)) <= 20.0
     assert masked_psnr(rec, img, ~mask.astype(bool)) > 24.0, "the rest is coded as usual"
     assert [(r.kind, r.masked) for r in info.regions] == [("polygon", True)]
+
+
+def test_rate_control_holds_its_budget_with_people_raised(cloud, video, tmp_path):
+    token = cloud.add_device("cam-roi")
+    run = EdgeRun(cloud, token, "cam-roi", tmp_path / "spool", "--source", str(video), "--max-frames", "40",
+                  "--target-kbps", "300", "--roi", "people", "--roi-steps", "3", "--timeout", "120")
+    code, summary = run.wait(200)
+    assert code == 0, run.log.read_text()[-2000:]
+    assert 0 < summary["achieved_kbps"] <= 300 * 1.1
+    with grpc.insecure_channel(cloud.address) as ch:
+        md = (("authorization", f"Bearer {cloud.operator_token()}"),)
+        frames = pb_grpc.ArchiveStub(ch).ListFrames(pb.ListFramesRequest(device_id="cam-roi"), metadata=md).frames
+    assert sum(r.kind == "person" for f in frames for r in f.regions) >= 20, "people found and reported"
