@@ -30,7 +30,7 @@ import grpc
 import numpy as np
 
 from lsic.codec.bitstream import TILE_SAME_AS_PREVIOUS, Container, TileEntry
-from lsic.testing import CloudProcess, free_port
+from lsic.testing import CloudProcess, fill_disk, free_port
 from lsic.v1 import lsic_pb2 as pb
 from lsic.v1 import lsic_pb2_grpc as pb_grpc
 
@@ -112,16 +112,7 @@ class Chaos:
             self.event("disk full skipped (no tmpfs can be mounted here)")
             return
         filler = self.disk / "filler"
-        fd = os.open(filler, os.O_WRONLY | os.O_CREAT)
-        try:
-            for block in (1 << 20, 4096):
-                try:
-                    while True:
-                        os.write(fd, b"\0" * block)
-                except OSError:
-                    pass
-        finally:
-            os.close(fd)
+        fill_disk(filler)
         self.event("disk full")
         time.sleep(seconds)
         filler.unlink()

@@ -168,25 +168,25 @@ class Spool:
             self.cond.notify_all()
         return was_pending
 
+    def _set_aside(self, seq: int, folder: Path, reason: str) -> None:
+        """Move a frame out of the queue into `folder` with the reason beside it (caller holds cond)."""
+        folder.mkdir(exist_ok=True)
+        if self._path(seq).exists():
+            self._remove(seq, folder)
+            (folder / f"{self._path(seq).stem}.reason.txt").write_text(reason + "\n")
+        self._sizes.pop(seq, None)
+        self.cond.notify_all()
+
     def reject(self, seq: int, reason: str) -> None:
         with self.cond:
-            if self._path(seq).exists():
-                self._remove(seq, self.rejected_dir)
-                (self.rejected_dir / f"{self._path(seq).stem}.reason.txt").write_text(reason + "\n")
-            self._sizes.pop(seq, None)
+            self._set_aside(seq, self.rejected_dir, reason)
             self.stats.rejected += 1
-            self.cond.notify_all()
 
     def conflict(self, seq: int, reason: str) -> None:
         """The cloud holds other content under this number: keep the frame aside, never delete it."""
         with self.cond:
-            self.conflicts_dir.mkdir(exist_ok=True)
-            if self._path(seq).exists():
-                self._remove(seq, self.conflicts_dir)
-                (self.conflicts_dir / f"{self._path(seq).stem}.reason.txt").write_text(reason + "\n")
-            self._sizes.pop(seq, None)
+            self._set_aside(seq, self.conflicts_dir, reason)
             self.stats.conflicts += 1
-            self.cond.notify_all()
 
     def wait_for_work(self, known: set[int], timeout: float) -> None:
         with self.cond:

@@ -229,3 +229,18 @@ class S3Server:
         if self.proc and self.proc.poll() is None:
             self.proc.terminate()
             self.proc.wait(10)
+
+
+def fill_disk(path: Path) -> None:
+    """Write zeros into `path` until its file system has no room left (a real full disk for tests
+    and the chaos benchmark; free it again by deleting the file)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT)
+    try:
+        for block in (1 << 20, 4096, 512):
+            try:
+                while True:
+                    os.write(fd, b"\0" * block)
+            except OSError:
+                pass
+    finally:
+        os.close(fd)

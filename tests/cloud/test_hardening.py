@@ -18,7 +18,7 @@ import pytest
 from grpc_reflection.v1alpha import reflection_pb2_grpc
 
 from lsic.codec.bitstream import TILE_SAME_AS_PREVIOUS, Container, TileEntry
-from lsic.testing import CloudProcess, cloud_command, free_port
+from lsic.testing import CloudProcess, cloud_command, fill_disk, free_port
 from lsic.v1 import lsic_pb2 as pb
 from lsic.v1 import lsic_pb2_grpc as pb_grpc
 
@@ -262,20 +262,6 @@ def small_disk(tmp_path):
     subprocess.run(["umount", "-l", str(mount)], check=False)
 
 
-def fill(path: Path) -> None:
-    """Write zeros until the file system says no."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT)
-    try:
-        for block in (1 << 20, 4096, 512):
-            try:
-                while True:
-                    os.write(fd, b"\0" * block)
-            except OSError:
-                pass
-    finally:
-        os.close(fd)
-
-
 def test_a_full_disk_refuses_frames_one_by_one_and_nothing_stops(small_disk, frames):
     port = free_port()
     extra = ["--decode-backend", "onnx", "--metrics-port", str(port), "--recon-cache-mb", "1", "--disk-reserve-mb", "2"]
@@ -309,7 +295,7 @@ def test_a_full_disk_refuses_frames_one_by_one_and_nothing_stops(small_disk, fra
         with grpc.insecure_channel(cloud.address) as ch:
             ack = pb_grpc.IngestStub(ch).StreamFrames(feed(), metadata=md(token), timeout=120)
             assert all(send(record(i, frames[i % 8])).status == pb.FrameAck.STORED for i in range(10))
-            fill(small_disk / "filler")
+            fill_disk(small_disk / "filler")
             full = [send(record(10 + i, frames[i % 8])) for i in range(5)]
             assert all(a.status == pb.FrameAck.REJECTED for a in full)
             assert all(a.code == grpc.StatusCode.RESOURCE_EXHAUSTED.value[0] for a in full), [a.message for a in full]

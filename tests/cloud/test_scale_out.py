@@ -5,13 +5,11 @@ once while devices move between them."""
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import time
 from collections import Counter
 
-import boto3
 import grpc
 import pytest
 
@@ -21,26 +19,7 @@ from lsic.v1 import lsic_pb2 as pb
 from lsic.v1 import lsic_pb2_grpc as pb_grpc
 
 from ..conftest import natural_image
-from .backends import PostgresServer, S3Server
 from .test_storage_backends import reset_postgres
-
-
-@pytest.fixture(scope="module")
-def postgres():
-    server = PostgresServer().start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture(scope="module")
-def s3():
-    server = S3Server().start()
-    os.environ.setdefault("AWS_ACCESS_KEY_ID", "test")
-    os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "test")
-    os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
-    boto3.client("s3", endpoint_url=server.endpoint).create_bucket(Bucket="lsic")
-    yield server
-    server.stop()
 
 
 def md(token: str):

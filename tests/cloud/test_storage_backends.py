@@ -3,8 +3,6 @@ on a local folder and an S3-compatible server; and the service running on Postgr
 
 from __future__ import annotations
 
-import os
-
 import boto3
 import grpc
 import pytest
@@ -25,25 +23,6 @@ from lsic.v1 import lsic_pb2 as pb
 from lsic.v1 import lsic_pb2_grpc as pb_grpc
 
 from ..conftest import natural_image
-from .backends import PostgresServer, S3Server
-
-
-@pytest.fixture(scope="module")
-def postgres():
-    server = PostgresServer().start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture(scope="module")
-def s3():
-    server = S3Server().start()
-    os.environ.setdefault("AWS_ACCESS_KEY_ID", "test")
-    os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "test")
-    os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
-    boto3.client("s3", endpoint_url=server.endpoint).create_bucket(Bucket="lsic")
-    yield server
-    server.stop()
 
 
 def row(seq: int, stream: str = "main", capture: int = 0, sha: str = "a" * 64) -> FrameRow:
