@@ -78,7 +78,8 @@ class BudgetInterceptor(grpc.ServerInterceptor):
         self.budgets = budgets
         self.lock = threading.Lock()
         self.by_kind: dict[str, int] = defaultdict(int)
-        self.by_peer: dict[tuple[str, str], int] = defaultdict(int)
+        self.by_peer: dict[tuple[str, str], int] = defaultdict(int)  # (host, kind)
+        self.by_host: dict[str, int] = defaultdict(int)
         self.watches: set[_Watch] = set()
         self.stopping = threading.Event()
         threading.Thread(target=self._reaper, name="lsic-idle-reaper", daemon=True).start()
@@ -91,16 +92,16 @@ class BudgetInterceptor(grpc.ServerInterceptor):
         host = peer_host(context)
         b = self.budgets
         with self.lock:
-            per_peer = sum(n for (h, _), n in self.by_peer.items() if h == host)
             refused = None
             if self.by_kind[kind] >= b.limit(kind):
                 refused = f"too many concurrent {kind} calls ({b.limit(kind)})"
-            elif per_peer >= b.per_peer:
+            elif self.by_host[host] >= b.per_peer:
                 refused = f"too many concurrent calls from {host} ({b.per_peer})"
             elif kind == ANONYMOUS and self.by_peer[(host, kind)] >= b.anonymous_per_peer:
                 refused = f"too many concurrent unauthenticated calls from {host} ({b.anonymous_per_peer})"
             if refused is None:
                 self.by_kind[kind] += 1
+                self.by_host[host] += 1
                 self.by_peer[(host, kind)] += 1
                 return host, kind
         metrics.CALLS_REFUSED.labels(kind).inc()
@@ -108,12 +109,13 @@ class BudgetInterceptor(grpc.ServerInterceptor):
         return None
 
     def _release(self, slot: tuple[str, str]) -> None:
-        kind = slot[1]
+        host, kind = slot
         with self.lock:
             self.by_kind[kind] -= 1
-            self.by_peer[slot] -= 1
-            if not self.by_peer[slot]:
-                del self.by_peer[slot]
+            for counts, key in ((self.by_peer, slot), (self.by_host, host)):
+                counts[key] -= 1
+                if not counts[key]:
+                    del counts[key]
 
     # --- idle streams ---
     def _watched(self, watch: _Watch, requests: Iterator) -> Iterator:

@@ -99,13 +99,10 @@ class Chaos:
         self.event("service restarted")
 
     def kill_decode_worker(self) -> None:
-        pid = self.cloud.proc.pid
-        for task in Path(f"/proc/{pid}/task").iterdir():
-            for child in (task / "children").read_text().split():
-                if b"decode" in Path(f"/proc/{child}/cmdline").read_bytes():
-                    os.kill(int(child), signal.SIGKILL)
-                    self.event("decode worker SIGKILL", pid=int(child))
-                    return
+        pid = self.cloud.decode_worker_pid()
+        if pid is not None:
+            os.kill(pid, signal.SIGKILL)
+            self.event("decode worker SIGKILL", pid=pid)
 
     def fill_disk(self, seconds: float) -> None:
         if self.disk is None:

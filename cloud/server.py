@@ -263,16 +263,21 @@ class CloudServer:
         """Decode progress as metrics of this process (the worker is another process)."""
         from lsic.cloud.storage.metadata import STATE_NAMES, now_us
 
+        counts: dict[int, int] = {}
+        turn = 0
         while not self.stopped.wait(2.0):
             try:
                 oldest = self.store.oldest_waiting()
-                counts = self.store.count_by_state()
+                waiting = self.store.count_pending()
+                if turn % 15 == 0:  # the per-state counts scan every stored frame: every 30 s, not 2
+                    counts = self.store.count_by_state()
+                turn += 1
             except LsicError as exc:
                 log.warning("decode metrics not updated", extra={"reason": str(exc)})
                 continue
             except Exception:  # the store is closing
                 return
-            metrics.DECODE_QUEUE.set(counts.get(0, 0))
+            metrics.DECODE_QUEUE.set(waiting)
             metrics.DECODE_LAG.set((now_us() - oldest.received_us) / 1e6 if oldest else 0.0)
             for state, name in STATE_NAMES.items():
                 metrics.FRAMES_BY_STATE.labels(name).set(counts.get(state, 0))

@@ -106,6 +106,17 @@ class CloudProcess:
             except subprocess.TimeoutExpired:
                 self.kill()
 
+    def decode_worker_pid(self) -> int | None:
+        """The pid of the service's decode worker (a child of any of its threads), None if none runs."""
+        for task in Path(f"/proc/{self.proc.pid}/task").iterdir():
+            for child in (task / "children").read_text().split():
+                try:
+                    if b"decode" in Path(f"/proc/{child}/cmdline").read_bytes():
+                        return int(child)
+                except OSError:  # it exited meanwhile
+                    continue
+        return None
+
     def operator_token(self) -> str:
         return (self.data / "operator.token").read_text().strip()
 

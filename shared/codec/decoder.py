@@ -59,15 +59,12 @@ class Decoder:
             self._synth[pkg.id] = s
         return s
 
-    def tile_symbols(self, parsed: ParsedContainer, pkg: ModelPackage, tile: Tile) -> TileSymbols:
-        return tile_symbols(pkg, parsed, tile)
-
     def symbols(self, data: bytes) -> list[TileSymbols | None]:
         """All decoded integers of every coded tile (None for reference tiles)."""
         parsed = parse(data, self.limits)
         pkg = self.package_for(parsed)
         return [
-            None if parsed.kinds[t.index] == TILE_SAME_AS_PREVIOUS else self.tile_symbols(parsed, pkg, t)
+            None if parsed.kinds[t.index] == TILE_SAME_AS_PREVIOUS else tile_symbols(pkg, parsed, t)
             for t in parsed.header.grid.tiles()
         ]
 

@@ -25,13 +25,10 @@ class OnnxSynthesis:
 
         self.session = make_session(str(pkg.path("synthesis.fp32.onnx")), threads)
 
-    def run(self, y_hat: np.ndarray) -> np.ndarray:
-        (x,) = self.session.run(["x_hat"], {"y_hat": y_hat.astype(np.float32)})
-        return x
-
     def run_rgb8(self, y_hat: np.ndarray) -> np.ndarray:
         """(B, M, h, w) latents -> (B, H, W, 3) uint8 pixels."""
-        return np.stack([to_rgb8(x) for x in self.run(y_hat)])
+        (x,) = self.session.run(["x_hat"], {"y_hat": y_hat.astype(np.float32)})
+        return np.stack([to_rgb8(img) for img in x])
 
 
 class TorchSynthesis:
@@ -67,10 +64,6 @@ class TorchSynthesis:
         if self.device != "cpu":  # page-locked, so the copy runs as a DMA beside the kernels
             y = y.pin_memory().to(self.device, non_blocking=True)
         return self.g_s(y.half() if self.half else y).float()
-
-    def run(self, y_hat: np.ndarray) -> np.ndarray:
-        with self.torch.inference_mode():
-            return self._forward(y_hat).cpu().numpy()
 
     def run_rgb8(self, y_hat: np.ndarray) -> np.ndarray:
         """(B, M, h, w) latents -> (B, H, W, 3) uint8 pixels, rounded as to_rgb8 rounds but on

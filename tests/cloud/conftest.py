@@ -55,3 +55,11 @@ def s3():
     boto3.client("s3", endpoint_url=server.endpoint).create_bucket(Bucket="lsic")
     yield server
     server.stop()
+
+
+def reset_postgres(dsn: str) -> None:
+    """An empty database: the tables are dropped, the next store creates them."""
+    import psycopg
+
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("DROP TABLE IF EXISTS frames, devices")

@@ -221,18 +221,9 @@ def test_a_frame_that_cannot_be_decoded_is_marked_failed_and_decoding_goes_on(cl
     assert "not in the archive" in infos.frames[0].decode_error
 
 
-def decode_worker_pid(cloud) -> int:
-    tasks = Path(f"/proc/{cloud.proc.pid}/task").iterdir()
-    children = [pid for task in tasks for pid in (task / "children").read_text().split()]
-    for pid in children:
-        if b"decode" in Path(f"/proc/{pid}/cmdline").read_bytes():
-            return int(pid)
-    raise AssertionError("no decode worker")
-
-
 def test_a_killed_decode_worker_is_restarted_and_decoding_goes_on(cloud, frames):
     token = cloud.add_device("cam-restart")
-    first = decode_worker_pid(cloud)
+    first = cloud.decode_worker_pid()
     os.kill(first, 9)
     with grpc.insecure_channel(cloud.address) as ch:
         stub = pb_grpc.IngestStub(ch)
@@ -246,7 +237,7 @@ def test_a_killed_decode_worker_is_restarted_and_decoding_goes_on(cloud, frames)
                 break
             time.sleep(0.5)
     assert [f.decode_state for f in infos.frames] == ["decoded"] * 6
-    assert decode_worker_pid(cloud) != first
+    assert cloud.decode_worker_pid() != first
     assert metric(cloud, "lsic_decode_worker_restarts_total") >= 1
 
 
@@ -269,7 +260,7 @@ def test_a_full_disk_refuses_frames_one_by_one_and_nothing_stops(small_disk, fra
     cloud.metrics_port = port
     try:
         token = cloud.add_device("cam-full")
-        worker = decode_worker_pid(cloud)
+        worker = cloud.decode_worker_pid()
         ack = iter([])
         requests: list[pb.FrameRecord] = []
         lock = threading.Condition()
@@ -307,7 +298,7 @@ def test_a_full_disk_refuses_frames_one_by_one_and_nothing_stops(small_disk, fra
                 requests.append(None)
                 lock.notify_all()
         wait_decoded(cloud, "cam-full", 15)
-        assert decode_worker_pid(cloud) == worker, "the decode worker paused; it did not exit"
+        assert cloud.decode_worker_pid() == worker, "the decode worker paused; it did not exit"
         recon = sum(p.stat().st_size for p in (small_disk / "data" / "blobs" / "recon").rglob("*.png"))
         assert recon <= (1 << 20) + 200_000, "the reconstruction cache keeps to its cap"
     finally:

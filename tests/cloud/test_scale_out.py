@@ -19,7 +19,7 @@ from lsic.v1 import lsic_pb2 as pb
 from lsic.v1 import lsic_pb2_grpc as pb_grpc
 
 from ..conftest import natural_image
-from .test_storage_backends import reset_postgres
+from .conftest import reset_postgres
 
 
 def md(token: str):

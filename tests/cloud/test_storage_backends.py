@@ -23,6 +23,7 @@ from lsic.v1 import lsic_pb2 as pb
 from lsic.v1 import lsic_pb2_grpc as pb_grpc
 
 from ..conftest import natural_image
+from .conftest import reset_postgres
 
 
 def row(seq: int, stream: str = "main", capture: int = 0, sha: str = "a" * 64) -> FrameRow:
@@ -210,10 +211,3 @@ def test_service_on_postgres_and_s3(tmp_path, postgres, s3, encoder, monkeypatch
         assert len(keys) == 3 and all(k.startswith("archive/frames/cam-pg/main/") for k in keys)
     finally:
         cloud.stop()
-
-
-def reset_postgres(dsn: str) -> None:
-    import psycopg
-
-    with psycopg.connect(dsn, autocommit=True) as conn:
-        conn.execute("DROP TABLE IF EXISTS frames, devices")
