@@ -28,7 +28,7 @@ from lsic.cloud.auth import Authenticator, shown
 from lsic.cloud.errors import FrameBusyError
 from lsic.cloud.frames import regions_json
 from lsic.cloud.storage.metadata import FrameRow, SqlMetadataStore, now_us
-from lsic.codec.bitstream import DEFAULT_LIMITS, TILE_CODED, TILE_SAME_AS_PREVIOUS, FrameLimits, parse
+from lsic.codec.bitstream import DEFAULT_LIMITS, TILE_SAME_AS_PREVIOUS, FrameLimits, parse
 from lsic.codec.errors import LsicError
 from lsic.codec.package import package_for_header
 from lsic.v1 import lsic_pb2 as pb
@@ -107,7 +107,7 @@ class IngestService(pb_grpc.IngestServicer):
         try:
             parsed = parse(rec.bitstream, self.limits.frame)
             for i, kind in enumerate(parsed.kinds):
-                if kind == TILE_CODED:
+                if kind != TILE_SAME_AS_PREVIOUS:
                     parsed.tile_payload(i)  # checks the tile's CRC32C
             # devices not yet upgraded still send the previous build, which the cloud keeps retired
             package_for_header(parsed.header)

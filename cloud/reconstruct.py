@@ -2,7 +2,10 @@
 
 Bitstreams are the archive; reconstructions are a cache that can be rebuilt at any time. A tile
 sent as "unchanged" takes its pixels from the most recent earlier frame of the stream in which
-that tile was coded (or from that frame's cached reconstruction).
+that tile was coded (or from that frame's cached reconstruction). A predicted frame (temporal
+coding) needs the latents of the frame just before it in its stream: they come from a cache of
+recently decoded latents, or are rebuilt by entropy-decoding forward from the nearest keyframe,
+so any frame can be decoded on its own (only the tiles asked for, for a region).
 """
 
 from __future__ import annotations
@@ -10,6 +13,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import OrderedDict
 from dataclasses import dataclass
 
 import cv2
@@ -17,10 +21,11 @@ import numpy as np
 
 from lsic.cloud import metrics
 from lsic.cloud.errors import StorageFullError
-from lsic.cloud.storage.metadata import DECODED, FAILED, QUARANTINED, STATE_NAMES, FrameRow, SqlMetadataStore
-from lsic.codec.bitstream import TILE_SAME_AS_PREVIOUS, parse
-from lsic.codec.decoder import DecodedFrame, DecodeJob, Decoder
-from lsic.codec.errors import BitstreamError, LsicError, RegionError
+from lsic.cloud.storage.metadata import DECODED, FAILED, QUARANTINED, STATE_NAMES, FrameRow, SqlMetadataStore, now_us
+from lsic.codec.bitstream import TILE_CODED, TILE_PREDICTED, TILE_SAME_AS_PREVIOUS, parse
+from lsic.codec.decoder import DecodedFrame, DecodeJob, Decoder, coded_tile, predicted_tile
+from lsic.codec.entropy.predicted import LatentState
+from lsic.codec.errors import BitstreamError, LsicError, MissingReferenceError, RegionError
 from lsic.codec.image_io import encode_image
 from lsic.codec.tiling import Grid
 
@@ -44,10 +49,51 @@ def decode_png(data: bytes) -> np.ndarray:
     return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
 
 
+FrameKey = tuple[str, str, int]
+
+
+def frame_key(row: FrameRow) -> FrameKey:
+    return row.device_id, row.stream_id, row.seq
+
+
+class LatentCache:
+    """Latents of recently decoded frames by (device, stream, seq) and tile, within a byte cap:
+    the reference of the next predicted frame is almost always the frame decoded just before."""
+
+    def __init__(self, max_bytes: int = 256 << 20) -> None:
+        self.max_bytes = max_bytes
+        self.frames: OrderedDict[FrameKey, dict[int, LatentState]] = OrderedDict()
+        self.bytes = 0
+        self.lock = threading.Lock()
+
+    @staticmethod
+    def _size(states: dict[int, LatentState]) -> int:
+        return sum(s.z.nbytes + s.y_fx.nbytes + (s.y_hat.nbytes if s.y_hat is not None else 0) for s in states.values())
+
+    def get(self, key: FrameKey, indexes: list[int]) -> dict[int, LatentState] | None:
+        with self.lock:
+            states = self.frames.get(key)
+            if states is None or any(i not in states or states[i].y_hat is None for i in indexes):
+                return None
+            self.frames.move_to_end(key)
+            return {i: states[i] for i in indexes}
+
+    def put(self, key: FrameKey, states: dict[int, LatentState]) -> None:
+        with self.lock:
+            old = self.frames.pop(key, None)
+            merged = {**(old or {}), **states}
+            self.bytes += self._size(merged) - (self._size(old) if old else 0)
+            self.frames[key] = merged
+            while self.bytes > self.max_bytes and len(self.frames) > 1:
+                _, dropped = self.frames.popitem(last=False)
+                self.bytes -= self._size(dropped)
+
+
 class Reconstructor:
     def __init__(self, store: SqlMetadataStore, blobs, decoder: Decoder) -> None:
         self.store, self.blobs, self.decoder = store, blobs, decoder
         self.lock = threading.Lock()  # one decode at a time: the decoder holds one model/device
+        self.latents = LatentCache()
 
     def bitstream(self, row: FrameRow) -> bytes:
         data = self.blobs.get(row.blob_key)
@@ -73,16 +119,65 @@ class Reconstructor:
             r = self.store.previous_frame(r)
         raise BitstreamError(f"frame {row.seq}: tile {index} refers to a frame that is not in the archive")
 
+    def reference_latents(self, row: FrameRow, indexes: list[int], grid: Grid) -> dict[int, LatentState]:
+        """Latents of the given tiles of the frame just before `row` in its stream: cached, or
+        entropy-decoded forward from the nearest keyframe (no synthesis). MissingReferenceError
+        when a frame of that chain is not in the archive."""
+        chain: list[FrameRow] = []
+        found: dict[int, LatentState] = {}
+        r = row
+        while True:
+            prev = self.store.previous_frame(r)
+            if prev is None or prev.seq != r.seq - 1:
+                raise MissingReferenceError(
+                    f"frame {r.seq} of {row.device_id}/{row.stream_id} is predicted from frame {r.seq - 1}, "
+                    "which is not in the archive"
+                )
+            cached = self.latents.get(frame_key(prev), indexes)
+            if cached is not None:
+                found = cached
+                break
+            chain.append(prev)
+            if not parse(self.bitstream(prev)).header.predicted:
+                break  # a keyframe: decodes on its own
+            r = prev
+        tiles = grid.tiles()
+        for r in reversed(chain):
+            parsed = parse(self.bitstream(r))
+            if parsed.header.grid != grid:
+                raise MissingReferenceError(f"frame {r.seq} has another size than the frames predicted from it")
+            pkg = self.decoder.package_for(parsed)
+            states = {}
+            for i in indexes:
+                kind = parsed.kinds[i]
+                if kind == TILE_CODED:
+                    states[i] = coded_tile(pkg, parsed, tiles[i])
+                elif kind == TILE_PREDICTED:
+                    states[i] = predicted_tile(pkg, parsed, tiles[i], found[i])
+                else:
+                    raise MissingReferenceError(f"frame {r.seq}: tile {i} keeps pixels, not latents, to predict from")
+            found = states
+            self.latents.put(frame_key(r), states)
+        return found
+
     def decode(self, row: FrameRow, region: tuple[int, int, int, int] | None = None) -> DecodedFrame:
-        """The frame, or the tiles a region touches; reference tiles come from earlier frames,
-        looked up only if the decoder meets one."""
+        """The frame, or the tiles a region touches; reference tiles and latents come from
+        earlier frames, looked up only if the decoder meets them."""
         data = self.bitstream(row)
 
         def references(indexes: list[int], grid: Grid) -> dict[int, np.ndarray]:
             return {i: self.reference_tile(row, i, grid) for i in indexes}
 
+        job = DecodeJob(data, region, references, latents=self.latents_before(row),
+                        on_latents=lambda states: self.latents.put(frame_key(row), states))
         with self.lock:
-            return self.decoder.decode(data, region=region, previous=references)
+            result = self.decoder.decode_many([job])[0]
+        if isinstance(result, LsicError):
+            raise result
+        return result
+
+    def latents_before(self, row: FrameRow):
+        return lambda indexes, grid: self.reference_latents(row, indexes, grid)
 
     def bits_map(self, row: FrameRow) -> tuple[bytes, float, float]:
         """The frame's where-the-bits-go heatmap as PNG, its scale and its mean (bits per pixel)."""
@@ -118,8 +213,13 @@ class DecodeSettings:
     poll_s: float = 0.2
     cache_bytes: int = 2 << 30  # cap on the reconstruction cache (derived data, rebuilt on demand)
     reserve_bytes: int = 1 << 30  # free space the cache never takes: it belongs to incoming bitstreams
+    # A predicted frame whose reference is not stored yet (two ingest replicas can store a
+    # stream's frames out of order) waits this long after it was received, tried again every
+    # REFERENCE_RETRY_S; then it is marked failed, saying which frame is missing.
+    reference_wait_s: float = 60.0
 
 
+REFERENCE_RETRY_S = 2.0  # how soon a frame waiting for its reference is tried again
 MAX_ATTEMPTS = 2  # a frame whose worker died this many times while holding it is quarantined
 PAUSE_S = (1.0, 30.0)  # first and longest wait while the disk is full
 
@@ -182,10 +282,22 @@ class DecodeWorker:
             except LsicError as exc:
                 self.finish(row, FAILED, str(exc))
                 continue
-            jobs.append(DecodeJob(data, previous=self._previous(row, done), on_done=self._keeper(row, done)))
+            jobs.append(
+                DecodeJob(
+                    data,
+                    previous=self._previous(row, done),
+                    on_done=self._keeper(row, done),
+                    latents=self.recon.latents_before(row),
+                    on_latents=self._latents_keeper(row),
+                )
+            )
             ok_rows.append(row)
         results = self._decode(jobs)
         for i, (row, result) in enumerate(zip(ok_rows, results, strict=True)):
+            waited = now_us() - row.received_us
+            if isinstance(result, MissingReferenceError) and waited < self.settings.reference_wait_s * 1e6:
+                self.store.defer_decode(row, self.settings.owner, REFERENCE_RETRY_S)  # its reference may be on its way
+                continue
             if isinstance(result, Exception):
                 self.finish(row, FAILED, _reason(result))
                 continue
@@ -271,6 +383,10 @@ class DecodeWorker:
         metrics.FRAMES_FINISHED.labels(STATE_NAMES[state]).inc()
         if state in (FAILED, QUARANTINED):
             log.error("frame cannot be decoded", extra={**where, "state": STATE_NAMES[state], "reason": error})
+
+    def _latents_keeper(self, row: FrameRow):
+        key = frame_key(row)
+        return lambda states: self.recon.latents.put(key, states)
 
     @staticmethod
     def _keeper(row: FrameRow, done: dict):

@@ -1,4 +1,4 @@
-"""The edge agent: capture -> rate control -> unchanged tiles -> int8 encode -> spool -> send.
+"""The edge agent: capture -> rate control -> int8 encode (temporal for video) -> spool -> send.
 
 Capture and encoding run in the main loop; a sender thread drains the spool over gRPC. The
 agent runs without PyTorch.
@@ -14,9 +14,9 @@ from pathlib import Path
 
 from lsic.codec import quality_map
 from lsic.codec.encoder import Encoder
-from lsic.codec.tiling import DEFAULT_TILE, Grid
+from lsic.codec.tiling import DEFAULT_TILE
+from lsic.codec.video import VideoEncoder, VideoSettings
 from lsic.edge import metrics
-from lsic.edge.changes import ChangeDetector
 from lsic.edge.ratecontrol import RateController
 from lsic.edge.regions import InterestFinder, PrivacyMasker, Region
 from lsic.edge.sources import SourceOptions, frames
@@ -42,8 +42,8 @@ class AgentConfig:
     spool_dir: Path = Path(".lsic-spool")
     spool_max_mb: float = 512.0
     spool_policy: str = "drop-oldest"
-    change_threshold: float = 0.0  # 0: code every tile of every frame
-    refresh_every: int = 100
+    temporal: bool = False  # keyframes, then only the blocks that changed (lsic.codec.video)
+    keyframe_interval: int = 250
     status_every_s: float = 5.0
     source_opts: SourceOptions = field(default_factory=SourceOptions)
     interest: InterestFinder | None = None  # regions coded at a higher quality
@@ -62,8 +62,9 @@ class AgentReport:
     error: str = ""  # why the agent stopped early (refused credentials)
     raw_bytes: int = 0
     coded_bytes: int = 0
-    tiles: int = 0
-    reference_tiles: int = 0
+    keyframes: int = 0
+    blocks: int = 0
+    coded_blocks: int = 0
     seconds: float = 0.0
     achieved_kbps: float = 0.0
     encode_seconds: float = 0.0
@@ -102,7 +103,10 @@ class Agent:
         self.spool = Spool(cfg.spool_dir, cfg.stream_id, int(cfg.spool_max_mb * 1024 * 1024), cfg.spool_policy)
         self.sender = Sender(self.spool, cfg.link)
         self.rate = RateController(self.encoder.pkg.n_rates, cfg.quality, cfg.target_kbps)
-        self.changes = ChangeDetector(cfg.change_threshold, cfg.refresh_every)
+        self.video = (
+            VideoEncoder(self.encoder, cfg.tile_size, VideoSettings(cfg.keyframe_interval)) if cfg.temporal else None
+        )
+        self._spool_dropped = 0
         self.stopping = threading.Event()
         self.report = AgentReport()
         self.on_frame = None  # optional callback (seq, frame, bitstream), e.g. for quality reports
@@ -110,7 +114,7 @@ class Agent:
     def stop(self) -> None:
         self.stopping.set()
 
-    def encode_frame(self, frame, quality: int) -> tuple[bytes, set[int], list[pb.Region]]:
+    def encode_frame(self, frame, quality: int) -> tuple[bytes, list[pb.Region], bool]:
         """Mask, find the regions of interest, encode. The frame's pixels are masked in place
         first, so nothing after this point (the encoder, on_frame) sees what was masked."""
         regions: list[pb.Region] = []
@@ -125,15 +129,21 @@ class Agent:
                 boxes = [(r.box, steps) for r, steps in found]
                 qmap = quality_map.from_boxes(w, h, quality, boxes, self.encoder.pkg.n_rates)
                 regions += [_region(r) for r, _ in found]
-        same = (
-            self.changes.unchanged(frame.rgb, Grid(w, h, self.cfg.tile_size))
-            if self.cfg.change_threshold > 0
-            else set()
-        )
         t0 = time.perf_counter()
-        data = self.encoder.encode(frame.rgb, quality, self.cfg.tile_size, unchanged=same, quality_map=qmap)
-        self.report.encode_seconds += time.perf_counter() - t0
-        return data, same, regions
+        r = self.report
+        if self.video is None:
+            data, predicted = self.encoder.encode(frame.rgb, quality, self.cfg.tile_size, quality_map=qmap), False
+            r.keyframes, r.blocks, r.coded_blocks = r.keyframes + 1, r.blocks + 1, r.coded_blocks + 1
+        else:
+            if self.spool.stats.dropped != self._spool_dropped:  # the cloud will miss a reference: start afresh
+                self._spool_dropped = self.spool.stats.dropped
+                self.video.force_keyframe()
+            coded = self.video.encode(frame.rgb, quality, qmap)
+            data, predicted = coded.data, not coded.keyframe
+            r.keyframes += coded.keyframe
+            r.blocks, r.coded_blocks = r.blocks + coded.blocks, r.coded_blocks + coded.coded_blocks
+        r.encode_seconds += time.perf_counter() - t0
+        return data, regions, predicted
 
     def status(self) -> dict:
         r = self.report
@@ -170,12 +180,14 @@ class Agent:
                     first_frame = time.monotonic()
                 self.report.captured += 1
                 now = time.monotonic()
-                decision = self.rate.decide(now)
+                temporal = self.video is not None
+                keyframe = not temporal or self.video.next_is_keyframe(frame.rgb.shape[:2])
+                decision = self.rate.decide(now, keyframe, temporal)
                 if decision.quality == 0:
                     self.report.dropped_rate += 1
                     metrics.FRAMES_DROPPED.labels("rate").inc()
                     continue
-                data, same, regions = self.encode_frame(frame, decision.quality)
+                data, regions, predicted = self.encode_frame(frame, decision.quality)
                 rec = pb.FrameRecord(
                     stream_id=cfg.stream_id,
                     capture_time_us=frame.capture_time_us,
@@ -186,13 +198,11 @@ class Agent:
                 if not self.spool.make_room(rec.ByteSize() + 10, self.stopping):  # + the sequence's varint
                     break
                 seq = self.spool.append(lambda n, rec=rec: _numbered(rec, n))
-                self.rate.record(now, decision.quality, 8 * len(data))
+                self.rate.record(now, decision.quality, 8 * len(data), predicted)
                 r = self.report
                 r.encoded += 1
                 r.raw_bytes += frame.rgb.nbytes
                 r.coded_bytes += len(data)
-                r.tiles += len(Grid(frame.rgb.shape[1], frame.rgb.shape[0], cfg.tile_size))
-                r.reference_tiles += len(same)
                 metrics.FRAMES_ENCODED.inc()
                 metrics.BYTES_ENCODED.inc(len(data))
                 if self.on_frame:

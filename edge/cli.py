@@ -33,8 +33,8 @@ SETTINGS: dict[str, tuple[type, object, str]] = {
     "spool": (str, ".lsic-spool", "spool folder (durable queue of unacknowledged frames)"),
     "spool_max_mb": (float, 512.0, "spool size limit in MiB"),
     "spool_policy": (str, "drop-oldest", "when the spool is full: drop-oldest or pause"),
-    "change_threshold": (float, 0.0, "send tiles whose mean abs change is below this as references (0: off)"),
-    "refresh_every": (int, 100, "code every tile at least once every N frames"),
+    "temporal": (str, "auto", "code only the blocks that changed since the last frame: auto (on for cameras, streams and video files), on, off"),
+    "keyframe_interval": (int, 250, "with temporal coding: a keyframe (decodable on its own) every N frames"),
     "max_fps": (float, 0.0, "frame-rate cap (0: none)"),
     "resize": (str, "", "resize frames to WxH"),
     "crop": (str, "", "crop frames to x,y,w,h before resizing"),
@@ -103,6 +103,14 @@ def _ints(text: str, n: int, sep: str, what: str) -> tuple[int, ...] | None:
     return tuple(int(p) for p in parts)
 
 
+def _temporal(mode: str, source: str) -> bool:
+    from lsic.edge.sources import is_video_source
+
+    if mode not in ("auto", "on", "off"):
+        raise UsageError(f"--temporal must be auto, on or off, not {mode!r}")
+    return mode == "on" or (mode == "auto" and is_video_source(source))
+
+
 # Exit codes of `lsic-edge run` (besides 0, and run_main's 2 for bad arguments or files):
 EXIT_UNACKNOWLEDGED = 1  # frames still in the spool when --max-frames/--timeout ended the run
 EXIT_CREDENTIALS = 5  # the cloud refused the device's credentials (wrong, revoked); spool kept
@@ -152,8 +160,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         spool_dir=Path(s["spool"]) / s["device_id"],
         spool_max_mb=s["spool_max_mb"],
         spool_policy=s["spool_policy"],
-        change_threshold=s["change_threshold"],
-        refresh_every=s["refresh_every"],
+        temporal=_temporal(s["temporal"], s["source"]),
+        keyframe_interval=s["keyframe_interval"],
         status_every_s=s["status_every"],
         source_opts=SourceOptions(
             max_fps=s["max_fps"],

@@ -106,6 +106,15 @@ def raw_frames(source: str) -> Iterator[np.ndarray]:
         yield read_rgb(f)
 
 
+def is_video_source(source: str) -> bool:
+    """A camera, a stream or a video file: consecutive frames of one scene, worth temporal coding
+    (image folders and the built-in moving drone pass are coded frame by frame)."""
+    if source.isdigit() or "://" in source:
+        return True
+    path = Path(source)
+    return source != "builtin" and path.is_file() and path.suffix.lower() not in IMAGE_SUFFIXES
+
+
 def file_fps(source: str) -> float:
     """The frame rate a video file declares, 0 for anything else (cameras, streams, images)."""
     path = Path(source)

@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 import grpc
+import numpy as np
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 
@@ -129,6 +130,37 @@ class CloudProcess:
 
     def add_device(self, device_id: str, ca: Path | None = None, client: Path | None = None) -> str:
         return self.cli("device", "add", device_id, ca=ca, client=client)
+
+    def _archive(self, call: str, request, timeout: float = 60.0):
+        from lsic.v1 import lsic_pb2_grpc as pb_grpc
+
+        with grpc.insecure_channel(self.address) as ch:
+            md = (("authorization", f"Bearer {self.operator_token()}"),)
+            return getattr(pb_grpc.ArchiveStub(ch), call)(request, metadata=md, timeout=timeout)
+
+    def wait_decoded(self, device_id: str, stream_id: str, count: int, timeout: float = 300.0) -> list:
+        """The stream's first `count` frames (FrameInfo) once the decode worker has finished them."""
+        from lsic.v1 import lsic_pb2 as pb
+
+        deadline = time.monotonic() + timeout
+        while True:
+            req = pb.ListFramesRequest(device_id=device_id, stream_id=stream_id, limit=count)
+            frames = list(self._archive("ListFrames", req).frames)
+            if len(frames) >= count and all(f.decode_state != "waiting" for f in frames):
+                return frames
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{device_id}/{stream_id}: {len(frames)} frames, not all {count} decoded")
+            time.sleep(0.5)
+
+    def reconstruct(self, device_id: str, stream_id: str, seq: int) -> np.ndarray:
+        """A frame as the archive API reconstructs it (RGB)."""
+        import cv2
+
+        from lsic.v1 import lsic_pb2 as pb
+
+        key = pb.FrameKey(device_id=device_id, stream_id=stream_id, sequence=seq)
+        png = self._archive("Reconstruct", pb.ReconstructRequest(key=key), timeout=300).png
+        return cv2.cvtColor(cv2.imdecode(np.frombuffer(png, np.uint8), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
 
     def __enter__(self) -> CloudProcess:
         return self.start()

@@ -411,6 +411,18 @@ class SqlMetadataStore:
             )
             return cur.rowcount > 0
 
+    def defer_decode(self, row: FrameRow, owner: str, delay_s: float) -> None:
+        """Hand a leased frame back to be claimed again in `delay_s` (it waits for its reference
+        frame): the attempt does not count."""
+        with self._tx() as cur:
+            cur.execute(
+                self._q(
+                    "UPDATE frames SET decode_lease_us = ?, decode_owner = NULL, decode_attempts = decode_attempts - 1 "
+                    "WHERE device_id = ? AND stream_id = ? AND seq = ? AND decode_owner = ? AND decoded = 0"
+                ),
+                (now_us() + int(delay_s * 1e6), row.device_id, row.stream_id, row.seq, owner),
+            )
+
     def release_decode(self, row: FrameRow, owner: str) -> None:
         """Hand a leased frame back undecoded (the worker pauses): the attempt does not count."""
         with self._tx() as cur:

@@ -35,6 +35,10 @@ VERSION_TWO_PASS = 2
 VERSION_FLAGS = 3
 FLAG_TWO_PASS = 0x01
 FLAG_QUALITY_MAP = 0x02
+# The frame is predicted from the previous frame of its stream: its tiles may be of kind
+# TILE_PREDICTED (lsic.codec.entropy.predicted).
+FLAG_PREDICTED = 0x04
+FLAGS_KNOWN = FLAG_TWO_PASS | FLAG_QUALITY_MAP | FLAG_PREDICTED
 MAP_BLOCK = 64  # pixels per quality-map cell: one position of z, 4x4 of y
 MAP_STEPS = 4  # map levels per quality: level v is quality 1 + (v - 1) / MAP_STEPS
 _FIXED = struct.Struct("<4sBBIIHB32sB")  # magic ver flags width height tile quality hash id_len
@@ -68,7 +72,10 @@ DEFAULT_LIMITS = FrameLimits()
 
 TILE_CODED = 0
 TILE_SAME_AS_PREVIOUS = 1  # unchanged since the previous frame of the stream: reuse its pixels
-TILE_KINDS = (TILE_CODED, TILE_SAME_AS_PREVIOUS)
+# only the blocks that changed are coded, merged into the previous frame's latents (needs FLAG_PREDICTED)
+TILE_PREDICTED = 2
+TILE_KINDS = (TILE_CODED, TILE_SAME_AS_PREVIOUS, TILE_PREDICTED)
+KIND_NAMES = {TILE_CODED: "coded", TILE_SAME_AS_PREVIOUS: "same_as_previous", TILE_PREDICTED: "predicted"}
 
 
 def crc32c(data: bytes) -> int:
@@ -103,6 +110,11 @@ class Container:
     def two_pass(self) -> bool:
         """y coded in two passes (checkerboard context)."""
         return self.version == VERSION_TWO_PASS or (self.version >= VERSION_FLAGS and bool(self.flags & FLAG_TWO_PASS))
+
+    @property
+    def predicted(self) -> bool:
+        """Decoding needs the previous frame of the stream (its latents)."""
+        return self.version >= VERSION_FLAGS and bool(self.flags & FLAG_PREDICTED)
 
     @property
     def map_shape(self) -> tuple[int, int]:
@@ -164,6 +176,7 @@ class ParsedContainer:
             "tiles": {"cols": h.grid.cols, "rows": h.grid.rows, "count": len(self.kinds)},
             "quality": h.quality,
             **({"quality_map": (1 + (h.quality_map - 1) / MAP_STEPS).tolist()} if h.quality_map is not None else {}),
+            "predicted": h.predicted,
             "model_id": h.model_id,
             "model_hash": h.model_hash.hex(),
             "bytes": len(self.data),
@@ -172,7 +185,7 @@ class ParsedContainer:
             "tile_table": [
                 {
                     "index": i,
-                    "kind": "coded" if k == TILE_CODED else "same_as_previous",
+                    "kind": KIND_NAMES[k],
                     "offset": o,
                     "length": n,
                     "crc32c": f"{c:08x}",
@@ -231,7 +244,7 @@ def parse(data: bytes, limits: FrameLimits | None = DEFAULT_LIMITS) -> ParsedCon
     pos += id_len
     if version < VERSION_FLAGS:
         flags = 0
-    elif flags & ~(FLAG_TWO_PASS | FLAG_QUALITY_MAP):
+    elif flags & ~FLAGS_KNOWN:
         raise BitstreamError(f"unknown header flags {flags:#04x}")
     map_at = None
     if flags & FLAG_QUALITY_MAP:  # skipped until the header checksum is verified
@@ -262,7 +275,7 @@ def parse(data: bytes, limits: FrameLimits | None = DEFAULT_LIMITS) -> ParsedCon
     off = table_end + 4
     for i in range(n_tiles):
         kind, length, crc = _TILE.unpack_from(data, pos + i * _TILE.size)
-        if kind not in TILE_KINDS:
+        if kind not in TILE_KINDS or (kind == TILE_PREDICTED and not flags & FLAG_PREDICTED):
             raise BitstreamError(f"tile {i}: unknown kind {kind}")
         kinds.append(kind)
         lengths.append(length)

@@ -1,7 +1,9 @@
 """The decoder: container -> checked tiles -> entropy path -> batched synthesis -> stitched RGB.
 
 Region decoding touches only the tiles a window intersects. Tiles marked "same as previous"
-reuse the previous frame's decoded tile, which the caller passes in.
+reuse the previous frame's decoded tile, which the caller passes in. Predicted tiles (temporal
+coding, lsic.codec.entropy.predicted) merge their coded blocks into the previous frame's latents,
+which the caller passes in too; the decoder hands back each frame's latents for the next one.
 """
 
 from __future__ import annotations
@@ -13,9 +15,18 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from lsic.codec.bitstream import DEFAULT_LIMITS, TILE_SAME_AS_PREVIOUS, FrameLimits, ParsedContainer, parse
+from lsic.codec.bitstream import (
+    DEFAULT_LIMITS,
+    TILE_CODED,
+    TILE_PREDICTED,
+    TILE_SAME_AS_PREVIOUS,
+    FrameLimits,
+    ParsedContainer,
+    parse,
+)
 from lsic.codec.entropy.latents import TileSymbols, decode_tile
-from lsic.codec.errors import BitstreamError, LsicError
+from lsic.codec.entropy.predicted import LatentState, decode_predicted, intra_state
+from lsic.codec.errors import BitstreamError, LsicError, MissingReferenceError
 from lsic.codec.package import STRIDE, ModelPackage, package_for_header
 from lsic.codec.quality_map import gains_for
 from lsic.codec.synthesis import make_synthesis
@@ -30,6 +41,7 @@ class DecodedFrame:
     rgb: np.ndarray  # the requested window
     tiles: dict[int, np.ndarray]  # decoded tiles (cropped to their true size), by index
     region: tuple[int, int, int, int]
+    latents: dict[int, LatentState] = field(default_factory=dict)  # decoded tiles' latents (not from a pool)
 
 
 class Decoder:
@@ -64,7 +76,7 @@ class Decoder:
         parsed = parse(data, self.limits)
         pkg = self.package_for(parsed)
         return [
-            None if parsed.kinds[t.index] == TILE_SAME_AS_PREVIOUS else tile_symbols(pkg, parsed, t)
+            tile_symbols(pkg, parsed, t) if parsed.kinds[t.index] == TILE_CODED else None
             for t in parsed.header.grid.tiles()
         ]
 
@@ -73,9 +85,11 @@ class Decoder:
         data: bytes,
         region: tuple[int, int, int, int] | None = None,
         previous: dict[int, np.ndarray] | Callable[[list[int], Grid], dict[int, np.ndarray]] | None = None,
+        latents: Latents | None = None,
     ) -> DecodedFrame:
-        """Decode the tiles a region (default: the whole image) touches."""
-        result = self.decode_many([DecodeJob(data, region, previous)])[0]
+        """Decode the tiles a region (default: the whole image) touches. latents: the previous
+        frame's (for a predicted frame); the result's `latents` are this frame's."""
+        result = self.decode_many([DecodeJob(data, region, previous, latents=latents)])[0]
         if isinstance(result, LsicError):
             raise result
         return result
@@ -126,11 +140,33 @@ class Decoder:
         needed = grid.tiles_in(x, y, w, h)
         st.refs = [t for t in needed if parsed.kinds[t.index] == TILE_SAME_AS_PREVIOUS]
         coded = [t for t in needed if parsed.kinds[t.index] != TILE_SAME_AS_PREVIOUS]
-        if self.pool is not None:
+        if self.pool is not None and not parsed.header.predicted:
             st.coded = iter(_PooledTiles(self.pool, job.data, coded))
         else:  # lazy: tiles are entropy-decoded as the batches take them, so memory stays bounded
-            st.coded = ((t, dequantized_tile(pkg, parsed, t)) for t in coded)
+            st.coded = self._in_process(st, parsed, coded)
         return st
+
+    def _in_process(self, st: _JobState, parsed: ParsedContainer, tiles: list[Tile]) -> Iterator[tuple[Tile, np.ndarray]]:
+        """(tile, y_hat) of coded and predicted tiles, keeping each tile's latents in st.latents;
+        the previous frame's latents are asked for once, when the first predicted tile needs them."""
+        refs: dict[int, LatentState] | None = None
+        for t in tiles:
+            if parsed.kinds[t.index] == TILE_PREDICTED:
+                if refs is None:
+                    wanted = [u.index for u in tiles if parsed.kinds[u.index] == TILE_PREDICTED]
+                    refs = _resolve(st.job.latents, wanted, st.grid)
+                ref = refs.get(t.index)
+                if ref is None or ref.y_hat is None:
+                    raise MissingReferenceError(
+                        f"tile {t.index} is predicted from the previous frame of the stream, which is not available"
+                    )
+                state = predicted_tile(st.pkg, parsed, t, ref)
+            else:
+                state = coded_tile(st.pkg, parsed, t)
+            st.latents[t.index] = state
+            yield t, state.y_hat
+        if st.job.on_latents is not None:
+            st.job.on_latents(st.latents)
 
     def _finish(self, st: _JobState) -> DecodedFrame | LsicError:
         if st.refs:
@@ -145,7 +181,7 @@ class Decoder:
                     return BitstreamError(f"tile {t.index} refers to the previous frame, which is not available")
                 st.tiles[t.index] = place(st.out, t, prev[t.index], st.x, st.y)
         smooth_seams(st.out, st.grid, st.x, st.y)
-        frame = DecodedFrame(st.out, st.tiles, (st.x, st.y, st.out.shape[1], st.out.shape[0]))
+        frame = DecodedFrame(st.out, st.tiles, (st.x, st.y, st.out.shape[1], st.out.shape[0]), st.latents)
         if st.job.on_done:
             st.job.on_done(frame)
         return frame
@@ -160,9 +196,31 @@ def tile_symbols(pkg: ModelPackage, parsed: ParsedContainer, tile: Tile) -> Tile
 def dequantized_tile(pkg: ModelPackage, parsed: ParsedContainer, tile: Tile) -> np.ndarray:
     """y_hat of one coded tile as the synthesis reads it: the integers, times the inverse gain of
     the frame's quality or, with a quality map, of each position's."""
+    return coded_tile(pkg, parsed, tile).y_hat
+
+
+def coded_tile(pkg: ModelPackage, parsed: ParsedContainer, tile: Tile) -> LatentState:
+    """The latents of an intra-coded tile, y_hat dequantized."""
     symbols = tile_symbols(pkg, parsed, tile)
     h, w = symbols.y.shape[1:]
-    return symbols.y_hat() * gains_for(pkg.arrays["inv_gain"], parsed.header, tile, 16 * h, 16 * w)
+    return intra_state(symbols, symbols.y_hat() * gains_for(pkg.arrays["inv_gain"], parsed.header, tile, 16 * h, 16 * w))
+
+
+def predicted_tile(pkg: ModelPackage, parsed: ParsedContainer, tile: Tile, ref: LatentState) -> LatentState:
+    """The latents of a predicted tile: its coded blocks merged into `ref`, the same tile of the
+    previous frame (raises MissingReferenceError if `ref` is not the one it was coded against)."""
+    h, w = ref.y_fx.shape[1:]
+    inv_gain = gains_for(pkg.arrays["inv_gain"], parsed.header, tile, 16 * h, 16 * w)
+    return decode_predicted(pkg, parsed.tile_payload(tile.index), ref, inv_gain)
+
+
+Latents = dict[int, LatentState] | Callable[[list[int], Grid], dict[int, LatentState]]
+
+
+def _resolve(source: Latents | None, indexes: list[int], grid: Grid) -> dict[int, LatentState]:
+    if source is None:
+        return {}
+    return source(indexes, grid) if callable(source) else source
 
 
 class _PooledTiles:
@@ -198,6 +256,11 @@ class DecodeJob:
     # (called only when the frame has reference tiles in the decoded window)
     previous: dict[int, np.ndarray] | Callable[[list[int], Grid], dict[int, np.ndarray]] | None = None
     on_done: Callable[[DecodedFrame], None] | None = None
+    # the previous frame's latents by tile (or a callable giving them), for predicted tiles
+    latents: Latents | None = None
+    # called with this frame's latents by tile once its tiles are entropy-decoded (before the
+    # next job's), so the next frame of a stream in the same batch can be predicted from them
+    on_latents: Callable[[dict[int, LatentState]], None] | None = None
 
 
 @dataclass
@@ -211,6 +274,7 @@ class _JobState:
     out: np.ndarray
     tiles: dict[int, np.ndarray] = field(default_factory=dict)
     refs: list[Tile] = field(default_factory=list)
+    latents: dict[int, LatentState] = field(default_factory=dict)
     coded: Iterator[tuple[Tile, np.ndarray]] = field(default_factory=lambda: iter(()))
 
 

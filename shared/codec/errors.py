@@ -65,6 +65,19 @@ class UnsupportedVersionError(BitstreamError):
     grpc_status = "FAILED_PRECONDITION"
 
 
+class MissingReferenceError(BitstreamError):
+    """A predicted frame's reference (the previous frame of its stream) is not available: not
+    stored yet, lost, or not given to the decoder. Nothing is decoded from a wrong reference."""
+
+    exit_code = 15
+    grpc_status = "FAILED_PRECONDITION"
+
+
+class ReferenceMismatchError(MissingReferenceError):
+    """A predicted tile names (by checksum) another reference than the one the decoder holds:
+    frames out of order, or a frame of the stream missing in between."""
+
+
 class ModelError(LsicError):
     """A model package is missing, unknown or damaged."""
 

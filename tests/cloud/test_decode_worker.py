@@ -13,6 +13,7 @@ from lsic.cloud.storage.blobs import LocalBlobStore
 from lsic.cloud.storage.metadata import (
     DECODED,
     EVICTED,
+    FAILED,
     QUARANTINED,
     WAITING,
     FrameRow,
@@ -84,3 +85,61 @@ def test_a_full_disk_pauses_the_worker_and_keeps_the_frames_waiting(archive):
     after = store.list_frames("dev")
     assert all(r.decoded == WAITING and r.decode_attempts == 0 for r in after)
     assert w._pause > 1.0, "it backs off"
+
+
+def store_stream(store, blobs, datas: list[bytes], seqs: list[int], stream: str = "cam") -> None:
+    for data, seq in zip(datas, seqs, strict=True):
+        sha = hashlib.sha256(data).hexdigest()
+        row = FrameRow("dev", stream, seq, seq, now_us(), 320, 192, 6, "default", len(data), 0, 1, 0,
+                       blob_key("dev", stream, seq, sha), content_sha256=sha)
+        blobs.put(row.blob_key, data)
+        assert store.claim_frame(row) is None
+        store.mark_stored(row)
+
+
+@pytest.fixture(scope="module")
+def temporal_stream(encoder):
+    from lsic.codec.video import VideoEncoder, VideoSettings
+
+    from ..codec.test_temporal import scene
+
+    video = VideoEncoder(encoder, tile_size=128, settings=VideoSettings(keyframe_interval=5))
+    return [video.encode(f, 6).data for f in scene(8)]
+
+
+def test_predicted_frames_decode_in_batches_and_on_their_own_alike(tmp_path, temporal_stream):
+    """The worker decodes a temporal stream split over batches (the reference of a batch's first
+    frame rebuilt from the archive); any frame rendered alone, by a fresh reconstructor, is the same."""
+    store, blobs = SqliteMetadataStore(tmp_path / "m.db"), LocalBlobStore(tmp_path / "blobs")
+    store_stream(store, blobs, temporal_stream, list(range(8)))
+    w = worker(store, blobs, batch_frames=3)
+    while rows := store.claim_decode("w", 3, lease_s=60):
+        w.step(rows)
+    rows = store.list_frames("dev")
+    assert [r.decoded for r in rows] == [DECODED] * 8
+    fresh = Reconstructor(store, blobs, Decoder(backend="onnx"))
+    for r in (rows[7], rows[3], rows[6]):
+        alone, _ = fresh.render(r, None)
+        assert (alone == w.recon.cached(r)).all()
+    store.close()
+
+
+def test_a_missing_reference_waits_then_fails_saying_which_frame(tmp_path, temporal_stream):
+    from lsic.codec.errors import MissingReferenceError
+
+    store, blobs = SqliteMetadataStore(tmp_path / "m.db"), LocalBlobStore(tmp_path / "blobs")
+    store_stream(store, blobs, [temporal_stream[0], temporal_stream[2]], [0, 2])  # frame 1 never arrived
+    w = worker(store, blobs, reference_wait_s=3600)
+    w.step(store.claim_decode("w", 4, lease_s=60))
+    states = {r.seq: r.decoded for r in store.list_frames("dev")}
+    assert states == {0: DECODED, 2: WAITING}, "it waits for its reference"
+    assert store.claim_decode("w", 4, lease_s=60) == [], "and is not claimed again at once"
+    with pytest.raises(MissingReferenceError, match="predicted from frame 1"):
+        w.recon.render(store.list_frames("dev")[1], None)
+    w.settings.reference_wait_s = 0
+    with store._tx() as cur:
+        cur.execute("UPDATE frames SET decode_lease_us = 0")
+    w.step(store.claim_decode("w", 4, lease_s=60))
+    row = store.list_frames("dev")[1]
+    assert row.decoded == FAILED and "frame 1, which is not in the archive" in row.decode_error
+    store.close()

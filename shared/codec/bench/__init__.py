@@ -15,6 +15,7 @@ BENCHES = {
     "decode": ("lsic.codec.bench.decode", "cloud decoder MP/s: entropy path in 1..N processes, synthesis, end to end"),
     "roi": ("lsic.codec.bench.roi", "a region of interest against uniform quality at equal file size"),
     "roi-video": ("lsic.edge.roi_study", "people on a fixed camera as regions of interest, at equal total bitrate"),
+    "video": ("lsic.edge.video_study", "temporal coding on a fixed camera against x264 and x265"),
     "half": ("lsic.codec.bench.half", "quality cost of fp16 synthesis (the cloud's GPU default)"),
     "tiling": ("lsic.codec.bench.tiling", "rate and PSNR cost of tiling, large-image memory, region decode speed"),
     "edge": ("lsic.edge.bench", "edge agent frames/s, kbps and RSS against a local cloud service"),

@@ -68,10 +68,15 @@ def _to_int(y: np.ndarray, means_fx: np.ndarray) -> np.ndarray:
     return np.clip(np.rint(y.astype(np.float64) - means_fx / FX), -_LIMIT, _LIMIT).astype(np.int64)
 
 
+def quantize_z(pkg: ModelPackage, z: np.ndarray) -> np.ndarray:
+    """Analysis z (N,h,w) -> its integers (relative to the shipped medians)."""
+    medians = pkg.z_medians_fx.astype(np.float64)[:, None, None] / FX
+    return np.clip(np.rint(z.astype(np.float64) - medians), -_LIMIT, _LIMIT).astype(np.int64)
+
+
 def quantize(pkg: ModelPackage, y: np.ndarray, z: np.ndarray) -> TileSymbols:
     """Analysis outputs of one tile (gained y (M,H,W), z (N,h,w)) -> its symbols."""
-    medians = pkg.z_medians_fx.astype(np.float64)[:, None, None] / FX
-    z_int = np.clip(np.rint(z.astype(np.float64) - medians), -_LIMIT, _LIMIT).astype(np.int64)
+    z_int = quantize_z(pkg, z)
     hyper = hyper_output(pkg, z_int)
     index, means_fx = split_params(pkg, hyper)
     y_int = _to_int(y, means_fx)
@@ -91,7 +96,11 @@ def coding_passes(pkg: ModelPackage, h: int, w: int) -> list[np.ndarray]:
 
 
 def encode_tile(pkg: ModelPackage, y: np.ndarray, z: np.ndarray) -> bytes:
-    s = quantize(pkg, y, z)
+    return encode_symbols(pkg, quantize(pkg, y, z))
+
+
+def encode_symbols(pkg: ModelPackage, s: TileSymbols) -> bytes:
+    """A tile's quantized symbols -> its payload."""
     passes = coding_passes(pkg, *s.y.shape[1:])
     return pkg.latent_codec.encode(s.z, [(s.y[:, sel], s.index[:, sel]) for sel in passes])
 

@@ -1,0 +1,128 @@
+"""Temporal coding: keyframes, predicted frames that code only changed blocks, bit-exact latents
+between the int8 edge encoder and the decoder, and explicit errors for missing references."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from lsic.codec.bitstream import TILE_CODED, TILE_PREDICTED, parse
+from lsic.codec.decoder import Decoder
+from lsic.codec.encoder import Encoder
+from lsic.codec.errors import BitstreamError, MissingReferenceError, ReferenceMismatchError
+from lsic.codec.metrics import psnr
+from lsic.codec.video import VideoEncoder, VideoSettings
+
+
+def scene(n: int, w: int = 320, h: int = 192) -> list[np.ndarray]:
+    """A fixed camera: a textured still background, a small square walking across it, sensor noise."""
+    rng = np.random.default_rng(7)
+    yy, xx = np.mgrid[0:h, 0:w]
+    background = np.stack([128 + 60 * np.sin(xx / 9.0), 128 + 50 * np.cos(yy / 7.0), 100 + 0.3 * xx], -1)
+    out = []
+    for i in range(n):
+        f = background + rng.normal(0, 1.0, background.shape)
+        x = 20 + 24 * i
+        f[60:100, x : x + 30] = (230, 40, 40)
+        out.append(np.clip(f, 0, 255).astype(np.uint8))
+    return out
+
+
+@pytest.fixture(scope="module")
+def coded():
+    frames = scene(8)
+    video = VideoEncoder(Encoder("default", threads=2), tile_size=128, settings=VideoSettings(keyframe_interval=6))
+    out = []
+    for f in frames:
+        c = video.encode(f, 6)
+        out.append((c, {i: (m.state.z.copy(), m.state.y_fx.copy()) for i, m in video.memory.items()}))
+    return frames, out
+
+
+def decode_in_order(decoder: Decoder, datas: list[bytes]):
+    latents, outs = None, []
+    for d in datas:
+        o = decoder.decode(d, latents=latents)
+        latents = o.latents
+        outs.append(o)
+    return outs
+
+
+def test_keyframes_by_interval_and_few_blocks_coded_in_between(coded):
+    _, out = coded
+    keys = [c.keyframe for c, _ in out]
+    assert keys == [True, False, False, False, False, False, True, False]
+    for c, _ in out:
+        kinds = set(parse(c.data).kinds)
+        assert kinds == ({TILE_CODED} if c.keyframe else {TILE_PREDICTED})
+        if not c.keyframe:
+            assert 0 < c.coded_blocks <= c.blocks // 3, "only the blocks the square crossed are coded"
+            assert len(c.data) < len(out[0][0].data) / 2
+
+
+def test_edge_and_decoder_latents_are_bit_exact_and_frames_reconstruct(coded):
+    frames, out = coded
+    outs = decode_in_order(Decoder(backend="onnx"), [c.data for c, _ in out])
+    for (_, edge_states), o, f in zip(out, outs, frames, strict=True):
+        for i, (z, y_fx) in edge_states.items():
+            assert np.array_equal(o.latents[i].z, z) and np.array_equal(o.latents[i].y_fx, y_fx)
+        assert psnr(o.rgb, f) > 24, "the moving square and the background both come through"
+    square = [psnr(o.rgb[60:100, 20 + 24 * k : 50 + 24 * k], f[60:100, 20 + 24 * k : 50 + 24 * k])
+              for k, (o, f) in enumerate(zip(outs, frames, strict=True))]
+    assert min(square) > 22, "the square is coded where it moved to"
+
+
+def test_predicted_frame_without_or_with_the_wrong_reference_is_refused(coded):
+    _, out = coded
+    dec = Decoder(backend="onnx")
+    with pytest.raises(MissingReferenceError, match="previous frame"):
+        dec.decode(out[2][0].data)
+    first = dec.decode(out[0][0].data)
+    with pytest.raises(ReferenceMismatchError):
+        dec.decode(out[2][0].data, latents=first.latents)  # frame 1 skipped
+
+
+def test_region_of_a_predicted_frame_touches_only_its_tiles(coded):
+    _, out = coded
+    dec = Decoder(backend="onnx")
+    full = decode_in_order(dec, [c.data for c, _ in out[:3]])[-1]
+    key = dec.decode(out[0][0].data, region=(0, 0, 100, 100))
+    one = dec.decode(out[1][0].data, region=(0, 0, 100, 100), latents=key.latents)
+    two = dec.decode(out[2][0].data, region=(0, 0, 100, 100), latents=one.latents)
+    assert set(two.latents) == {0}
+    assert np.array_equal(two.rgb, full.rgb[:100, :100])
+
+
+def test_scene_change_makes_a_keyframe():
+    frames = scene(2)
+    video = VideoEncoder(Encoder("default", threads=2), tile_size=128)
+    assert video.encode(frames[0], 4).keyframe
+    assert video.encode(255 - frames[1], 4).keyframe, "most blocks changed"
+    assert not video.encode(255 - frames[1], 4).keyframe
+
+
+def test_damaged_predicted_tiles_fail_with_typed_errors(coded):
+    _, out = coded
+    dec = Decoder(backend="onnx")
+    key = dec.decode(out[0][0].data)
+    parsed = parse(out[1][0].data)
+    rng = np.random.default_rng(3)
+    for _ in range(30):
+        buf = bytearray(out[1][0].data)
+        pos = int(rng.integers(parsed.offsets[0], len(buf)))
+        buf[pos] ^= 1 << int(rng.integers(8))
+        with pytest.raises(BitstreamError):
+            dec.decode(bytes(buf), latents=key.latents)
+
+
+def test_cli_decode_of_a_predicted_frame_says_what_it_needs(coded, tmp_path):
+    _, out = coded
+    path = tmp_path / "p.lsic"
+    path.write_bytes(out[1][0].data)
+    r = subprocess.run([sys.executable, "-m", "lsic.codec.cli", "decode", str(path), "-o", str(tmp_path / "p.png")],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 15 and "lsic: error:" in r.stderr and "previous frame" in r.stderr
+    assert "Traceback" not in r.stderr
