@@ -30,10 +30,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--frames", type=int, default=150)
     p.add_argument("--fps", type=float, default=0.0, help="frame rate for kbit/s (default: the file's)")
     p.add_argument("--model", default="default")
-    p.add_argument("--qualities", default="2,3,4,5,6,7,8,9,10")
+    p.add_argument("--qualities", default="1,3,5,7,9")
     p.add_argument("--crf", default="23,26,29,32,35,38")
     p.add_argument("--keyframe-interval", type=int, default=250)
-    p.add_argument("--rd-scale", type=float, default=1.0)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--end-to-end", action="store_true", help="LSIC through edge agent -> cloud -> archive API")
     p.add_argument("--speed-frames", type=int, default=60, help="frames for the VGA encode-speed row (0: skip)")
@@ -81,7 +80,7 @@ def lsic_point(clip: list[np.ndarray], fps: float, quality: int, args: argparse.
     """One quality of temporal coding, decoded in order by the cloud's decoder (in this process)."""
     from lsic.codec.video import VideoEncoder, VideoSettings
 
-    video = VideoEncoder(enc, settings=VideoSettings(args.keyframe_interval, rd_scale=args.rd_scale))
+    video = VideoEncoder(enc, settings=VideoSettings(args.keyframe_interval))
     nbytes, psnrs, coded, blocks, keys = 0, [], 0, 0, 0
     latents = None
     for rgb in clip:
@@ -100,7 +99,7 @@ def end_to_end_points(clip: list[np.ndarray], fps: float, qualities: list[int], 
     import sys
     import tempfile
 
-    from lsic.codec.image_io import write_image
+    from lsic.codec.image_io import write_rgb
     from lsic.testing import CloudProcess
 
     points = []
@@ -108,7 +107,7 @@ def end_to_end_points(clip: list[np.ndarray], fps: float, qualities: list[int], 
         frames_dir = Path(tmp) / "clip"
         frames_dir.mkdir()
         for i, rgb in enumerate(clip):  # the exact frames the other codecs saw, in order
-            write_image(frames_dir / f"{i:05d}.png", rgb)
+            write_rgb(frames_dir / f"{i:05d}.png", rgb)
         cloud = CloudProcess(Path(tmp) / "cloud", extra=["--max-fps-per-device", "1000"]).start()
         try:
             token = cloud.add_device("bench")
@@ -139,7 +138,7 @@ def vga_speed(clip: list[np.ndarray], count: int, args: argparse.Namespace, enc)
     from lsic.codec.video import VideoEncoder, VideoSettings
 
     frames = [cv2.resize(f, (640, 480), interpolation=cv2.INTER_LINEAR) for f in clip[:count]]
-    video = VideoEncoder(enc, settings=VideoSettings(args.keyframe_interval, rd_scale=args.rd_scale))
+    video = VideoEncoder(enc, settings=VideoSettings(args.keyframe_interval))
     t0 = time.perf_counter()
     for f in frames:
         video.encode(f, 6)

@@ -236,6 +236,14 @@ def cmd_requantize(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_fit_temporal(args: argparse.Namespace) -> int:
+    from lsic.codec.networks.temporal_fit import fit_package
+
+    report = fit_package(Path(args.package), Path(args.data), args.pairs, args.qualities, args.seed)
+    print(json.dumps({"package": args.package, "temporal_prior": report}))
+    return 0
+
+
 def cmd_gpu(args: argparse.Namespace) -> int:
     from lsic.codec.networks import gpu_recipe
 
@@ -431,6 +439,17 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--calibration", required=True, help="image folder for int8 calibration")
     r.add_argument("--no-retire", action="store_true", help="replace the build outright instead of retiring it")
     r.set_defaults(func=cmd_requantize)
+
+    ft = sub.add_parser(
+        "fit-temporal",
+        help="fit a package's temporal prior (predicted frames of fixed cameras) on rate alone, from still photos",
+    )
+    ft.add_argument("package", help="package folder, e.g. shared/models/default")
+    ft.add_argument("--data", required=True, help="photos to make synthetic frame pairs from (a fifth held out)")
+    ft.add_argument("--pairs", type=count, default=1200)
+    ft.add_argument("--qualities", default="3,5,7,9", help="qualities the predicted frames are coded at")
+    ft.add_argument("--seed", type=int, default=0)
+    ft.set_defaults(func=cmd_fit_temporal)
 
     g = sub.add_parser("gpu", help="train on a borrowed GPU machine: pack what it needs, unpack what it returns")
     gsub = g.add_subparsers(dest="gpu_command", required=True)

@@ -25,6 +25,7 @@ import numpy as np
 from lsic.codec.bitstream import Container
 from lsic.codec.entropy.coder import LatentCodec, TableSet
 from lsic.codec.entropy.int_hyper import IntLayer, layers_from_arrays
+from lsic.codec.entropy.temporal import TemporalPrior
 from lsic.codec.errors import BitstreamError, ModelError, ModelHashError, OperatingPointError, UnknownModelError
 
 BUILTIN_DIR = Path(__file__).resolve().parent.parent / "models"
@@ -143,6 +144,17 @@ class ModelPackage:
         z = TableSet(a["z_freqs"], a["z_lengths"], a["z_origins"])
         y = TableSet(a["y_freqs"], a["y_lengths"], -((a["y_lengths"].astype(np.int64) - 2) // 2))
         return LatentCodec(z, y)
+
+    @cached_property
+    def temporal(self) -> TemporalPrior | None:
+        """The temporal prior of predicted tiles (lsic.codec.entropy.temporal); None without one."""
+        return TemporalPrior.from_arrays(self.arrays)
+
+    def temporal_of(self, build: bytes) -> TemporalPrior | None:
+        """The temporal prior predicted tiles of `build` were coded with: this build's own, none
+        for an earlier build it decodes (a prior is only ever added to a build that had none;
+        refitting one retires it, lsic.codec.networks.temporal_fit)."""
+        return self.temporal if build == self.hash else None
 
     @property
     def scale_thresholds(self) -> np.ndarray:

@@ -1,12 +1,17 @@
 """Temporal coding for fixed cameras: keyframes, then frames that code only the blocks that changed.
 
-A keyframe codes every tile as a still image would. The frames after it are predicted
-(lsic.codec.entropy.predicted): each 64x64 block is either coded, merged into the previous
-frame's latents, or kept as it was. The choice is a rate-distortion one, made on the edge
-without a decoder: keeping a block costs the squared error between the frame and what was last
-coded there (the cloud still shows that), coding it costs about the bits it took last time. A
-block is coded when lambda * that error outweighs those bits, lambda being the one each
-operating point was trained with (model.json), so higher qualities refresh more eagerly.
+A keyframe codes every tile as a still image would; a scheduled one at the top quality by
+default: what it codes stays on screen wherever the scene does not move, for the whole
+interval, while its cost is shared by every frame of it. The frames after it are predicted (lsic.codec.entropy.predicted):
+each 16x16 block (one y position) is either coded, merged into the previous frame's latents, or
+kept as it was. The choice is a rate-distortion one, made on the edge without a decoder:
+keeping a block costs the squared error between the frame and what was last coded there (the
+cloud still shows that) plus that coding's own error; coding it costs the error of coding now
+and about the bits it took last time. The coding errors are those model.json measured on Kodak
+per quality, so sensor noise alone does not make a block worth re-coding at a lower quality
+than the keyframe's. A block is coded when lambda times the error removed outweighs the bits,
+lambda being the one each operating point was trained with (model.json), scaled by
+`rd_scale`.
 
 Comparing with what was last *coded* (not with the previous frame) keeps slow drift from
 accumulating. Keyframes come every `keyframe_interval` frames and on a scene change (most
@@ -41,21 +46,37 @@ from lsic.codec.quality_map import check as check_map
 from lsic.codec.quality_map import gains_for, qualities, tile_levels
 from lsic.codec.tiling import DEFAULT_TILE, Tile, cut
 
-BLOCK = MAP_BLOCK  # one z position
+BLOCK = 16  # one y position: the unit a predicted frame codes or keeps
 
 
 @dataclass
 class VideoSettings:
     keyframe_interval: int = 250  # frames from one keyframe to the next (x264's default too)
     scene_change: float = 0.6  # a frame with more than this share of its blocks changed is a keyframe
-    rd_scale: float = 1.0  # multiplies lambda: above 1 codes more blocks (higher quality, more bits)
+    rd_scale: float = 2.5  # multiplies lambda: above 1 codes more blocks (higher quality, more bits)
+    # Qualities added to scheduled keyframes (the first, every interval, after a cut), up to the
+    # top one (by default they are at the top): what such a keyframe codes stays on screen
+    # wherever the scene does not move, for the whole interval, while its cost is shared by
+    # every frame of it. A scene change is coded at the frame's quality: a moving camera makes
+    # one of most frames.
+    keyframe_boost: int = 10
+    # Share of the coding error at the frame's quality a block's change must exceed to be coded:
+    # re-coding a block trades its change for a fresh coding error about as large, so changes
+    # well under that error buy little.
+    min_change: float = 0.5
+
+    def floor(self, noise: float, mse_now: np.ndarray | float, mse_shown: np.ndarray | float) -> np.ndarray | float:
+        """What a block's change (per pixel) must exceed before coding it removes error: the noise,
+        the extra error of coding at a lower quality than what is shown was coded at, and
+        `min_change` of the coding error at the frame's quality."""
+        return noise + (mse_now - mse_shown) + self.min_change * mse_now
 
 
 @dataclass
 class CodedFrame:
     data: bytes
     keyframe: bool
-    blocks: int  # 64x64 blocks in the frame
+    blocks: int  # 16x16 blocks in the frame
     coded_blocks: int  # blocks coded in this frame (all of them in a keyframe)
 
 
@@ -76,6 +97,42 @@ def rd_lambdas(pkg: ModelPackage) -> np.ndarray:
     return np.asarray(out, dtype=np.float64)
 
 
+def coding_mse(pkg: ModelPackage) -> np.ndarray:
+    """Mean squared error per pixel and channel (0..255) that coding at each quality (1..n) is
+    expected to leave: model.json's Kodak PSNR per quality; a flat 0 without one."""
+    psnr = (pkg.meta.get("kodak") or {}).get("psnr_rgb") or []
+    if len(psnr) != pkg.n_rates:
+        return np.zeros(pkg.n_rates)
+    return 255.0**2 / 10.0 ** (np.asarray(psnr, dtype=np.float64) / 10.0)
+
+
+def block_change(pixels: np.ndarray, shown: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per 16x16 block (H/16, W/16): the mean squared difference per pixel and channel, and the
+    part of it that is not a shift of the block's mean (what noise contributes)."""
+    ph, pw = pixels.shape[:2]
+    diff = (pixels.astype(np.float32) - shown.astype(np.float32)).reshape(ph // BLOCK, BLOCK, pw // BLOCK, BLOCK, 3)
+    mse = (diff * diff).mean(axis=(1, 3, 4))
+    shift = diff.mean(axis=(1, 3))
+    return mse, mse - (shift * shift).mean(axis=-1)
+
+
+def worth_coding(change: np.ndarray, lam: np.ndarray | float, bits: np.ndarray, floor: np.ndarray | float) -> np.ndarray:
+    """The 16x16 blocks to code: where lambda times the squared error coding would remove
+    outweighs the bits it is expected to take. Keeping a block leaves its `change` since it was
+    last coded (block_change against the pixels coded then); `floor` (per pixel) is the part of
+    that change coding cannot remove: sensor noise, which the codec does not reproduce, and the
+    extra error of coding at a lower quality than the block was coded at."""
+    return lam * BLOCK * BLOCK * (change - floor) > bits
+
+
+def noise_floor(variations: list[np.ndarray]) -> float:
+    """Sensor noise in a frame's change, per pixel: the median block's change beyond a shift of
+    its mean. On a fixed camera what moves covers the smaller part of the picture (a frame where
+    most blocks move is a scene change, coded as a keyframe), and a lighting change shifts block
+    means, which coding does remove."""
+    return float(np.median(np.concatenate([v.ravel() for v in variations]))) if variations else 0.0
+
+
 @dataclass
 class _TileMemory:
     """What the edge keeps of one tile: the decoder's state, the pixels last coded in each block,
@@ -83,7 +140,8 @@ class _TileMemory:
 
     state: LatentState
     pixels: np.ndarray  # padded tile, uint8 (H, W, 3)
-    block_bits: np.ndarray  # (h, w)
+    block_bits: np.ndarray  # (4h, 4w) per 16x16 block
+    block_mse: np.ndarray  # (4h, 4w) the coding error expected where each block was last coded
 
 
 class VideoEncoder:
@@ -93,6 +151,7 @@ class VideoEncoder:
         self.encoder, self.pkg, self.tile_size = encoder, encoder.pkg, tile_size
         self.settings = settings or VideoSettings()
         self.lambdas = rd_lambdas(self.pkg)
+        self.mse = coding_mse(self.pkg)
         self.memory: dict[int, _TileMemory] = {}
         self.shape: tuple[int, int] | None = None
         self.since_key = 0
@@ -116,39 +175,46 @@ class VideoEncoder:
         header = Container(w, h, self.tile_size, quality, self.pkg.id, self.pkg.hash)
         if quality_map is not None:
             header.quality_map = check_map(quality_map, w, h, self.pkg.n_rates)
-        key = self.next_is_keyframe((h, w))
-        changed = {} if key else self._changed_blocks(rgb, header)
+        scheduled = self.next_is_keyframe((h, w))
+        changed = {} if scheduled else self._changed_blocks(rgb, header)
         n_blocks = _blocks(header)
         n_changed = sum(int(c.sum()) for c in changed.values())
-        if not key and n_changed > self.settings.scene_change * n_blocks:
-            key = True
+        key = scheduled or n_changed > self.settings.scene_change * n_blocks
+        if scheduled:
+            header.quality = min(self.pkg.n_rates, quality + self.settings.keyframe_boost)
+            if header.quality_map is not None:
+                header.quality_map = np.minimum(header.quality_map.astype(np.int32) + 4 * self.settings.keyframe_boost,
+                                                4 * (self.pkg.n_rates - 1) + 1).astype(np.uint8)
         frame = self._keyframe(rgb, header) if key else self._predicted(rgb, header, changed)
         self.since_key = 0 if key else self.since_key + 1
         self.shape, self._force = (h, w), False
         return CodedFrame(frame, key, n_blocks, n_blocks if key else n_changed)
 
-    def _lambda(self, header: Container, tile: Tile, ph: int, pw: int) -> np.ndarray:
-        """Lambda per block of a padded tile (the quality map's, or the frame's quality)."""
+    def _per_block(self, values: np.ndarray, header: Container, tile: Tile, ph: int, pw: int) -> np.ndarray:
+        """A per-quality value (lambda, expected error) for each 16x16 block of a padded tile: the
+        frame's quality, or the quality map's, interpolated geometrically between qualities."""
         if header.quality_map is None:
-            return np.full((ph // BLOCK, pw // BLOCK), self.lambdas[header.quality - 1])
-        q = qualities(tile_levels(header.quality_map, tile, ph, pw)[::4, ::4])
+            return np.full((ph // BLOCK, pw // BLOCK), values[header.quality - 1])
+        q = qualities(tile_levels(header.quality_map, tile, ph, pw))
         lo = np.floor(q).astype(int)
-        hi = np.minimum(lo + 1, len(self.lambdas))
+        hi = np.minimum(lo + 1, len(values))
         frac = q - lo
-        logs = np.log(self.lambdas)
+        logs = np.log(np.maximum(values, 1e-12))
         return np.exp(logs[lo - 1] * (1 - frac) + logs[hi - 1] * frac)
 
     def _changed_blocks(self, rgb: np.ndarray, header: Container) -> dict[int, np.ndarray]:
         """Blocks worth coding, per tile (only tiles with at least one)."""
+        tiles = list(header.grid.tiles())
+        padded = [cut(rgb, t, STRIDE) for t in tiles]
+        changes = [block_change(p, self.memory[t.index].pixels) for t, p in zip(tiles, padded, strict=True)]
+        noise = noise_floor([v for _, v in changes])
         out = {}
-        scale = self.settings.rd_scale
-        for t in header.grid.tiles():
+        for t, p, (change, _) in zip(tiles, padded, changes, strict=True):
             mem = self.memory[t.index]
-            padded = cut(rgb, t, STRIDE)
-            ph, pw = padded.shape[:2]
-            diff = (padded.astype(np.int32) - mem.pixels.astype(np.int32)) ** 2
-            sse = diff.reshape(ph // BLOCK, BLOCK, pw // BLOCK, BLOCK, 3).sum(axis=(1, 3, 4)) / 3.0
-            coded = scale * self._lambda(header, t, ph, pw) * sse > mem.block_bits
+            ph, pw = p.shape[:2]
+            lam = self.settings.rd_scale * self._per_block(self.lambdas, header, t, ph, pw)
+            here = self._per_block(self.mse, header, t, ph, pw)
+            coded = worth_coding(change, lam, mem.block_bits, self.settings.floor(noise, here, mem.block_mse))
             if coded.any():
                 out[t.index] = coded
         return out
@@ -166,8 +232,10 @@ class VideoEncoder:
         def one(tile: Tile) -> tuple[int, bytes]:
             padded, y, z = self._analyse(rgb, header, tile)
             s = quantize(self.pkg, y, z)
-            bits = _block_sums(position_bits(self.pkg, s))
-            self.memory[tile.index] = _TileMemory(intra_state(s), padded.copy(), bits)  # cut() may return a view
+            ph, pw = padded.shape[:2]
+            mse = self._per_block(self.mse, header, tile, ph, pw)
+            # cut() may return a view of the frame: the memory keeps its own copy
+            self.memory[tile.index] = _TileMemory(intra_state(s), padded.copy(), position_bits(self.pkg, s), mse)
             return tile.index, encode_symbols(self.pkg, s)
 
         self.memory = {}
@@ -187,7 +255,9 @@ class VideoEncoder:
             p = encode_predicted(self.pkg, y, z, mem.state, coded)
             at = np.kron(coded, np.ones((BLOCK, BLOCK), dtype=bool))
             mem.pixels[at] = padded[at]
-            mem.block_bits = np.where(coded, p.block_bits, mem.block_bits)
+            mem.block_bits = np.where(coded, p.position_bits, mem.block_bits)
+            mse = self._per_block(self.mse, header, tile, *padded.shape[:2])
+            mem.block_mse = np.where(coded, mse, mem.block_mse)
             mem.state = p.state
             return tile.index, p.payload
 
@@ -210,10 +280,5 @@ def _set_version(header: Container, pkg: ModelPackage, predicted: bool) -> None:
 
 
 def _blocks(header: Container) -> int:
-    return sum((-(-t.h // BLOCK)) * (-(-t.w // BLOCK)) for t in header.grid.tiles())
-
-
-def _block_sums(per_position: np.ndarray) -> np.ndarray:
-    """(4h, 4w) per latent position -> (h, w) per 64x64 block."""
-    h, w = per_position.shape[0] // 4, per_position.shape[1] // 4
-    return per_position.reshape(h, 4, w, 4).sum(axis=(1, 3))
+    """16x16 blocks of the frame's padded tiles."""
+    return sum((-(-t.h // MAP_BLOCK)) * (-(-t.w // MAP_BLOCK)) * 16 for t in header.grid.tiles())

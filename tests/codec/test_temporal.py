@@ -96,6 +96,18 @@ def test_region_of_a_predicted_frame_touches_only_its_tiles(coded):
     assert np.array_equal(two.rgb, full.rgb[:100, :100])
 
 
+def test_noise_alone_codes_nothing_but_a_lighting_change_is_coded():
+    rng = np.random.default_rng(11)
+    still = scene(1)[0].astype(np.float64)
+    video = VideoEncoder(Encoder("default", threads=2), tile_size=128)
+    assert video.encode(still.astype(np.uint8), 5).keyframe
+    for _ in range(3):
+        noisy = np.clip(still + rng.normal(0, 3.0, still.shape), 0, 255).astype(np.uint8)
+        assert video.encode(noisy, 5).coded_blocks == 0, "fresh sensor noise is not worth bits"
+    brighter = video.encode(np.clip(still + 14, 0, 255).astype(np.uint8), 5)
+    assert brighter.keyframe or brighter.coded_blocks > brighter.blocks // 2
+
+
 def test_scene_change_makes_a_keyframe():
     frames = scene(2)
     video = VideoEncoder(Encoder("default", threads=2), tile_size=128)
@@ -126,3 +138,47 @@ def test_cli_decode_of_a_predicted_frame_says_what_it_needs(coded, tmp_path):
                        capture_output=True, text=True, timeout=120)
     assert r.returncode == 15 and "lsic: error:" in r.stderr and "previous frame" in r.stderr
     assert "Traceback" not in r.stderr
+
+
+def test_shipped_model_has_a_temporal_prior_fitted_on_held_out_rate():
+    from lsic.codec.package import load_package
+
+    pkg = load_package("default")
+    assert pkg.temporal is not None
+    report = pkg.meta["temporal_prior"]
+    assert report["rate_saving_held_out"] > 0.005, "the prior saves bits on pairs it was not fitted on"
+
+
+def test_refitting_the_prior_keeps_earlier_frames_decoding(coded, tmp_path, monkeypatch):
+    """A new prior is a new build; predicted frames the earlier build wrote decode as before."""
+    import shutil
+
+    from lsic.codec import package
+    from lsic.codec.image_io import write_rgb
+    from lsic.codec.networks.temporal_fit import fit_package
+
+    frames, out = coded
+    before = decode_in_order(Decoder(backend="onnx"), [c.data for c, _ in out[:3]])
+    models = tmp_path / "models"
+    shutil.copytree(package.load_package("default").root, models / "default")
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    rng = np.random.default_rng(5)
+    for i in range(3):
+        write_rgb(photos / f"{i}.png", np.clip(rng.normal(120, 40, (300, 320, 3)), 0, 255).astype(np.uint8))
+    monkeypatch.setenv("LSIC_MODELS", str(models))
+    monkeypatch.setattr(package, "_LOADED", {})
+    old = package.load_package_dir(models / "default").hash
+    report = fit_package(models / "default", photos, pairs=12, qualities="6")
+    assert report["trained_on"].startswith("10 synthetic pairs")
+    new = package.load_package_dir(models / "default")
+    assert new.hash != old and new.temporal is not None
+    assert list((models / "retired").glob("default-*")), "the build whose prior was replaced is kept decode-only"
+    after = decode_in_order(Decoder(backend="onnx"), [c.data for c, _ in out[:3]])
+    for b, a in zip(before, after, strict=True):
+        assert np.array_equal(b.rgb, a.rgb)
+    video = VideoEncoder(Encoder("default", threads=2), tile_size=128)
+    datas = [video.encode(f, 6).data for f in frames[:3]]
+    assert parse(datas[1]).header.model_hash == new.hash
+    again = decode_in_order(Decoder(backend="onnx"), datas)
+    assert psnr(again[-1].rgb, frames[2]) > 24

@@ -1,18 +1,22 @@
 """Predicted tiles: conditional replenishment at the hyperprior's own grain.
 
-A fixed camera sees mostly what it saw a moment ago. A predicted tile codes only the 64x64
-blocks that changed, one position of z and 4x4 of y each; every other block keeps the previous
-frame's integers. Encoder and decoder both merge the coded blocks into the reference's latents
-before the integer hyper-synthesis and the checkerboard context run, so the tables and means of
-every coded symbol come from integers both sides hold: the same bit-exact guarantee as an intra
-tile. The synthesis then runs over the whole merged tile, so there are no block seams.
+A fixed camera sees mostly what it saw a moment ago. A predicted tile codes only what changed:
+64x64 blocks (one position of z, 4x4 of y) and, within each, only the y positions (16x16
+pixels) that changed; everything else keeps the previous frame's integers. Encoder and decoder
+both merge the coded values into the reference's latents before the integer hyper-synthesis and
+the checkerboard context run, so the tables and means of every coded symbol come from integers
+both sides hold: the same bit-exact guarantee as an intra tile. The synthesis then runs over the
+whole merged tile, so there are no block seams.
 
 Payload of a predicted tile (docs/bitstream.md, tile kind 2):
   4 bytes   CRC32C of the reference state it was coded against (LatentState.digest)
-  m bytes   the coded-block mask, one bit per z position in raster order, packed most
-            significant bit first and zero-padded to a multiple of 4 bytes
+  m bytes   block mask: one bit per z position (64x64 pixels) in raster order, most
+            significant bit first, zero-padded to whole bytes
+  2 bytes   per coded block, in raster order: which of its 4x4 y positions are coded (bit 15 =
+            top left, row by row); at least one
+  pad       zero bytes to a multiple of 4 bytes from the start of the payload
   rest      one rANS stream: z of the coded blocks (channel by channel), then y of the coded
-            blocks in the usual passes (anchors first with a checkerboard context)
+            positions in the usual passes (anchors first with a checkerboard context)
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ from lsic.codec.entropy.latents import (
     quantize_z,
     split_params,
 )
+from lsic.codec.entropy.temporal import TemporalPrior
 from lsic.codec.errors import BitstreamError, ReferenceMismatchError
 from lsic.codec.package import ModelPackage
 
@@ -62,50 +67,107 @@ def intra_state(symbols: TileSymbols, y_hat: np.ndarray | None = None) -> Latent
     return LatentState(symbols.z, symbols.y * int(FX) + symbols.means_fx, y_hat)
 
 
-def _positions(coded: np.ndarray) -> np.ndarray:
-    """Block mask (h, w) -> y position mask (4h, 4w)."""
-    return np.kron(coded, np.ones((4, 4), dtype=bool)).astype(bool)
+def blocks_of(positions: np.ndarray) -> np.ndarray:
+    """Coded y positions (4h, 4w) -> coded blocks (h, w): those with any position coded."""
+    h, w = positions.shape[0] // 4, positions.shape[1] // 4
+    return positions.reshape(h, 4, w, 4).any(axis=(1, 3))
 
 
-def _mask_bytes(coded: np.ndarray) -> bytes:
-    packed = np.packbits(coded.reshape(-1).astype(np.uint8)).tobytes()
-    return packed + b"\0" * (-len(packed) % 4)
+def _head(ref: LatentState, positions: np.ndarray) -> bytes:
+    h, w = ref.blocks
+    blocks = blocks_of(positions)
+    cells = positions.reshape(h, 4, w, 4).transpose(0, 2, 1, 3)[blocks].reshape(-1, 16)
+    out = struct.pack("<I", ref.digest()) + np.packbits(blocks.reshape(-1)).tobytes()
+    out += np.packbits(cells.astype(np.uint8), axis=1).tobytes()
+    return out + b"\0" * (-len(out) % 4)
 
 
-def _params(pkg: ModelPackage, z_full: np.ndarray, y_fx_ref: np.ndarray, at: np.ndarray, y_int: np.ndarray | None):
-    """Hyper output, then (index, means) for the first pass; with a context, a function giving the
-    refined (index, means) once the coded anchors' integers are known."""
+def _read_head(payload: bytes, h: int, w: int) -> tuple[int, np.ndarray, int]:
+    """(reference digest, coded positions (4h, 4w), where the rANS stream starts)."""
+    n_blocks = -(-h * w // 8)
+    if len(payload) < 4 + n_blocks:
+        raise BitstreamError("predicted tile payload is shorter than its reference and block mask")
+    (digest,) = struct.unpack_from("<I", payload, 0)
+    bits = np.unpackbits(np.frombuffer(payload, np.uint8, n_blocks, 4))
+    if bits[h * w :].any():
+        raise BitstreamError("predicted tile's block mask has bits set past its blocks")
+    blocks = bits[: h * w].reshape(h, w).astype(bool)
+    k = int(blocks.sum())
+    at = 4 + n_blocks
+    if len(payload) < at + 2 * k:
+        raise BitstreamError("predicted tile payload is shorter than its position masks")
+    cells = np.unpackbits(np.frombuffer(payload, np.uint8, 2 * k, at).reshape(k, 2), axis=1).astype(bool)
+    if k and not cells.any(axis=1).all():
+        raise BitstreamError("predicted tile codes a block with no position")
+    grid = np.zeros((h, w, 16), dtype=bool)
+    grid[blocks] = cells
+    positions = grid.reshape(h, w, 4, 4).transpose(0, 2, 1, 3).reshape(4 * h, 4 * w)
+    at += 2 * k
+    start = at + (-at % 4)
+    if any(payload[at:start]):
+        raise BitstreamError("predicted tile's padding is not zero")
+    return digest, positions, start
+
+
+def _params(pkg: ModelPackage, z_full: np.ndarray, y_fx_ref: np.ndarray, at: np.ndarray, prior: TemporalPrior | None):
+    """(index, means) of the first pass; with a context, a function giving the refined (index,
+    means) once the coded anchors' integers are known. Both through the temporal prior, if any."""
     hyper = hyper_output(pkg, z_full)
-    index, means = split_params(pkg, hyper)
+
+    def temporal(params: tuple[np.ndarray, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        if prior is None:
+            return params
+        return prior.apply(*params, y_fx_ref, pkg.latent_codec.y_tables.freqs.shape[0])
+
+    index, means = temporal(split_params(pkg, hyper))
 
     def refined(y_anchor_int: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         anchors = anchor_mask(*hyper.shape[1:])
         merged = np.where(at, y_anchor_int * int(FX) + means, y_fx_ref)
-        return split_params(pkg, run_int_context(hyper, np.where(anchors, merged, 0), pkg.context_layers))
+        return temporal(split_params(pkg, run_int_context(hyper, np.where(anchors, merged, 0), pkg.context_layers)))
 
     return index, means, refined
 
 
+def plain_params(
+    pkg: ModelPackage, y: np.ndarray, z: np.ndarray, ref: LatentState, positions: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """(index, means) the hyperprior and context give a predicted tile's y without a temporal
+    prior: what the prior is fitted against (lsic.codec.networks.temporal_fit)."""
+    z_full = np.where(blocks_of(positions)[None], quantize_z(pkg, z), ref.z)
+    index, means, refined = _params(pkg, z_full, ref.y_fx, positions[None], None)
+    if pkg.context_layers:
+        index, means = refined(_to_int(y, means))
+    return index, means
+
+
 def unchanged_tile(ref: LatentState) -> bytes:
-    """The payload of a predicted tile that codes no block (the decoder keeps `ref` as it is)."""
-    return struct.pack("<I", ref.digest()) + _mask_bytes(np.zeros(ref.blocks, dtype=bool))
+    """The payload of a predicted tile that codes nothing (the decoder keeps `ref` as it is)."""
+    h, w = ref.blocks
+    return _head(ref, np.zeros((4 * h, 4 * w), dtype=bool))
 
 
 @dataclass
 class PredictedTile:
     payload: bytes
     state: LatentState  # what the decoder holds after it
-    block_bits: np.ndarray  # (h, w) bits each coded block took (0 elsewhere)
+    position_bits: np.ndarray  # (4h, 4w) bits each coded y position took, its block's z included (0 elsewhere)
 
 
-def encode_predicted(pkg: ModelPackage, y: np.ndarray, z: np.ndarray, ref: LatentState, coded: np.ndarray) -> PredictedTile:
-    """Analysis outputs of a tile (gained y, z) and the blocks to code (h, w bool, at least one)."""
-    if coded.shape != ref.blocks or not coded.any():
-        raise BitstreamError(f"block mask {coded.shape} must match the reference {ref.blocks} and code a block")
-    head = struct.pack("<I", ref.digest()) + _mask_bytes(coded)
+def encode_predicted(
+    pkg: ModelPackage, y: np.ndarray, z: np.ndarray, ref: LatentState, positions: np.ndarray
+) -> PredictedTile:
+    """Analysis outputs of a tile (gained y, z) and the y positions to code (4h, 4w bool, at
+    least one); z is coded for every block holding one of them, y with the package's temporal
+    prior when it has one."""
+    h, w = ref.blocks
+    if positions.shape != (4 * h, 4 * w) or not positions.any():
+        raise BitstreamError(f"position mask {positions.shape} must match the reference's {(4 * h, 4 * w)} and code one")
+    head = _head(ref, positions)
+    coded = blocks_of(positions)
     z_full = np.where(coded[None], quantize_z(pkg, z), ref.z)
-    at = _positions(coded)[None]
-    index, means, refined = _params(pkg, z_full, ref.y_fx, at, None)
+    at = positions[None]
+    index, means, refined = _params(pkg, z_full, ref.y_fx, at, pkg.temporal)
     y_int = _to_int(y, means)
     if pkg.context_layers:
         index, means = refined(y_int)
@@ -113,42 +175,34 @@ def encode_predicted(pkg: ModelPackage, y: np.ndarray, z: np.ndarray, ref: Laten
     passes = [p & at[0] for p in coding_passes(pkg, *y_int.shape[1:])]
     payload = pkg.latent_codec.encode(z_full[:, coded], [(y_int[:, p], index[:, p]) for p in passes])
     bits = position_bits(pkg, TileSymbols(z_full, y_int, index, means))
-    h, w = coded.shape
-    block_bits = np.where(coded, bits.reshape(h, 4, w, 4).sum(axis=(1, 3)), 0.0)
     state = LatentState(z_full, np.where(at, y_int * int(FX) + means, ref.y_fx))
-    return PredictedTile(head + payload, state, block_bits)
+    return PredictedTile(head + payload, state, np.where(positions, bits, 0.0))
 
 
 def decode_predicted(
-    pkg: ModelPackage, payload: bytes, ref: LatentState, inv_gain: np.ndarray | float
+    pkg: ModelPackage, payload: bytes, ref: LatentState, inv_gain: np.ndarray | float, prior: TemporalPrior | None
 ) -> LatentState:
     """Payload of a predicted tile and the reference it names -> the merged state, with y_hat
-    dequantized by `inv_gain` (per position or one value) at the coded blocks."""
+    dequantized by `inv_gain` (per position or one value) at the coded positions. `prior`: the
+    temporal prior of the build that wrote the tile (ModelPackage.temporal_of)."""
     h, w = ref.blocks
-    n_mask = -(-h * w // 8)
-    n_mask += -n_mask % 4
-    if len(payload) < 4 + n_mask:
-        raise BitstreamError("predicted tile payload is shorter than its reference and block mask")
-    (digest,) = struct.unpack_from("<I", payload, 0)
+    digest, positions, start = _read_head(payload, h, w)
     if digest != ref.digest():
         raise ReferenceMismatchError(
             "predicted tile was coded against another reference than the previous frame held here"
         )
-    bits = np.unpackbits(np.frombuffer(payload, np.uint8, n_mask, 4))
-    if bits[h * w :].any():
-        raise BitstreamError("predicted tile's block mask has bits set past its blocks")
-    coded = bits[: h * w].reshape(h, w).astype(bool)
-    rest = payload[4 + n_mask :]
+    rest = payload[start:]
+    coded = blocks_of(positions)
     if not coded.any():
         if rest:
-            raise BitstreamError("predicted tile codes no block but carries entropy-coded data")
+            raise BitstreamError("predicted tile codes nothing but carries entropy-coded data")
         return ref
     n = int(pkg.architecture["N"])
     dec = pkg.latent_codec.decoder(rest)
     z_full = ref.z.copy()
     z_full[:, coded] = dec.decode_z((n, 1, int(coded.sum()))).reshape(n, -1)
-    at = _positions(coded)[None]
-    index, means, refined = _params(pkg, z_full, ref.y_fx, at, None)
+    at = positions[None]
+    index, means, refined = _params(pkg, z_full, ref.y_fx, at, prior)
     passes = [p & at[0] for p in coding_passes(pkg, *index.shape[1:])]
     y = np.zeros(index.shape, dtype=np.int64)
     y[:, passes[0]] = dec.decode_y(index[:, passes[0]])
