@@ -187,7 +187,7 @@ def fit_package(root: Path, data_dir: Path, pairs: int = 1200, qualities: str = 
         for name in FILES:
             if name != "tables.npz":
                 shutil.copy2(root / name, tmp / name)
-        np.savez(tmp / "tables.npz", **{**{k: v for k, v in pkg.arrays.items() if not k.startswith("tm_")},
+        np.savez_compressed(tmp / "tables.npz", **{**{k: v for k, v in pkg.arrays.items() if not k.startswith("tm_")},
                                         **prior.to_arrays()})
         meta = json.loads((root / "model.json").read_text())
         meta["files"] = {name: sha256_file(tmp / name) for name in FILES}
