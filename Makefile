@@ -23,7 +23,7 @@ setup: $(STAMP)
 $(EDGE_STAMP): pyproject.toml
 	@test -x $(EDGE_VENV)/bin/python || $(PY) -m venv $(EDGE_VENV)
 	$(EDGE_VENV)/bin/pip install -q --upgrade pip setuptools wheel
-	$(EDGE_VENV)/bin/pip install -q -e '.[edge]' pytest pytest-timeout
+	$(EDGE_VENV)/bin/pip install -q '.[edge,demo]' pytest pytest-timeout
 	@touch $(EDGE_STAMP)
 
 setup-edge: $(EDGE_STAMP)
@@ -64,7 +64,10 @@ test-slow: system-deps setup
 	$(BIN)/python -m pytest -q -m slow --ignore=tests/edge
 
 # The edge subset in the edge-only environment (no torch), against the full install's cloud service.
+# That environment is a regular install, as on a device (only the encoder's model files), so it
+# takes the tree's current code first.
 test-edge:
+	rm -rf build && $(EDGE_VENV)/bin/pip install -q --no-deps --no-build-isolation --force-reinstall .
 	LSIC_EDGE_ONLY=1 LSIC_CLOUD_BIN=$(abspath $(BIN)/lsic-cloud) $(EDGE_VENV)/bin/python -m pytest -q -p no:cacheprovider tests/edge
 
 lint: setup

@@ -15,7 +15,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from lsic.codec.errors import InputImageError
+from lsic.codec.errors import InputImageError, UsageError
 from lsic.codec.image_io import IMAGE_SUFFIXES, read_rgb
 
 log = logging.getLogger("lsic.edge.source")
@@ -43,7 +43,10 @@ class SourceOptions:
 def _drone_strip(height: int) -> np.ndarray:
     """The panorama the built-in pass flies over, built once per process (a looping source
     must not pay for it again on every pass)."""
-    from skimage import data
+    try:
+        from skimage import data
+    except ImportError as exc:
+        raise UsageError("the built-in source needs scikit-image's sample photos: pip install 'lsic[demo]'") from exc
 
     scenes = [data.astronaut(), data.coffee(), data.chelsea(), data.rocket()]
     canvas_h = max(s.shape[0] for s in scenes)

@@ -24,6 +24,12 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def cloud_python() -> str:
+    """The Python of the cloud's install (it can decode; an edge install cannot)."""
+    exe = os.environ.get("LSIC_CLOUD_BIN")
+    return str(Path(exe).parent / "python") if exe else sys.executable
+
+
 def cloud_command() -> list[str]:
     """The service command: $LSIC_CLOUD_BIN (e.g. the full install's lsic-cloud) or this Python."""
     exe = os.environ.get("LSIC_CLOUD_BIN")

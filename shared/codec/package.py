@@ -14,6 +14,7 @@ upgraded yet keep working; only encoding needs the current build.
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import json
 import os
 from dataclasses import dataclass, field
@@ -38,6 +39,11 @@ FILES = (
     "selftest.npz",
 )
 DECODE_FILES = ("synthesis.fp32.onnx", "network.pt", "tables.npz", "selftest.npz")  # what a retired build keeps
+# What an edge install carries of each current package: the int8 analysis and the entropy tables.
+# The rest (synthesis, torch weights, fp32 analysis, retired builds) comes with the models
+# distribution in shared/models (pip install ./shared/models), which the cloud installs.
+ENCODE_FILES = ("analysis.int8.onnx", "tables.npz")
+MODELS_DISTRIBUTION = "lsic_models"
 RETIRED_DIR = "retired"  # in a models folder: retired builds, one folder "<id>-<hash16>" each
 STRIDE = 64  # total downsampling of z: tiles are padded to a multiple of this
 
@@ -56,8 +62,12 @@ def package_hash(file_hashes: dict[str, str]) -> bytes:
 
 
 def search_dirs() -> list[Path]:
+    """$LSIC_MODELS, then the full packages of the models distribution when it is installed, then
+    the packages installed with lsic (complete in a source tree, encode-only in a wheel)."""
     extra = [Path(p) for p in os.environ.get("LSIC_MODELS", "").split(os.pathsep) if p]
-    return [*extra, BUILTIN_DIR]
+    spec = importlib.util.find_spec(MODELS_DISTRIBUTION)
+    full = [Path(d) for d in spec.submodule_search_locations] if spec and spec.submodule_search_locations else []
+    return [*extra, *full, BUILTIN_DIR]
 
 
 def available_models() -> list[str]:
@@ -99,6 +109,19 @@ class ModelPackage:
         """This build's hash, or an earlier build's whose decoding it repeats bit for bit
         (`lsic upgrade` changed only the analysis)."""
         return build == self.hash or build.hex() in self.meta.get("decodes_builds", [])
+
+    @property
+    def encode_only(self) -> bool:
+        """An edge install's copy: the int8 analysis and the tables, no synthesis."""
+        return not self.path("synthesis.fp32.onnx").is_file()
+
+    def require_decoder(self) -> None:
+        """Raise ModelError when this copy of the package cannot run the synthesis."""
+        if self.encode_only:
+            raise ModelError(
+                f"model {self.id}: its decoder files are not installed here (an edge install carries only the "
+                "encoder); install the models distribution (pip install ./shared/models) to decode"
+            )
 
     @property
     def decode_only(self) -> bool:
@@ -182,7 +205,9 @@ def load_package_dir(root: Path) -> ModelPackage:
     # A retired build keeps the hash table of its full package (the hash its bitstreams carry)
     # and verifies the decode-only files it kept against their own table.
     kept = retired.get("files", {}) if isinstance(retired, dict) else hashes
-    for name in DECODE_FILES if retired else FILES:
+    # A current package is complete, or an edge install's encode-only copy (no synthesis).
+    complete = retired or (root / "synthesis.fp32.onnx").is_file()
+    for name in (DECODE_FILES if retired else FILES) if complete else ENCODE_FILES:
         p = root / name
         if not p.is_file():
             raise ModelError(f"model {meta.get('id', root.name)}: missing file {name}")

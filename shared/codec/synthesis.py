@@ -23,6 +23,7 @@ class OnnxSynthesis:
     def __init__(self, pkg: ModelPackage, threads: int = 2) -> None:
         from lsic.codec.encoder import make_session
 
+        pkg.require_decoder()
         self.session = make_session(str(pkg.path("synthesis.fp32.onnx")), threads)
 
     def run_rgb8(self, y_hat: np.ndarray) -> np.ndarray:
@@ -52,6 +53,7 @@ class TorchSynthesis:
             torch.set_num_threads(threads)
         arch = pkg.architecture
         g_s = GainedHyperprior(Architecture.from_dict(arch)).synthesis()
+        pkg.require_decoder()
         state = torch.load(pkg.path("network.pt"), map_location="cpu", weights_only=True)
         g_s.load_state_dict({k: v for k, v in state.items() if k.startswith(("g_s.", "g_s_refine."))})
         self.half = device.startswith("cuda") if half is None else half

@@ -3,17 +3,35 @@ store and forward through cloud restarts, agent crashes and a full spool."""
 
 from __future__ import annotations
 
+import subprocess
 import time
 
 import grpc
 import numpy as np
 
-from lsic.codec.decoder import Decoder
-from lsic.testing import CloudProcess
+from lsic.testing import CloudProcess, cloud_python
 from lsic.v1 import lsic_pb2 as pb
 from lsic.v1 import lsic_pb2_grpc as pb_grpc
 
 from .conftest import EdgeRun, archive_frames, wait_for_frames
+
+IN_ORDER = """
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from lsic.codec.decoder import Decoder
+
+folder, wanted = Path(sys.argv[1]), set(sys.argv[2].split(","))
+decoder, latents, keep = Decoder(backend="onnx"), None, {}
+for path in sorted(folder.glob("*.lsic")):
+    out = decoder.decode(path.read_bytes(), latents=latents)
+    latents = out.latents
+    if str(int(path.stem)) in wanted:
+        keep[path.stem] = out.rgb
+np.savez(folder / "frames.npz", **keep)
+"""
 
 
 def assert_complete(frames, n):
@@ -40,20 +58,20 @@ def test_200_frames_of_the_clip_stored_decodable_in_order(cloud, video, tmp_path
     frames = archive_frames(cloud, "cam-1")
     assert_complete(frames, 200)
     assert (frames[0].width, frames[0].height) == (480, 360)
+    seek = {seq: cloud.reconstruct("cam-1", "main", seq) for seq in (137, 0, 99, 199)}  # out of order
+    streams = tmp_path / "bitstreams"
+    streams.mkdir()
     with grpc.insecure_channel(cloud.address) as ch:
         md = (("authorization", f"Bearer {cloud.operator_token()}"),)
         archive = pb_grpc.ArchiveStub(ch)
-        seek = {seq: cloud.reconstruct("cam-1", "main", seq) for seq in (137, 0, 99, 199)}  # out of order
-        dec = Decoder(backend="onnx")
-        latents = None
         for seq in range(200):
-            data = archive.GetBitstream(
-                pb.FrameKey(device_id="cam-1", stream_id="main", sequence=seq), metadata=md
-            ).bitstream
-            out = dec.decode(data, latents=latents)
-            latents = out.latents
-            if seq in seek:
-                assert np.array_equal(out.rgb, seek[seq]), f"frame {seq}"
+            key = pb.FrameKey(device_id="cam-1", stream_id="main", sequence=seq)
+            (streams / f"{seq:05d}.lsic").write_bytes(archive.GetBitstream(key, metadata=md).bitstream)
+    # Decoded in order where a decoder is installed (this environment has only the encoder).
+    subprocess.run([cloud_python(), "-c", IN_ORDER, str(streams), ",".join(map(str, seek))], check=True, timeout=600)
+    with np.load(streams / "frames.npz") as in_order:
+        for seq, rgb in seek.items():
+            assert np.array_equal(in_order[f"{seq:05d}"], rgb), f"frame {seq}"
 
 
 def test_cloud_down_for_10s_mid_stream_loses_and_duplicates_nothing(tmp_path, video):
