@@ -2,9 +2,9 @@
 
 A keyframe codes every tile as a still image would; a scheduled one at the top quality by
 default: what it codes stays on screen wherever the scene does not move, for the whole
-interval, while its cost is shared by every frame of it. The frames after it are predicted (lsic.codec.entropy.predicted):
-each 16x16 block (one y position) is either coded, merged into the previous frame's latents, or
-kept as it was. The choice is a rate-distortion one, made on the edge without a decoder:
+interval, while its cost is shared by every frame of it. The frames after it are predicted
+(lsic.codec.entropy.predicted): each 16x16 block (one y position) is either coded, merged into
+the previous frame's latents, or kept as it was. The choice is a rate-distortion one, made on the edge without a decoder:
 keeping a block costs the squared error between the frame and what was last coded there (the
 cloud still shows that) plus that coding's own error; coding it costs the error of coding now
 and about the bits it took last time. The coding errors are those model.json measured on Kodak
@@ -42,8 +42,8 @@ from lsic.codec.entropy.predicted import LatentState, encode_predicted, intra_st
 from lsic.codec.errors import InputImageError
 from lsic.codec.image_io import to_rgb8
 from lsic.codec.package import STRIDE, ModelPackage
+from lsic.codec.quality_map import STEPS, gains_for, max_level, qualities, tile_levels
 from lsic.codec.quality_map import check as check_map
-from lsic.codec.quality_map import gains_for, qualities, tile_levels
 from lsic.codec.tiling import DEFAULT_TILE, Tile, cut
 
 BLOCK = 16  # one y position: the unit a predicted frame codes or keeps
@@ -134,6 +134,15 @@ def noise_floor(variations: list[np.ndarray]) -> float:
 
 
 @dataclass
+class _TileChange:
+    """A tile of a predicted frame with blocks worth coding."""
+
+    coded: np.ndarray  # (4h, 4w) the 16x16 blocks to code
+    padded: np.ndarray  # the tile cut from the frame
+    mse: np.ndarray  # (4h, 4w) the coding error expected at this frame's quality
+
+
+@dataclass
 class _TileMemory:
     """What the edge keeps of one tile: the decoder's state, the pixels last coded in each block,
     and what each block cost then."""
@@ -178,14 +187,14 @@ class VideoEncoder:
         scheduled = self.next_is_keyframe((h, w))
         changed = {} if scheduled else self._changed_blocks(rgb, header)
         n_blocks = _blocks(header)
-        n_changed = sum(int(c.sum()) for c in changed.values())
+        n_changed = sum(int(c.coded.sum()) for c in changed.values())
         key = scheduled or n_changed > self.settings.scene_change * n_blocks
         if scheduled:
             header.quality = min(self.pkg.n_rates, quality + self.settings.keyframe_boost)
             if header.quality_map is not None:
-                header.quality_map = np.minimum(header.quality_map.astype(np.int32) + 4 * self.settings.keyframe_boost,
-                                                4 * (self.pkg.n_rates - 1) + 1).astype(np.uint8)
-        frame = self._keyframe(rgb, header) if key else self._predicted(rgb, header, changed)
+                raised = header.quality_map.astype(np.int32) + STEPS * self.settings.keyframe_boost
+                header.quality_map = np.minimum(raised, max_level(self.pkg.n_rates)).astype(np.uint8)
+        frame = self._keyframe(rgb, header) if key else self._predicted(header, changed)
         self.since_key = 0 if key else self.since_key + 1
         self.shape, self._force = (h, w), False
         return CodedFrame(frame, key, n_blocks, n_blocks if key else n_changed)
@@ -202,7 +211,7 @@ class VideoEncoder:
         logs = np.log(np.maximum(values, 1e-12))
         return np.exp(logs[lo - 1] * (1 - frac) + logs[hi - 1] * frac)
 
-    def _changed_blocks(self, rgb: np.ndarray, header: Container) -> dict[int, np.ndarray]:
+    def _changed_blocks(self, rgb: np.ndarray, header: Container) -> dict[int, _TileChange]:
         """Blocks worth coding, per tile (only tiles with at least one)."""
         tiles = list(header.grid.tiles())
         padded = [cut(rgb, t, STRIDE) for t in tiles]
@@ -216,22 +225,20 @@ class VideoEncoder:
             here = self._per_block(self.mse, header, t, ph, pw)
             coded = worth_coding(change, lam, mem.block_bits, self.settings.floor(noise, here, mem.block_mse))
             if coded.any():
-                out[t.index] = coded
+                out[t.index] = _TileChange(coded, p, here)
         return out
 
-    def _analyse(self, rgb: np.ndarray, header: Container, tile: Tile) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        padded = cut(rgb, tile, STRIDE)
+    def _analyse(self, padded: np.ndarray, header: Container, tile: Tile) -> tuple[np.ndarray, np.ndarray]:
         gain = gains_for(self.pkg.arrays["gain"], header, tile, padded.shape[0], padded.shape[1])
         op = header.quality - 1 if header.quality_map is None else gain
-        y, z = self.encoder.analyse_tile(padded, op)
-        return padded, y, z
+        return self.encoder.analyse_tile(padded, op)
 
     def _keyframe(self, rgb: np.ndarray, header: Container) -> bytes:
         _set_version(header, self.pkg, predicted=False)
 
         def one(tile: Tile) -> tuple[int, bytes]:
-            padded, y, z = self._analyse(rgb, header, tile)
-            s = quantize(self.pkg, y, z)
+            padded = cut(rgb, tile, STRIDE)
+            s = quantize(self.pkg, *self._analyse(padded, header, tile))
             ph, pw = padded.shape[:2]
             mse = self._per_block(self.mse, header, tile, ph, pw)
             # cut() may return a view of the frame: the memory keeps its own copy
@@ -243,21 +250,19 @@ class VideoEncoder:
         header.tiles = [TileEntry(TILE_CODED, payloads[t.index]) for t in header.grid.tiles()]
         return header.to_bytes()
 
-    def _predicted(self, rgb: np.ndarray, header: Container, changed: dict[int, np.ndarray]) -> bytes:
+    def _predicted(self, header: Container, changed: dict[int, _TileChange]) -> bytes:
         _set_version(header, self.pkg, predicted=True)
 
         def one(tile: Tile) -> tuple[int, bytes]:
             mem = self.memory[tile.index]
-            coded = changed.get(tile.index)
-            if coded is None:
+            c = changed.get(tile.index)
+            if c is None:
                 return tile.index, unchanged_tile(mem.state)
-            padded, y, z = self._analyse(rgb, header, tile)
-            p = encode_predicted(self.pkg, y, z, mem.state, coded)
-            at = np.kron(coded, np.ones((BLOCK, BLOCK), dtype=bool))
-            mem.pixels[at] = padded[at]
-            mem.block_bits = np.where(coded, p.position_bits, mem.block_bits)
-            mse = self._per_block(self.mse, header, tile, *padded.shape[:2])
-            mem.block_mse = np.where(coded, mse, mem.block_mse)
+            p = encode_predicted(self.pkg, *self._analyse(c.padded, header, tile), mem.state, c.coded)
+            at = np.kron(c.coded, np.ones((BLOCK, BLOCK), dtype=bool))
+            mem.pixels[at] = c.padded[at]
+            mem.block_bits = np.where(c.coded, p.position_bits, mem.block_bits)
+            mem.block_mse = np.where(c.coded, c.mse, mem.block_mse)
             mem.state = p.state
             return tile.index, p.payload
 
