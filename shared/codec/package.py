@@ -25,7 +25,7 @@ import numpy as np
 
 from lsic.codec.bitstream import Container
 from lsic.codec.entropy.coder import LatentCodec, TableSet
-from lsic.codec.entropy.int_hyper import IntLayer, layers_from_arrays
+from lsic.codec.entropy.int_hyper import IntLayer, ScaleIndexer, layers_from_arrays
 from lsic.codec.entropy.temporal import TemporalPrior
 from lsic.codec.errors import BitstreamError, ModelError, ModelHashError, OperatingPointError, UnknownModelError
 
@@ -179,9 +179,10 @@ class ModelPackage:
         refitting one retires it, lsic.codec.networks.temporal_fit)."""
         return self.temporal if build == self.hash else None
 
-    @property
-    def scale_thresholds(self) -> np.ndarray:
-        return self.arrays["scale_thresholds_fx"].astype(np.int64)
+    @cached_property
+    def scale_index(self) -> ScaleIndexer:
+        """Scale (fixed point) -> table index, lsic.codec.entropy.int_hyper.ScaleIndexer."""
+        return ScaleIndexer(self.arrays["scale_thresholds_fx"].astype(np.int64))
 
     @property
     def z_medians_fx(self) -> np.ndarray:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import numpy as np
 
 from lsic.codec.entropy.int_hyper import ACT_LIMIT, IntLayer, finish_layer
+from lsic.codec.entropy.int_matmul import IntWeights, byte_planes, matmul_planes, pad_digits, planes_needed
 
 CONTEXT_KINDS = ("checkerboard",)  # model.json "architecture.context"; absent: hyperprior only
 
@@ -36,48 +37,55 @@ def _taps(k: int) -> tuple[np.ndarray, np.ndarray]:
     return dy[odd], dx[odd]
 
 
-_MATRICES: dict[int, tuple[IntLayer, np.ndarray]] = {}  # by layer identity: built once per package
+_MATRICES: dict[int, tuple[IntLayer, IntWeights]] = {}  # by layer identity: built once per package
 
 
-def _context_matrix(layer: IntLayer) -> np.ndarray:
-    """The context convolution's weights on the anchor taps only, as float64 (C_out, C_in*taps)."""
+def _context_weights(layer: IntLayer) -> IntWeights:
+    """The context convolution's weights on the anchor taps only, rows in (tap, C_in) order."""
     cached = _MATRICES.get(id(layer))
     if cached is None or cached[0] is not layer:
         k = layer.weight.shape[2]
         dy, dx = _taps(k)
-        w = layer.weight[:, :, dy + k // 2, dx + k // 2]
-        cached = (layer, np.ascontiguousarray(w.reshape(w.shape[0], -1), dtype=np.float64))
+        w = layer.weight[:, :, dy + k // 2, dx + k // 2].astype(np.int64)  # (C_out, C_in, taps)
+        cached = (layer, IntWeights.from_matrix(w.transpose(2, 1, 0).reshape(-1, w.shape[0])))
         _MATRICES[id(layer)] = cached
     return cached[1]
 
 
-def _anchor_columns(x: np.ndarray, k: int, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
-    """(C, H, W) anchors -> (C*taps, K) the anchor-tap neighbourhoods of K non-anchor positions."""
-    c = x.shape[0]
+def _anchor_columns(planes: np.ndarray, k: int, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+    """Byte planes (p, H, W, C) of the anchors -> (p, K, taps*C) the anchor-tap neighbourhoods
+    of K non-anchor positions."""
+    p, h, w, c = planes.shape
     r = k // 2
-    xp = np.zeros((c, x.shape[1] + 2 * r, x.shape[2] + 2 * r), dtype=np.float64)
-    xp[:, r:-r, r:-r] = x
+    xp = np.empty((p, h + 2 * r, w + 2 * r, c), dtype=np.uint8)
+    xp[...] = pad_digits(p)[:, None, None, None]
+    xp[:, r:-r, r:-r] = planes
     dy, dx = _taps(k)
-    out = np.stack([xp[:, rows + a + r, cols + b + r] for a, b in zip(dy, dx, strict=True)], axis=1)
-    return out.reshape(c * len(dy), -1)
+    out = np.stack([xp[:, rows + a + r, cols + b + r] for a, b in zip(dy, dx, strict=True)], axis=2)
+    return out.reshape(p, rows.size, len(dy) * c)
+
+
+def _pointwise(x: np.ndarray, layer: IntLayer) -> np.ndarray:
+    """A 1x1 integer convolution over (K, C_in) -> (K, C_out)."""
+    return finish_layer(matmul_planes(byte_planes(x, planes_needed(x)), layer.gemm.weights), layer)
 
 
 def run_int_context(hyper_out: np.ndarray, anchors_fx: np.ndarray, layers: list[IntLayer]) -> np.ndarray:
     """Integer hyper output (2M, H, W) and anchors (M, H, W), both fixed point with non-anchors
     of `anchors_fx` zero -> the hyper output with its non-anchor positions refined.
 
-    Exact for the same reason as run_int_hyper: integer operands below 2^53 in float64. Only
-    the non-anchor positions are computed, and the 5x5 convolution only on its 12 taps that
+    Only the non-anchor positions are computed, and the 5x5 convolution only on its 12 taps that
     reach anchors: a third of the full convolution's work.
     """
     ctx, *params = layers
     _, h, w = anchors_fx.shape
     rows, cols = np.nonzero(~anchor_mask(h, w))
-    x = np.clip(anchors_fx.astype(np.float64), -ACT_LIMIT, ACT_LIMIT)
-    c = finish_layer(_context_matrix(ctx) @ _anchor_columns(x, ctx.weight.shape[2], rows, cols), ctx)
-    x = np.concatenate([hyper_out[:, rows, cols].astype(np.float64), c])
+    x = np.clip(anchors_fx.astype(np.int64), -ACT_LIMIT, ACT_LIMIT).transpose(1, 2, 0)
+    p = planes_needed(x)
+    c = finish_layer(matmul_planes(_anchor_columns(byte_planes(x, p), ctx.weight.shape[2], rows, cols), _context_weights(ctx)), ctx)
+    x = np.concatenate([hyper_out[:, rows, cols].T.astype(np.int64), c], axis=1)
     for layer in params:
-        x = finish_layer(layer.kernels[(0, 0)].matrix @ x, layer)
+        x = _pointwise(x, layer)
     out = hyper_out.astype(np.int64, copy=True)
-    out[:, rows, cols] += x.astype(np.int64)
+    out[:, rows, cols] += x.T
     return out

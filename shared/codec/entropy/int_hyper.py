@@ -2,10 +2,10 @@
 
 Encoder and decoder must pick the same table for every symbol, on any hardware. So this network
 runs on integers only: integer weights, integer activations, integer shifts, integer table index
-out (Ballé et al. 2019, "Integer networks for data compression"). The arithmetic is carried out
-in float64 BLAS for speed, which is exact here: every weight is below 2^11, every activation is
-clamped below 2^20, no fan-in exceeds 2^14 and every bias is below 2^50, so every product and
-partial sum is an integer below 2^53 and no summation order can round.
+out (Ballé et al. 2019, "Integer networks for data compression"). The products run as 8-bit
+integer GEMMs on byte digits of both operands (lsic.codec.entropy.int_matmul), everything else in
+int64: exact by construction, with every weight below 2^11, every activation clamped below 2^20
+and no fan-in above 2^14. Activations are held channels-last, the layout the GEMMs take.
 """
 
 from __future__ import annotations
@@ -14,6 +14,8 @@ import functools
 from dataclasses import dataclass
 
 import numpy as np
+
+from lsic.codec.entropy.int_matmul import IntWeights, byte_planes, matmul_planes, pad_digits, planes_needed
 
 WEIGHT_BITS = 11  # |w| < 2^11
 ACT_LIMIT = (1 << 20) - 1  # activations clamped to +-ACT_LIMIT
@@ -35,118 +37,133 @@ class IntLayer:
 
     @functools.cached_property
     def offset(self) -> np.ndarray:
-        """Bias plus the rounding half of the right shift, as exact float64 integers."""
+        """Bias plus the rounding half of the right shift."""
         half = (1 << (self.shift - 1)) if self.shift > 0 else 0
-        return (self.bias + half).astype(np.float64)
+        return self.bias.astype(np.int64) + half
 
     @functools.cached_property
-    def kernels(self) -> dict[tuple[int, int], _Kernel]:
-        """Float64 weight matrices built once per package, not once per tile."""
-        return layer_kernels(self)
+    def gemm(self) -> _Gemm:
+        """The layer as one stride-1 convolution over a window, built once per package."""
+        return layer_gemm(self)
 
     def check(self) -> None:
         _, c_in, k, _ = self.weight.shape
         too_wide = c_in * k * k > MAX_FAN_IN or np.abs(self.bias).max(initial=0) >= MAX_BIAS
         if too_wide or np.abs(self.weight).max(initial=0) >= (1 << WEIGHT_BITS):
-            raise ValueError("integer layer outside the exact float64 range")
-
-
-def im2col(x: np.ndarray, kh: int, kw: int, pads: tuple[int, int, int, int]) -> tuple[np.ndarray, int, int]:
-    """(C, H, W) -> (C*kh*kw, H_out*W_out) patches of a stride-1 convolution.
-
-    pads = (top, bottom, left, right) zero padding.
-    """
-    c, h, w = x.shape
-    top, bottom, left, right = pads
-    xp = np.zeros((c, h + top + bottom, w + left + right), dtype=x.dtype)  # np.pad costs more on small arrays
-    xp[:, top : top + h, left : left + w] = x
-    ho, wo = xp.shape[1] - kh + 1, xp.shape[2] - kw + 1
-    s0, s1, s2 = xp.strides
-    cols = np.lib.stride_tricks.as_strided(xp, (c, kh, kw, ho, wo), (s0, s1, s2, s1, s2))
-    return cols.reshape(c * kh * kw, ho * wo), ho, wo
+            raise ValueError("integer layer outside the exact integer range")
 
 
 @dataclass(frozen=True)
-class _Kernel:
-    """A stride-1 convolution ready for im2col: float64 weight matrix, kernel size, paddings."""
+class _Gemm:
+    """A layer as a stride-1 convolution: weights over a (kh, kw, C_in) window whose columns are
+    the output phases side by side ((0,0), (0,1), (1,0), (1,1) for an upsampling layer)."""
 
-    matrix: np.ndarray  # (C_out, C_in*kh*kw) float64, exact copies of the integer weights
+    weights: IntWeights
     kh: int
     kw: int
-    pads: tuple[int, int, int, int]
+    pads: tuple[int, int, int, int]  # (top, bottom, left, right)
+    phases: int  # 1, or 4 for a stride-2 transposed convolution
 
 
-def _conv(x: np.ndarray, kernel: _Kernel) -> np.ndarray:
-    """Exact integer convolution in float64 (see module docstring)."""
-    cols, ho, wo = im2col(x, kernel.kh, kernel.kw, kernel.pads)
-    return (kernel.matrix @ cols).reshape(-1, ho, wo)
-
-
-def _kernel(w: np.ndarray, pads: tuple[int, int, int, int]) -> _Kernel:
-    c_out, _, kh, kw = w.shape
-    return _Kernel(np.ascontiguousarray(w.reshape(c_out, -1), dtype=np.float64), kh, kw, pads)
+def _window_matrix(w: np.ndarray) -> np.ndarray:
+    """Weights (C_out, C_in, kh, kw) -> (kh*kw*C_in, C_out), rows in the columns' order."""
+    c_out = w.shape[0]
+    return w.transpose(2, 3, 1, 0).reshape(-1, c_out)
 
 
 # Polyphase split of the transposed convolution (k=5, s=2, p=2, output_padding=1): output
 # phase r along an axis uses the direct-conv taps r, r+2, ... on the original input, with
-# these (before, after) paddings. Four small convolutions instead of one on a zero-stuffed
-# input that is three-quarters zeros.
+# these (before, after) paddings. The phases share one 3-tap window (the shorter phase padded
+# with zero weights), so a layer is one GEMM instead of a convolution over a zero-stuffed input
+# that is three-quarters zeros.
 _PHASE_PADS = {0: (1, 1), 1: (0, 1)}
 
 
-def layer_kernels(layer: IntLayer) -> dict[tuple[int, int], _Kernel]:
-    """The stride-1 convolutions of a layer by output phase ((0, 0) only without upsampling)."""
-    w = layer.weight
+def layer_gemm(layer: IntLayer) -> _Gemm:
+    w = layer.weight.astype(np.int64)
     k = w.shape[2]
     if layer.upsample != 2:
-        return {(0, 0): _kernel(w, (k // 2, k // 2, k // 2, k // 2))}
-    return {
-        (ry, rx): _kernel(w[:, :, ry::2, rx::2], (*_PHASE_PADS[ry], *_PHASE_PADS[rx])) for ry in (0, 1) for rx in (0, 1)
-    }
+        return _Gemm(IntWeights.from_matrix(_window_matrix(w)), k, k, (k // 2,) * 4, 1)
+    top = max(p[0] for p in _PHASE_PADS.values())
+    size = top + max(p[1] for p in _PHASE_PADS.values()) + 1
+    columns = []
+    for ry in (0, 1):
+        for rx in (0, 1):
+            sub = w[:, :, ry::2, rx::2]
+            window = np.zeros((*w.shape[:2], size, size), dtype=np.int64)
+            oy, ox = top - _PHASE_PADS[ry][0], top - _PHASE_PADS[rx][0]
+            window[:, :, oy : oy + sub.shape[2], ox : ox + sub.shape[3]] = sub
+            columns.append(_window_matrix(window))
+    pads = (top, size - 1 - top, top, size - 1 - top)
+    return _Gemm(IntWeights.from_matrix(np.concatenate(columns, axis=1)), size, size, pads, 4)
+
+
+def window_columns(planes: np.ndarray, kh: int, kw: int, pads: tuple[int, int, int, int]) -> np.ndarray:
+    """Byte planes (p, H, W, C) -> (p, H_out*W_out, kh*kw*C) patches of a stride-1 convolution,
+    padded with a zero activation's digits."""
+    p, h, w, c = planes.shape
+    top, bottom, left, right = pads
+    xp = np.empty((p, h + top + bottom, w + left + right, c), dtype=np.uint8)
+    xp[...] = pad_digits(p)[:, None, None, None]
+    xp[:, top : top + h, left : left + w] = planes
+    ho, wo = xp.shape[1] - kh + 1, xp.shape[2] - kw + 1
+    s0, s1, s2, s3 = xp.strides
+    cols = np.lib.stride_tricks.as_strided(xp, (p, ho, wo, kh, kw, c), (s0, s1, s2, s1, s2, s3))
+    return cols.reshape(p, ho * wo, kh * kw * c)
 
 
 def _layer(x: np.ndarray, layer: IntLayer) -> np.ndarray:
-    kernels = layer.kernels
+    """Activations (H, W, C_in) int64 -> the layer's outputs (H', W', C_out) int64."""
+    g = layer.gemm
+    h, w, _ = x.shape
+    p = planes_needed(x)
+    acc = matmul_planes(window_columns(byte_planes(x, p), g.kh, g.kw, g.pads), g.weights)
     c_out = layer.weight.shape[0]
-    if layer.upsample == 2:
-        _, h, wd = x.shape
-        acc = np.empty((c_out, 2 * h, 2 * wd), dtype=np.float64)
-        for (ry, rx), kernel in kernels.items():
-            acc[:, ry::2, rx::2] = _conv(x, kernel)
+    if g.phases == 4:
+        acc = acc.reshape(h, w, 2, 2, c_out).transpose(0, 2, 1, 3, 4).reshape(2 * h, 2 * w, c_out)
     else:
-        acc = _conv(x, kernels[(0, 0)])
+        acc = acc.reshape(h, w, c_out)
     return finish_layer(acc, layer)
 
 
 def finish_layer(acc: np.ndarray, layer: IntLayer) -> np.ndarray:
-    """Accumulators (C_out, ...) of a layer's products -> its integer outputs, in place.
+    """Accumulators (..., C_out) int64 of a layer's products -> its integer outputs, in place.
 
-    Bias, then a rounding right shift floor((acc + bias + 2^(s-1)) / 2^s): every sum is an
-    integer below 2^53 and 2^-s is a power of two, so each step is exact. Then the integer
-    LeakyReLU and the activation clamp.
+    Bias, then a rounding right shift floor((acc + bias + 2^(s-1)) / 2^s), then the integer
+    LeakyReLU floor(41 x / 4096) and the activation clamp.
     """
-    acc += layer.offset.reshape(-1, *([1] * (acc.ndim - 1)))
+    acc += layer.offset
     if layer.shift > 0:
-        acc *= 2.0**-layer.shift
-        np.floor(acc, out=acc)
-    if layer.leaky:
-        negative = acc < 0
-        acc[negative] = np.floor(acc[negative] * (LEAKY_NUM / (1 << LEAKY_SHIFT)))
+        acc >>= layer.shift
+    if layer.leaky:  # x for x >= 0, floor(41 x / 4096) >= x below
+        np.maximum(acc, (acc * LEAKY_NUM) >> LEAKY_SHIFT, out=acc)
     np.clip(acc, -ACT_LIMIT, ACT_LIMIT, out=acc)
     return acc
 
 
 def run_int_hyper(z_hat: np.ndarray, layers: list[IntLayer]) -> np.ndarray:
     """Integer z_hat (N, h, w) -> integer outputs (2M, 4h, 4w) with ACT_FRAC_BITS fraction."""
-    x = np.clip(z_hat.astype(np.float64), -ACT_LIMIT, ACT_LIMIT)
+    x = np.clip(z_hat.astype(np.int64), -ACT_LIMIT, ACT_LIMIT).transpose(1, 2, 0)
     for layer in layers:
         x = _layer(x, layer)
-    return x.astype(np.int64)
+    return np.ascontiguousarray(x.transpose(2, 0, 1))
 
 
-def scale_indexes(scales_fx: np.ndarray, thresholds_fx: np.ndarray) -> np.ndarray:
-    """Table index per symbol: how many scale-table boundaries lie strictly below the scale."""
-    return np.searchsorted(thresholds_fx, scales_fx, side="left").astype(np.int32)
+class ScaleIndexer:
+    """Table index per symbol: how many scale-table boundaries lie strictly below its scale.
+
+    The scales are integers, so the answer for every scale between the first and the last
+    boundary is looked up in a table built once per package (a binary search per symbol cost
+    more than the rest of table selection).
+    """
+
+    def __init__(self, thresholds_fx: np.ndarray) -> None:
+        self.low = int(thresholds_fx[0])
+        self.high = int(thresholds_fx[-1]) + 1
+        self.table = np.searchsorted(thresholds_fx, np.arange(self.low, self.high + 1), side="left").astype(np.int32)
+
+    def __call__(self, scales_fx: np.ndarray) -> np.ndarray:
+        return self.table[np.clip(scales_fx, self.low, self.high) - self.low]
 
 
 def layers_from_arrays(arrays: dict[str, np.ndarray], prefix: str = "hs") -> list[IntLayer]:

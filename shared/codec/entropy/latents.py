@@ -17,7 +17,7 @@ import numpy as np
 
 from lsic.codec.entropy.coder import RAW_OFFSET
 from lsic.codec.entropy.context import anchor_mask, run_int_context
-from lsic.codec.entropy.int_hyper import ACT_FRAC_BITS, run_int_hyper, scale_indexes
+from lsic.codec.entropy.int_hyper import ACT_FRAC_BITS, run_int_hyper
 from lsic.codec.package import ModelPackage
 
 FX = float(1 << ACT_FRAC_BITS)
@@ -48,7 +48,7 @@ def hyper_output(pkg: ModelPackage, z_int: np.ndarray) -> np.ndarray:
 def split_params(pkg: ModelPackage, out: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Scales and means half of an integer parameter map -> (table indexes, fixed-point means)."""
     m = out.shape[0] // 2
-    return scale_indexes(out[:m], pkg.scale_thresholds), out[m:]
+    return pkg.scale_index(out[:m]), out[m:]
 
 
 def hyper_params(pkg: ModelPackage, z_int: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
