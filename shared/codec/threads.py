@@ -1,8 +1,9 @@
 """Thread settings shared by encoder and decoder.
 
-The integer hyper-synthesis runs many small float64 GEMMs. A multi-threaded BLAS spins and
-fights for cores on small machines (measured: 4x slower on 2 cores next to another busy
-process), so BLAS runs single-threaded and LSIC parallelizes across tiles instead.
+LSIC parallelizes across tiles: the integer networks' GEMMs run in single-threaded ONNX Runtime
+sessions, one per thread (lsic.codec.entropy.int_matmul), and numpy's BLAS is held to one thread
+too. A multi-threaded BLAS spins and fights for cores on small machines (measured: 4x slower on 2
+cores next to another busy process).
 """
 
 from __future__ import annotations
