@@ -18,7 +18,7 @@ from __future__ import annotations
 import numpy as np
 
 from lsic.codec.entropy.int_hyper import ACT_LIMIT, IntLayer, finish_layer
-from lsic.codec.entropy.int_matmul import IntWeights, byte_planes, matmul_planes, pad_digits, planes_needed
+from lsic.codec.entropy.int_matmul import IntWeights, byte_planes, matmul_planes, padded_planes, planes_needed
 
 CONTEXT_KINDS = ("checkerboard",)  # model.json "architecture.context"; absent: hyperprior only
 
@@ -55,11 +55,9 @@ def _context_weights(layer: IntLayer) -> IntWeights:
 def _anchor_columns(planes: np.ndarray, k: int, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
     """Byte planes (p, H, W, C) of the anchors -> (p, K, taps*C) the anchor-tap neighbourhoods
     of K non-anchor positions."""
-    p, h, w, c = planes.shape
+    p, _, _, c = planes.shape
     r = k // 2
-    xp = np.empty((p, h + 2 * r, w + 2 * r, c), dtype=np.uint8)
-    xp[...] = pad_digits(p)[:, None, None, None]
-    xp[:, r:-r, r:-r] = planes
+    xp = padded_planes(planes, (r, r, r, r))
     dy, dx = _taps(k)
     out = np.stack([xp[:, rows + a + r, cols + b + r] for a, b in zip(dy, dx, strict=True)], axis=2)
     return out.reshape(p, rows.size, len(dy) * c)
@@ -82,7 +80,8 @@ def run_int_context(hyper_out: np.ndarray, anchors_fx: np.ndarray, layers: list[
     rows, cols = np.nonzero(~anchor_mask(h, w))
     x = np.clip(anchors_fx.astype(np.int64), -ACT_LIMIT, ACT_LIMIT).transpose(1, 2, 0)
     p = planes_needed(x)
-    c = finish_layer(matmul_planes(_anchor_columns(byte_planes(x, p), ctx.weight.shape[2], rows, cols), _context_weights(ctx)), ctx)
+    columns = _anchor_columns(byte_planes(x, p), ctx.weight.shape[2], rows, cols)
+    c = finish_layer(matmul_planes(columns, _context_weights(ctx)), ctx)
     x = np.concatenate([hyper_out[:, rows, cols].T.astype(np.int64), c], axis=1)
     for layer in params:
         x = _pointwise(x, layer)

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from lsic.codec.entropy.int_matmul import IntWeights, byte_planes, matmul_planes, pad_digits, planes_needed
+from lsic.codec.entropy.int_matmul import IntWeights, byte_planes, matmul_planes, padded_planes, planes_needed
 
 WEIGHT_BITS = 11  # |w| < 2^11
 ACT_LIMIT = (1 << 20) - 1  # activations clamped to +-ACT_LIMIT
@@ -101,11 +101,8 @@ def layer_gemm(layer: IntLayer) -> _Gemm:
 def window_columns(planes: np.ndarray, kh: int, kw: int, pads: tuple[int, int, int, int]) -> np.ndarray:
     """Byte planes (p, H, W, C) -> (p, H_out*W_out, kh*kw*C) patches of a stride-1 convolution,
     padded with a zero activation's digits."""
-    p, h, w, c = planes.shape
-    top, bottom, left, right = pads
-    xp = np.empty((p, h + top + bottom, w + left + right, c), dtype=np.uint8)
-    xp[...] = pad_digits(p)[:, None, None, None]
-    xp[:, top : top + h, left : left + w] = planes
+    p, _, _, c = planes.shape
+    xp = padded_planes(planes, pads)
     ho, wo = xp.shape[1] - kh + 1, xp.shape[2] - kw + 1
     s0, s1, s2, s3 = xp.strides
     cols = np.lib.stride_tricks.as_strided(xp, (p, ho, wo, kh, kw, c), (s0, s1, s2, s1, s2, s3))

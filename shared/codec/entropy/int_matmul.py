@@ -59,14 +59,20 @@ def planes_needed(x: np.ndarray) -> int:
 
 def byte_planes(x: np.ndarray, p: int) -> np.ndarray:
     """Integers (...) with |x| < 2^(8p-1) -> (p, ...) uint8 digits of x + 2^(8p-1), low first.
-    A zero activation's digits are pad_digits(p). The result is a strided view."""
+    The result is a strided view."""
     u = x.astype("<i8", order="C") + (1 << (8 * p - 1))  # little-endian, so byte i of each value is digit i
     return np.moveaxis(u.view(np.uint8).reshape(*u.shape, 8)[..., :p], -1, 0)
 
 
-def pad_digits(p: int) -> np.ndarray:
-    """(p,) uint8: the byte planes of a zero activation, for padding before the columns are cut."""
-    return byte_planes(np.zeros(1, dtype=np.int64), p)[:, 0]
+def padded_planes(planes: np.ndarray, pads: tuple[int, int, int, int]) -> np.ndarray:
+    """Byte planes (p, H, W, C) -> zero-padded (top, bottom, left, right) with a zero
+    activation's digits (its top byte is 0x80, the rest 0), for convolution windows."""
+    p, h, w, c = planes.shape
+    top, bottom, left, right = pads
+    out = np.zeros((p, h + top + bottom, w + left + right, c), dtype=np.uint8)
+    out[-1] = 0x80
+    out[:, top : top + h, left : left + w] = planes
+    return out
 
 
 _local = threading.local()
