@@ -41,6 +41,13 @@ FLAG_PREDICTED = 0x04
 FLAGS_KNOWN = FLAG_TWO_PASS | FLAG_QUALITY_MAP | FLAG_PREDICTED
 MAP_BLOCK = 64  # pixels per quality-map cell: one position of z, 4x4 of y
 MAP_STEPS = 4  # map levels per quality: level v is quality 1 + (v - 1) / MAP_STEPS
+
+
+def max_map_level(n_rates: int) -> int:
+    """The top quality-map level of a model with n_rates operating points (its top quality)."""
+    return MAP_STEPS * (n_rates - 1) + 1
+
+
 _FIXED = struct.Struct("<4sBBIIHB32sB")  # magic ver flags width height tile quality hash id_len
 _TILE = struct.Struct("<BII")  # kind, length, crc32c
 MAX_DIM = 1 << 20

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lsic.codec.bitstream import Container
+from lsic.codec.bitstream import Container, max_map_level
 from lsic.codec.entropy.coder import LatentCodec, TableSet
 from lsic.codec.entropy.int_hyper import IntLayer, ScaleIndexer, layers_from_arrays
 from lsic.codec.entropy.temporal import TemporalPrior
@@ -254,7 +254,7 @@ def package_for_header(header: Container) -> ModelPackage:
     pkg = load_package(header.model_id, header.model_hash)
     if not 1 <= header.quality <= pkg.n_rates:
         raise OperatingPointError(f"bitstream quality {header.quality} is not an operating point of {header.model_id}")
-    if header.quality_map is not None and int(header.quality_map.max()) > 4 * (pkg.n_rates - 1) + 1:
+    if header.quality_map is not None and int(header.quality_map.max()) > max_map_level(pkg.n_rates):
         raise OperatingPointError(f"bitstream quality map holds a level above the top quality of {header.model_id}")
     if header.two_pass != bool(pkg.context_layers):
         kind = "a two-pass (context)" if pkg.context_layers else "a one-pass (hyperprior)"

@@ -21,7 +21,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from lsic.codec.bitstream import MAP_BLOCK, Container
+from lsic.codec.bitstream import MAP_BLOCK, Container, max_map_level
 from lsic.codec.bitstream import MAP_STEPS as STEPS
 from lsic.codec.errors import InputImageError, OperatingPointError
 from lsic.codec.tiling import Tile
@@ -44,10 +44,6 @@ def levels(quality: float | np.ndarray, n_rates: int) -> np.ndarray:
 def qualities(level: np.ndarray) -> np.ndarray:
     """Map levels -> qualities (1..n, in quarter steps)."""
     return 1 + (np.asarray(level, dtype=np.float64) - 1) / STEPS
-
-
-def max_level(n_rates: int) -> int:
-    return STEPS * (n_rates - 1) + 1
 
 
 def from_boxes(width: int, height: int, base: float, boxes: list[tuple[Box, float]], n_rates: int) -> np.ndarray:
@@ -75,8 +71,8 @@ def check(qmap: np.ndarray, width: int, height: int, n_rates: int) -> np.ndarray
     qmap = np.asarray(qmap)
     if qmap.shape != map_shape(width, height):
         raise OperatingPointError(f"quality map is {qmap.shape}, a {width}x{height} frame needs {map_shape(width, height)}")
-    if qmap.min() < 1 or qmap.max() > max_level(n_rates):
-        raise OperatingPointError(f"quality map levels must be 1..{max_level(n_rates)}")
+    if qmap.min() < 1 or qmap.max() > max_map_level(n_rates):
+        raise OperatingPointError(f"quality map levels must be 1..{max_map_level(n_rates)}")
     return qmap.astype(np.uint8)
 
 

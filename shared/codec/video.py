@@ -35,6 +35,7 @@ from lsic.codec.bitstream import (
     VERSION_TWO_PASS,
     Container,
     TileEntry,
+    max_map_level,
 )
 from lsic.codec.encoder import Encoder
 from lsic.codec.entropy.latents import encode_symbols, position_bits, quantize
@@ -42,7 +43,7 @@ from lsic.codec.entropy.predicted import LatentState, encode_predicted, intra_st
 from lsic.codec.errors import InputImageError
 from lsic.codec.image_io import to_rgb8
 from lsic.codec.package import STRIDE, ModelPackage
-from lsic.codec.quality_map import STEPS, gains_for, max_level, qualities, tile_levels
+from lsic.codec.quality_map import STEPS, gains_for, qualities, tile_levels
 from lsic.codec.quality_map import check as check_map
 from lsic.codec.tiling import DEFAULT_TILE, Tile, cut
 
@@ -193,7 +194,7 @@ class VideoEncoder:
             header.quality = min(self.pkg.n_rates, quality + self.settings.keyframe_boost)
             if header.quality_map is not None:
                 raised = header.quality_map.astype(np.int32) + STEPS * self.settings.keyframe_boost
-                header.quality_map = np.minimum(raised, max_level(self.pkg.n_rates)).astype(np.uint8)
+                header.quality_map = np.minimum(raised, max_map_level(self.pkg.n_rates)).astype(np.uint8)
         frame = self._keyframe(rgb, header) if key else self._predicted(header, changed)
         self.since_key = 0 if key else self.since_key + 1
         self.shape, self._force = (h, w), False
