@@ -24,7 +24,7 @@ from lsic.codec.bitstream import (
     ParsedContainer,
     parse,
 )
-from lsic.codec.entropy.latents import TileSymbols, decode_tile
+from lsic.codec.entropy.latents import TileSymbols, decode_tiles
 from lsic.codec.entropy.predicted import LatentState, decode_predicted, intra_state
 from lsic.codec.errors import BitstreamError, LsicError, MissingReferenceError
 from lsic.codec.package import STRIDE, ModelPackage, package_for_header
@@ -75,10 +75,10 @@ class Decoder:
         """All decoded integers of every coded tile (None for reference tiles)."""
         parsed = parse(data, self.limits)
         pkg = self.package_for(parsed)
-        return [
-            tile_symbols(pkg, parsed, t) if parsed.kinds[t.index] == TILE_CODED else None
-            for t in parsed.header.grid.tiles()
-        ]
+        tiles = parsed.header.grid.tiles()
+        coded = [t for t in tiles if parsed.kinds[t.index] == TILE_CODED]
+        decoded = dict(zip((t.index for t in coded), tiles_symbols(pkg, parsed, coded), strict=True))
+        return [decoded.get(t.index) for t in tiles]
 
     def decode(
         self,
@@ -187,23 +187,44 @@ class Decoder:
         return frame
 
 
+def tiles_symbols(pkg: ModelPackage, parsed: ParsedContainer, tiles: list[Tile]) -> list[TileSymbols]:
+    """The decoded integers of coded tiles (raises BitstreamError). Tiles of one padded size
+    are decoded together, CHUNK at a time: their integer networks run as one batch."""
+    sizes = [(padded_size(t.h, STRIDE), padded_size(t.w, STRIDE)) for t in tiles]
+    out: list[TileSymbols | None] = [None] * len(tiles)
+    groups: dict[tuple[int, int], list[int]] = defaultdict(list)
+    for i, size in enumerate(sizes):
+        groups[size].append(i)
+    for (h, w), members in groups.items():
+        for start in range(0, len(members), CHUNK):
+            batch = members[start : start + CHUNK]
+            symbols = decode_tiles(pkg, [parsed.tile_payload(tiles[i].index) for i in batch], h, w)
+            for i, s in zip(batch, symbols, strict=True):
+                out[i] = s
+    return out  # type: ignore[return-value]
+
+
 def tile_symbols(pkg: ModelPackage, parsed: ParsedContainer, tile: Tile) -> TileSymbols:
     """The decoded integers of one coded tile (raises BitstreamError)."""
-    payload = parsed.tile_payload(tile.index)
-    return decode_tile(pkg, payload, padded_size(tile.h, STRIDE), padded_size(tile.w, STRIDE))
+    return tiles_symbols(pkg, parsed, [tile])[0]
 
 
-def dequantized_tile(pkg: ModelPackage, parsed: ParsedContainer, tile: Tile) -> np.ndarray:
-    """y_hat of one coded tile as the synthesis reads it: the integers, times the inverse gain of
+def _dequantize(pkg: ModelPackage, parsed: ParsedContainer, tile: Tile, symbols: TileSymbols) -> np.ndarray:
+    """y_hat of a coded tile as the synthesis reads it: its integers, times the inverse gain of
     the frame's quality or, with a quality map, of each position's."""
-    return coded_tile(pkg, parsed, tile).y_hat
+    h, w = symbols.y.shape[1:]
+    return symbols.y_hat() * gains_for(pkg.arrays["inv_gain"], parsed.header, tile, 16 * h, 16 * w)
+
+
+def dequantized_tiles(pkg: ModelPackage, parsed: ParsedContainer, tiles: list[Tile]) -> list[np.ndarray]:
+    """y_hat of coded tiles as the synthesis reads them (_dequantize)."""
+    return [_dequantize(pkg, parsed, t, s) for t, s in zip(tiles, tiles_symbols(pkg, parsed, tiles), strict=True)]
 
 
 def coded_tile(pkg: ModelPackage, parsed: ParsedContainer, tile: Tile) -> LatentState:
     """The latents of an intra-coded tile, y_hat dequantized."""
     symbols = tile_symbols(pkg, parsed, tile)
-    h, w = symbols.y.shape[1:]
-    return intra_state(symbols, symbols.y_hat() * gains_for(pkg.arrays["inv_gain"], parsed.header, tile, 16 * h, 16 * w))
+    return intra_state(symbols, _dequantize(pkg, parsed, tile, symbols))
 
 
 def predicted_tile(pkg: ModelPackage, parsed: ParsedContainer, tile: Tile, ref: LatentState) -> LatentState:

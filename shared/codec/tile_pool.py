@@ -29,14 +29,14 @@ def decode_tiles(data: bytes, indexes: list[int]) -> list[np.ndarray] | LsicErro
     A bitstream error comes back as its value, so the parent reports it for that frame alone.
     """
     from lsic.codec.bitstream import parse
-    from lsic.codec.decoder import dequantized_tile
+    from lsic.codec.decoder import dequantized_tiles
     from lsic.codec.package import package_for_header
 
     try:
         parsed = parse(data, limits=None)  # the parent checked the frame against its limits
         pkg = package_for_header(parsed.header)
         tiles = parsed.header.grid.tiles()
-        return [dequantized_tile(pkg, parsed, tiles[i]) for i in indexes]
+        return dequantized_tiles(pkg, parsed, [tiles[i] for i in indexes])
     except LsicError as exc:
         return exc
 

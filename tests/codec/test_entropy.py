@@ -163,3 +163,26 @@ def test_quantize_then_decode_gives_the_encoders_integers(encoder, kodak):
         got = decode_tile(pkg, payload, padded_size(256, STRIDE), padded_size(256, STRIDE))
         for a, b in ((sent.z, got.z), (sent.y, got.y), (sent.index, got.index), (sent.means_fx, got.means_fx)):
             assert np.array_equal(a, b)
+
+
+def test_tiles_decoded_as_a_batch_match_each_alone_and_a_bad_one_is_refused(encoder, kodak):
+    """decode_tiles runs the integer networks once for several tiles: the same integers as one
+    tile at a time, and a damaged payload in the batch is a BitstreamError, not wrong tiles."""
+    import cv2
+
+    from lsic.codec.entropy.latents import decode_tiles
+    from lsic.codec.errors import BitstreamError
+
+    pkg = encoder.pkg
+    img = cv2.cvtColor(cv2.imread(str(kodak[5])), cv2.COLOR_BGR2RGB)
+    tiles = [Tile(i, 256 * (i % 3), 256 * (i // 3), 256, 256) for i in range(4)]
+    payloads = [encode_tile(pkg, y, z) for y, z in encoder.analyse([cut(img, t, STRIDE) for t in tiles], 5)]
+    size = padded_size(256, STRIDE)
+    batch = decode_tiles(pkg, payloads, size, size)
+    for payload, got in zip(payloads, batch, strict=True):
+        alone = decode_tile(pkg, payload, size, size)
+        for a, b in ((alone.z, got.z), (alone.y, got.y), (alone.index, got.index), (alone.means_fx, got.means_fx)):
+            assert np.array_equal(a, b)
+    damaged = payloads[2][:-8]
+    with pytest.raises(BitstreamError):
+        decode_tiles(pkg, [payloads[0], damaged, payloads[1]], size, size)

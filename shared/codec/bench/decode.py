@@ -223,12 +223,12 @@ def _all_tiles(pool, data: bytes):
 def _tile_latents(decoder, data: bytes) -> list[np.ndarray]:
     """The 256x256 tiles' y_hat of one bitstream (inverse gain applied), as the synthesis takes them."""
     from lsic.codec.bitstream import TILE_CODED, parse
-    from lsic.codec.decoder import dequantized_tile
+    from lsic.codec.decoder import dequantized_tiles
 
     parsed = parse(data)
     pkg = decoder.package_for(parsed)
     tiles = [t for t in parsed.header.grid.tiles() if parsed.kinds[t.index] == TILE_CODED and (t.w, t.h) == (256, 256)]
-    return [dequantized_tile(pkg, parsed, t) for t in tiles]
+    return dequantized_tiles(pkg, parsed, tiles)
 
 
 def print_tables(report: dict) -> None:

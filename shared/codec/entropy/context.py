@@ -53,14 +53,14 @@ def _context_weights(layer: IntLayer) -> IntWeights:
 
 
 def _anchor_columns(planes: np.ndarray, k: int, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
-    """Byte planes (p, H, W, C) of the anchors -> (p, K, taps*C) the anchor-tap neighbourhoods
-    of K non-anchor positions."""
-    p, _, _, c = planes.shape
+    """Byte planes (p, B, H, W, C) of the anchors -> (p, B*K, taps*C) the anchor-tap
+    neighbourhoods of the K non-anchor positions of each tile."""
+    p, b, _, _, c = planes.shape
     r = k // 2
     xp = padded_planes(planes, (r, r, r, r))
     dy, dx = _taps(k)
-    out = np.stack([xp[:, rows + a + r, cols + b + r] for a, b in zip(dy, dx, strict=True)], axis=2)
-    return out.reshape(p, rows.size, len(dy) * c)
+    out = np.stack([xp[:, :, rows + a + r, cols + b_ + r] for a, b_ in zip(dy, dx, strict=True)], axis=3)
+    return out.reshape(p, b * rows.size, len(dy) * c)
 
 
 def _pointwise(x: np.ndarray, layer: IntLayer) -> np.ndarray:
@@ -70,21 +70,24 @@ def _pointwise(x: np.ndarray, layer: IntLayer) -> np.ndarray:
 
 def run_int_context(hyper_out: np.ndarray, anchors_fx: np.ndarray, layers: list[IntLayer]) -> np.ndarray:
     """Integer hyper output (2M, H, W) and anchors (M, H, W), both fixed point with non-anchors
-    of `anchors_fx` zero -> the hyper output with its non-anchor positions refined.
+    of `anchors_fx` zero -> the hyper output with its non-anchor positions refined. A batch of
+    tiles of one size, (B, 2M, H, W) and (B, M, H, W), runs as one.
 
     Only the non-anchor positions are computed, and the 5x5 convolution only on its 12 taps that
     reach anchors: a third of the full convolution's work.
     """
+    if hyper_out.ndim == 3:
+        return run_int_context(hyper_out[None], anchors_fx[None], layers)[0]
     ctx, *params = layers
-    _, h, w = anchors_fx.shape
+    b, _, h, w = anchors_fx.shape
     rows, cols = np.nonzero(~anchor_mask(h, w))
-    x = np.clip(anchors_fx.astype(np.int64), -ACT_LIMIT, ACT_LIMIT).transpose(1, 2, 0)
-    p = planes_needed(x)
-    columns = _anchor_columns(byte_planes(x, p), ctx.weight.shape[2], rows, cols)
+    x = np.clip(anchors_fx.astype(np.int64), -ACT_LIMIT, ACT_LIMIT).transpose(0, 2, 3, 1)
+    columns = _anchor_columns(byte_planes(x, planes_needed(x)), ctx.weight.shape[2], rows, cols)
     c = finish_layer(matmul_planes(columns, _context_weights(ctx)), ctx)
-    x = np.concatenate([hyper_out[:, rows, cols].T.astype(np.int64), c], axis=1)
+    known = hyper_out[:, :, rows, cols].transpose(0, 2, 1).reshape(b * rows.size, -1)
+    x = np.concatenate([known.astype(np.int64), c], axis=1)
     for layer in params:
         x = _pointwise(x, layer)
     out = hyper_out.astype(np.int64, copy=True)
-    out[:, rows, cols] += x.T
+    out[:, :, rows, cols] += x.reshape(b, rows.size, -1).transpose(0, 2, 1)
     return out

@@ -99,27 +99,27 @@ def layer_gemm(layer: IntLayer) -> _Gemm:
 
 
 def window_columns(planes: np.ndarray, kh: int, kw: int, pads: tuple[int, int, int, int]) -> np.ndarray:
-    """Byte planes (p, H, W, C) -> (p, H_out*W_out, kh*kw*C) patches of a stride-1 convolution,
-    padded with a zero activation's digits."""
-    p, _, _, c = planes.shape
+    """Byte planes (p, B, H, W, C) -> (p, B*H_out*W_out, kh*kw*C) patches of a stride-1
+    convolution, padded with a zero activation's digits."""
+    p, b, _, _, c = planes.shape
     xp = padded_planes(planes, pads)
-    ho, wo = xp.shape[1] - kh + 1, xp.shape[2] - kw + 1
-    s0, s1, s2, s3 = xp.strides
-    cols = np.lib.stride_tricks.as_strided(xp, (p, ho, wo, kh, kw, c), (s0, s1, s2, s1, s2, s3))
-    return cols.reshape(p, ho * wo, kh * kw * c)
+    ho, wo = xp.shape[2] - kh + 1, xp.shape[3] - kw + 1
+    s0, s1, s2, s3, s4 = xp.strides
+    cols = np.lib.stride_tricks.as_strided(xp, (p, b, ho, wo, kh, kw, c), (s0, s1, s2, s3, s2, s3, s4))
+    return cols.reshape(p, b * ho * wo, kh * kw * c)
 
 
 def _layer(x: np.ndarray, layer: IntLayer) -> np.ndarray:
-    """Activations (H, W, C_in) int64 -> the layer's outputs (H', W', C_out) int64."""
+    """Activations (B, H, W, C_in) int64 -> the layer's outputs (B, H', W', C_out) int64."""
     g = layer.gemm
-    h, w, _ = x.shape
+    b, h, w, _ = x.shape
     p = planes_needed(x)
     acc = matmul_planes(window_columns(byte_planes(x, p), g.kh, g.kw, g.pads), g.weights)
     c_out = layer.weight.shape[0]
     if g.phases == 4:
-        acc = acc.reshape(h, w, 2, 2, c_out).transpose(0, 2, 1, 3, 4).reshape(2 * h, 2 * w, c_out)
+        acc = acc.reshape(b, h, w, 2, 2, c_out).transpose(0, 1, 3, 2, 4, 5).reshape(b, 2 * h, 2 * w, c_out)
     else:
-        acc = acc.reshape(h, w, c_out)
+        acc = acc.reshape(b, h, w, c_out)
     return finish_layer(acc, layer)
 
 
@@ -139,11 +139,15 @@ def finish_layer(acc: np.ndarray, layer: IntLayer) -> np.ndarray:
 
 
 def run_int_hyper(z_hat: np.ndarray, layers: list[IntLayer]) -> np.ndarray:
-    """Integer z_hat (N, h, w) -> integer outputs (2M, 4h, 4w) with ACT_FRAC_BITS fraction."""
-    x = np.clip(z_hat.astype(np.int64), -ACT_LIMIT, ACT_LIMIT).transpose(1, 2, 0)
+    """Integer z_hat (N, h, w) -> integer outputs (2M, 4h, 4w) with ACT_FRAC_BITS fraction; or a
+    batch of tiles of one size, (B, N, h, w) -> (B, 2M, 4h, 4w), at the cost of fewer, larger
+    GEMMs."""
+    batch = z_hat if z_hat.ndim == 4 else z_hat[None]
+    x = np.clip(batch.astype(np.int64), -ACT_LIMIT, ACT_LIMIT).transpose(0, 2, 3, 1)
     for layer in layers:
         x = _layer(x, layer)
-    return np.ascontiguousarray(x.transpose(2, 0, 1))
+    out = np.ascontiguousarray(x.transpose(0, 3, 1, 2))
+    return out if z_hat.ndim == 4 else out[0]
 
 
 class ScaleIndexer:

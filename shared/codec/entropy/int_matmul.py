@@ -65,13 +65,13 @@ def byte_planes(x: np.ndarray, p: int) -> np.ndarray:
 
 
 def padded_planes(planes: np.ndarray, pads: tuple[int, int, int, int]) -> np.ndarray:
-    """Byte planes (p, H, W, C) -> zero-padded (top, bottom, left, right) with a zero
+    """Byte planes (p, ..., H, W, C) -> zero-padded (top, bottom, left, right) with a zero
     activation's digits (its top byte is 0x80, the rest 0), for convolution windows."""
-    p, h, w, c = planes.shape
+    *lead, h, w, c = planes.shape
     top, bottom, left, right = pads
-    out = np.zeros((p, h + top + bottom, w + left + right, c), dtype=np.uint8)
+    out = np.zeros((*lead, h + top + bottom, w + left + right, c), dtype=np.uint8)
     out[-1] = 0x80
-    out[:, top : top + h, left : left + w] = planes
+    out[..., top : top + h, left : left + w, :] = planes
     return out
 
 

@@ -46,9 +46,10 @@ def hyper_output(pkg: ModelPackage, z_int: np.ndarray) -> np.ndarray:
 
 
 def split_params(pkg: ModelPackage, out: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Scales and means half of an integer parameter map -> (table indexes, fixed-point means)."""
-    m = out.shape[0] // 2
-    return pkg.scale_index(out[:m]), out[m:]
+    """Scales and means halves of an integer parameter map (2M, H, W), or of a batch of them
+    (B, 2M, H, W) -> (table indexes, fixed-point means)."""
+    m = out.shape[-3] // 2
+    return pkg.scale_index(out[..., :m, :, :]), out[..., m:, :, :]
 
 
 def hyper_params(pkg: ModelPackage, z_int: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -58,8 +59,8 @@ def hyper_params(pkg: ModelPackage, z_int: np.ndarray) -> tuple[np.ndarray, np.n
 
 def context_params(pkg: ModelPackage, hyper: np.ndarray, y_anchors: np.ndarray, means_fx: np.ndarray):
     """Tables and means of every y symbol once the anchors' integers are known (non-anchor
-    entries of `y_anchors` are ignored)."""
-    anchors = anchor_mask(*hyper.shape[1:])
+    entries of `y_anchors` are ignored); of one tile or a batch."""
+    anchors = anchor_mask(*hyper.shape[-2:])
     anchors_fx = np.where(anchors, y_anchors * int(FX) + means_fx, 0)
     return split_params(pkg, run_int_context(hyper, anchors_fx, pkg.context_layers))
 
@@ -118,16 +119,26 @@ def position_bits(pkg: ModelPackage, s: TileSymbols) -> np.ndarray:
 
 def decode_tile(pkg: ModelPackage, payload: bytes, padded_h: int, padded_w: int) -> TileSymbols:
     """Payload of a tile padded to padded_h x padded_w -> its symbols (raises BitstreamError)."""
+    return decode_tiles(pkg, [payload], padded_h, padded_w)[0]
+
+
+def decode_tiles(pkg: ModelPackage, payloads: list[bytes], padded_h: int, padded_w: int) -> list[TileSymbols]:
+    """Payloads of tiles of one padded size -> their symbols (raises BitstreamError). Each
+    tile's stream is decoded on its own; the integer networks between its passes run once for
+    the batch, in larger GEMMs with less per-call overhead."""
     n = int(pkg.architecture["N"])
-    dec = pkg.latent_codec.decoder(payload)
-    z = dec.decode_z((n, padded_h // 64, padded_w // 64))
+    decoders = [pkg.latent_codec.decoder(p) for p in payloads]
+    z = np.stack([d.decode_z((n, padded_h // 64, padded_w // 64)) for d in decoders])
     hyper = hyper_output(pkg, z)
     index, means_fx = split_params(pkg, hyper)
     passes = coding_passes(pkg, padded_h // 16, padded_w // 16)
     y = np.zeros(index.shape, dtype=np.int64)
-    y[:, passes[0]] = dec.decode_y(index[:, passes[0]])
+    for i, d in enumerate(decoders):
+        y[i][:, passes[0]] = d.decode_y(index[i][:, passes[0]])
     if len(passes) > 1:
         index, means_fx = context_params(pkg, hyper, y, means_fx)
-        y[:, passes[1]] = dec.decode_y(index[:, passes[1]])
-    dec.finish()
-    return TileSymbols(z, y, index, means_fx)
+        for i, d in enumerate(decoders):
+            y[i][:, passes[1]] = d.decode_y(index[i][:, passes[1]])
+    for d in decoders:
+        d.finish()
+    return [TileSymbols(z[i], y[i], index[i], means_fx[i]) for i in range(len(payloads))]
