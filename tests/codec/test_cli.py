@@ -199,3 +199,12 @@ def test_argument_fuzz_never_ends_in_a_traceback(tmp_path):
                 parser.parse_args(argv)
             except SystemExit as exc:
                 assert exc.code in (0, 2), argv
+
+
+def test_bench_entropy_reports_what_the_context_saves_and_costs(photo):
+    """The context's gain on its own: the same tiles coded with and without it, really coded."""
+    out = run("bench", "entropy", "--data", photo.parent, "--qualities", "4").stdout
+    row = next(line for line in out.splitlines() if line.startswith("| all |"))
+    with_context, _, _, without, saves = (c.strip() for c in row.strip("|").split("|")[1:])
+    assert int(with_context) < int(without) and float(saves.rstrip("%")) > 0
+    assert "ms with the context" in out
