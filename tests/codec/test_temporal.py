@@ -182,3 +182,20 @@ def test_refitting_the_prior_keeps_earlier_frames_decoding(coded, tmp_path, monk
     assert parse(datas[1]).header.model_hash == new.hash
     again = decode_in_order(Decoder(backend="onnx"), datas)
     assert psnr(again[-1].rgb, frames[2]) > 24
+
+
+def test_position_bits_of_coded_positions_match_the_whole_tile_count():
+    """A predicted tile counts bits only where it codes: the numbers the whole-tile count gives
+    there (to float rounding: numpy may sum the channels in another order), zero elsewhere."""
+    from lsic.codec.entropy.latents import TileSymbols, position_bits
+    from lsic.codec.package import load_package
+
+    pkg = load_package("default")
+    rng = np.random.default_rng(3)
+    y = rng.integers(-40, 41, (96, 16, 16))
+    index = rng.integers(0, 64, (96, 16, 16)).astype(np.int32)
+    s = TileSymbols(rng.integers(-3, 4, (64, 4, 4)), y, index, np.zeros_like(y))
+    at = rng.random((16, 16)) < 0.1
+    got = position_bits(pkg, s, at)
+    np.testing.assert_allclose(got, np.where(at, position_bits(pkg, s), 0.0), rtol=1e-12, atol=0)
+    assert not got[~at].any()

@@ -106,15 +106,19 @@ def encode_symbols(pkg: ModelPackage, s: TileSymbols) -> bytes:
     return pkg.latent_codec.encode(s.z, [(s.y[:, sel], s.index[:, sel]) for sel in passes])
 
 
-def position_bits(pkg: ModelPackage, s: TileSymbols) -> np.ndarray:
+def position_bits(pkg: ModelPackage, s: TileSymbols, at: np.ndarray | None = None) -> np.ndarray:
     """Bits a tile's stream spends on each latent position (16x16 pixels), (4h, 4w): its y symbols
-    over all channels, plus a sixteenth of its z position's symbols (one z covers 4x4 of y)."""
+    over all channels, plus a sixteenth of its z position's symbols (one z covers 4x4 of y).
+    at: (4h, 4w) the positions to count (a predicted tile's coded ones), 0 elsewhere; all if None."""
     codec = pkg.latent_codec
-    y_bits = codec.y_tables.bits(s.y, s.index).sum(axis=0)
     n = s.z.shape[0]
     z_tables = np.broadcast_to(np.arange(n)[:, None, None], s.z.shape)
-    z_bits = codec.z_tables.bits(s.z, z_tables).sum(axis=0)
-    return y_bits + np.kron(z_bits, np.ones((4, 4))) / 16.0
+    z_bits = np.kron(codec.z_tables.bits(s.z, z_tables).sum(axis=0), np.ones((4, 4))) / 16.0
+    if at is None:
+        return codec.y_tables.bits(s.y, s.index).sum(axis=0) + z_bits
+    out = np.zeros(s.y.shape[1:])
+    out[at] = codec.y_tables.bits(s.y[:, at], s.index[:, at]).sum(axis=0) + z_bits[at]
+    return out
 
 
 def decode_tile(pkg: ModelPackage, payload: bytes, padded_h: int, padded_w: int) -> TileSymbols:

@@ -174,9 +174,9 @@ def encode_predicted(
         y_int = _to_int(y, means)
     passes = [p & at[0] for p in coding_passes(pkg, *y_int.shape[1:])]
     payload = pkg.latent_codec.encode(z_full[:, coded], [(y_int[:, p], index[:, p]) for p in passes])
-    bits = position_bits(pkg, TileSymbols(z_full, y_int, index, means))
+    bits = position_bits(pkg, TileSymbols(z_full, y_int, index, means), positions)
     state = LatentState(z_full, np.where(at, y_int * int(FX) + means, ref.y_fx))
-    return PredictedTile(head + payload, state, np.where(positions, bits, 0.0))
+    return PredictedTile(head + payload, state, bits)
 
 
 def decode_predicted(
