@@ -190,18 +190,16 @@ class Decoder:
 def tiles_symbols(pkg: ModelPackage, parsed: ParsedContainer, tiles: list[Tile]) -> list[TileSymbols]:
     """The decoded integers of coded tiles (raises BitstreamError). Tiles of one padded size
     are decoded together, CHUNK at a time: their integer networks run as one batch."""
-    sizes = [(padded_size(t.h, STRIDE), padded_size(t.w, STRIDE)) for t in tiles]
-    out: list[TileSymbols | None] = [None] * len(tiles)
     groups: dict[tuple[int, int], list[int]] = defaultdict(list)
-    for i, size in enumerate(sizes):
-        groups[size].append(i)
+    for i, t in enumerate(tiles):
+        groups[(padded_size(t.h, STRIDE), padded_size(t.w, STRIDE))].append(i)
+    decoded: dict[int, TileSymbols] = {}
     for (h, w), members in groups.items():
         for start in range(0, len(members), CHUNK):
             batch = members[start : start + CHUNK]
             symbols = decode_tiles(pkg, [parsed.tile_payload(tiles[i].index) for i in batch], h, w)
-            for i, s in zip(batch, symbols, strict=True):
-                out[i] = s
-    return out  # type: ignore[return-value]
+            decoded.update(zip(batch, symbols, strict=True))
+    return [decoded[i] for i in range(len(tiles))]
 
 
 def tile_symbols(pkg: ModelPackage, parsed: ParsedContainer, tile: Tile) -> TileSymbols:

@@ -30,7 +30,7 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from lsic.codec.encoder import Encoder
-    from lsic.codec.entropy.latents import FX, _to_int, coding_passes, encode_tile, hyper_params, quantize, quantize_z
+    from lsic.codec.entropy.latents import FX, coding_passes, encode_tile, quantize
     from lsic.codec.entropy.tables import scale_table
     from lsic.codec.networks.model import Architecture, GainedHyperprior
     from lsic.codec.package import STRIDE
@@ -62,9 +62,8 @@ def run(args: argparse.Namespace) -> int:
                 n_tiles += 1
                 if context:
                     started = time.perf_counter()
-                    z_int = quantize_z(pkg, z)
-                    index, means = hyper_params(pkg, z_int)
-                    bytes_hyper += len(pkg.latent_codec.encode(z_int, [(_to_int(y, means), index)]))
+                    alone = quantize(pkg, y, z, context=False)
+                    bytes_hyper += len(pkg.latent_codec.encode(alone.z, [(alone.y, alone.index)]))
                     seconds["without"] += time.perf_counter() - started
                 s = quantize(pkg, y, z)
                 z_hat = torch.from_numpy((s.z + pkg.z_medians_fx[:, None, None] / FX).astype(np.float32))[None]

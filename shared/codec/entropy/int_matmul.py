@@ -75,9 +75,6 @@ def padded_planes(planes: np.ndarray, pads: tuple[int, int, int, int]) -> np.nda
     return out
 
 
-_local = threading.local()
-
-
 # One MatMulInteger node, a (uint8 [?, ?]) x b (int8 [?, ?]) -> y (int32), opset 13, serialized
 # (make_graph / make_model of the onnx package; tests/codec/test_int_matmul.py rebuilds it): the
 # edge install runs it with ONNX Runtime alone, without the onnx package.
@@ -86,6 +83,7 @@ MATMUL_INTEGER_MODEL = bytes.fromhex(
     "5a0f0a0161120a0a08080212040a000a005a0f0a0162120a0a08080312040a000a00620f0a0179120a0a08080612040a"
     "000a0042040a00100d"
 )
+_local = threading.local()  # holds each thread's session
 
 
 def _session() -> ort.InferenceSession:

@@ -75,13 +75,14 @@ def quantize_z(pkg: ModelPackage, z: np.ndarray) -> np.ndarray:
     return np.clip(np.rint(z.astype(np.float64) - medians), -_LIMIT, _LIMIT).astype(np.int64)
 
 
-def quantize(pkg: ModelPackage, y: np.ndarray, z: np.ndarray) -> TileSymbols:
-    """Analysis outputs of one tile (gained y (M,H,W), z (N,h,w)) -> its symbols."""
+def quantize(pkg: ModelPackage, y: np.ndarray, z: np.ndarray, context: bool = True) -> TileSymbols:
+    """Analysis outputs of one tile (gained y (M,H,W), z (N,h,w)) -> its symbols. context=False:
+    the hyperprior's tables and means alone, as if the package had no context (to measure it)."""
     z_int = quantize_z(pkg, z)
     hyper = hyper_output(pkg, z_int)
     index, means_fx = split_params(pkg, hyper)
     y_int = _to_int(y, means_fx)
-    if pkg.context_layers:
+    if context and pkg.context_layers:
         # The anchors keep the hyper-synthesis's means, so their integers are already final.
         index, means_fx = context_params(pkg, hyper, y_int, means_fx)
         y_int = _to_int(y, means_fx)
