@@ -1,6 +1,8 @@
 """The decoder: container -> checked tiles -> entropy path -> batched synthesis -> stitched RGB.
 
-Region decoding touches only the tiles a window intersects. Tiles marked "same as previous"
+The synthesis runs over windows of several tiles with a halo of their neighbours' latents
+(lsic.codec.windows), so tile borders leave no seams. Region decoding touches only the tiles a
+region intersects, and a neighbour when the region comes within a few pixels of its border. Tiles marked "same as previous"
 reuse the previous frame's decoded tile, which the caller passes in. Predicted tiles (temporal
 coding, lsic.codec.entropy.predicted) merge their coded blocks into the previous frame's latents,
 which the caller passes in too; the decoder hands back each frame's latents for the next one.
@@ -31,7 +33,8 @@ from lsic.codec.package import STRIDE, ModelPackage, package_for_header
 from lsic.codec.quality_map import gains_for
 from lsic.codec.synthesis import make_synthesis
 from lsic.codec.tile_pool import CHUNK, TilePool
-from lsic.codec.tiling import Grid, Tile, padded_size, place, smooth_seams
+from lsic.codec.tiling import DEFAULT_TILE, Grid, Tile, padded_size, place, smooth_seams
+from lsic.codec.windows import REGION_REACH, Window, synthesis_windows, window_tile_pixels
 
 BATCH = 16
 
@@ -100,13 +103,14 @@ class Decoder:
         `previous` callable may use frames finished before it. A bad frame yields its error
         and does not stop the others."""
         states: list[_JobState | LsicError] = []
-        pending: dict[tuple[str, tuple[int, int]], list[tuple[_JobState, Tile, np.ndarray]]] = defaultdict(list)
+        pending: dict[tuple[str, tuple[int, ...]], list[tuple[_JobState, Window, np.ndarray]]] = defaultdict(list)
 
-        def flush(key: tuple[str, tuple[int, int]]) -> None:
+        def flush(key: tuple[str, tuple[int, ...]]) -> None:
             group = pending.pop(key)
-            rgb = group[0][0].synth.run_rgb8(np.stack([yh for _, _, yh in group]))
-            for (st, t, _), img in zip(group, rgb, strict=True):
-                st.tiles[t.index] = place(st.out, t, img[: t.h, : t.w], st.x, st.y)
+            rgb = group[0][0].synth.run_rgb8(np.stack([latent for _, _, latent in group]))
+            for (st, window, _), img in zip(group, rgb, strict=True):
+                for t in window.tiles:
+                    st.tiles[t.index] = place(st.out, t, window_tile_pixels(window, img, t).copy(), st.x, st.y)
 
         started: list[_JobState | LsicError] = []
         for job in jobs:  # with a pool, every job's tiles are queued before the first is awaited
@@ -114,15 +118,16 @@ class Decoder:
                 started.append(self._start(job))
             except LsicError as exc:
                 started.append(exc)
+        budget = batch * DEFAULT_TILE * DEFAULT_TILE // 256  # latent positions in one synthesis batch
         for st in started:
             if isinstance(st, LsicError):
                 states.append(st)
                 continue
             try:
-                for t, y_hat in st.coded:
-                    key = (st.pkg.id, y_hat.shape[1:])
-                    pending[key].append((st, t, y_hat))
-                    if len(pending[key]) == batch:
+                for window, latent in synthesis_windows(st.grid, st.decoded, st.coded, STRIDE):
+                    key = (st.pkg.id, latent.shape)
+                    pending[key].append((st, window, latent))
+                    if len(pending[key]) * latent.shape[1] * latent.shape[2] >= budget:
                         flush(key)
                 states.append(st)
             except LsicError as exc:
@@ -137,9 +142,10 @@ class Decoder:
         grid = parsed.header.grid
         x, y, w, h = job.region if job.region else (0, 0, grid.width, grid.height)
         st = _JobState(job, pkg, self.synthesis(pkg), grid, x, y, np.zeros((h, w, 3), dtype=np.uint8))
-        needed = grid.tiles_in(x, y, w, h)
+        needed = _with_neighbours(grid, x, y, w, h)
         st.refs = [t for t in needed if parsed.kinds[t.index] == TILE_SAME_AS_PREVIOUS]
         coded = [t for t in needed if parsed.kinds[t.index] != TILE_SAME_AS_PREVIOUS]
+        st.decoded = coded
         if self.pool is not None and not parsed.header.predicted:
             st.coded = iter(_PooledTiles(self.pool, job.data, coded))
         else:  # lazy: tiles are entropy-decoded as the batches take them, so memory stays bounded
@@ -180,11 +186,22 @@ class Decoder:
                 if not prev or t.index not in prev:
                     return BitstreamError(f"tile {t.index} refers to the previous frame, which is not available")
                 st.tiles[t.index] = place(st.out, t, prev[t.index], st.x, st.y)
-        smooth_seams(st.out, st.grid, st.x, st.y)
+            reused = {t.index for t in st.refs}  # a seam between a decoded tile and a reused one
+            smooth_seams(st.out, st.grid, st.x, st.y, lambda a, b: (a in reused) != (b in reused))
         frame = DecodedFrame(st.out, st.tiles, (st.x, st.y, st.out.shape[1], st.out.shape[0]), st.latents)
         if st.job.on_done:
             st.job.on_done(frame)
         return frame
+
+
+def _with_neighbours(grid: Grid, x: int, y: int, w: int, h: int) -> list[Tile]:
+    """The tiles a region touches, and those whose latents its pixels read: the neighbours of
+    any side that lies within REGION_REACH pixels of a tile border. Raises RegionError for a
+    region outside the image."""
+    grid.tiles_in(x, y, w, h)
+    x0, y0 = max(0, x - REGION_REACH), max(0, y - REGION_REACH)
+    x1, y1 = min(grid.width, x + w + REGION_REACH), min(grid.height, y + h + REGION_REACH)
+    return grid.tiles_in(x0, y0, x1 - x0, y1 - y0)
 
 
 def tiles_symbols(pkg: ModelPackage, parsed: ParsedContainer, tiles: list[Tile]) -> list[TileSymbols]:
@@ -295,6 +312,7 @@ class _JobState:
     refs: list[Tile] = field(default_factory=list)
     latents: dict[int, LatentState] = field(default_factory=dict)
     coded: Iterator[tuple[Tile, np.ndarray]] = field(default_factory=lambda: iter(()))
+    decoded: list[Tile] = field(default_factory=list)  # the tiles `coded` yields, in its order
 
 
 def decode_file_info(data: bytes) -> dict:

@@ -1,12 +1,14 @@
 """The tile grid: independent tiles give random access, region decoding and bounded memory.
 
 Tiles are coded independently; each is padded (edge replication) to a multiple of the model's
-stride before coding and cropped back after decoding. Stitching places tile cores side by side
-and smooths the few pixels on either side of each seam.
+stride before coding and cropped back after decoding. The transforms run over windows of several
+tiles (lsic.codec.windows), so decoded tiles meet without seams; only where a tile reused from
+the previous frame meets a decoded one are the few pixels on either side of the border smoothed.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -85,6 +87,8 @@ def place(out: np.ndarray, tile: Tile, pixels: np.ndarray, x0: int, y0: int) -> 
     h, w = out.shape[:2]
     ix0, iy0 = max(tile.x, x0), max(tile.y, y0)
     ix1, iy1 = min(tile.x + tile.w, x0 + w), min(tile.y + tile.h, y0 + h)
+    if ix0 >= ix1 or iy0 >= iy1:  # a neighbour decoded for its latents only
+        return pixels
     out[iy0 - y0 : iy1 - y0, ix0 - x0 : ix1 - x0] = pixels[iy0 - tile.y : iy1 - tile.y, ix0 - tile.x : ix1 - tile.x]
     inside = tile.x >= x0 and tile.y >= y0 and tile.x + tile.w <= x0 + w and tile.y + tile.h <= y0 + h
     if inside:
@@ -92,18 +96,20 @@ def place(out: np.ndarray, tile: Tile, pixels: np.ndarray, x0: int, y0: int) -> 
     return pixels
 
 
-def smooth_seams(img: np.ndarray, grid: Grid, x0: int, y0: int) -> None:
-    """Blend the pixels next to each internal tile border to hide blocking (in place)."""
+def smooth_seams(img: np.ndarray, grid: Grid, x0: int, y0: int, rough: Callable[[int, int], bool]) -> None:
+    """Blend the pixels next to the tile borders between two tiles that `rough(a, b)` says were
+    not synthesized together (a reused tile beside a decoded one), to hide blocking (in place)."""
     h, w = img.shape[:2]
     r = SEAM_RADIUS
-    for sx in range(grid.tile, grid.width, grid.tile):
-        c = sx - x0
-        if r <= c <= w - r:
-            _blend(img, c, r, axis=1)
-    for sy in range(grid.tile, grid.height, grid.tile):
-        c = sy - y0
-        if r <= c <= h - r:
-            _blend(img, c, r, axis=0)
+    for row in range(grid.rows):
+        for col in range(grid.cols):
+            here = row * grid.cols + col
+            top, bottom = row * grid.tile - y0, min(grid.height, (row + 1) * grid.tile) - y0
+            left, right = col * grid.tile - x0, min(grid.width, (col + 1) * grid.tile) - x0
+            if col and r <= left <= w - r and rough(here - 1, here):
+                _blend(img[max(0, top) : max(0, bottom)], left, r, axis=1)
+            if row and r <= top <= h - r and rough(here - grid.cols, here):
+                _blend(img[:, max(0, left) : max(0, right)], top, r, axis=0)
 
 
 def _blend(img: np.ndarray, c: int, r: int, axis: int) -> None:

@@ -89,11 +89,14 @@ def test_region_of_a_predicted_frame_touches_only_its_tiles(coded):
     _, out = coded
     dec = Decoder(backend="onnx")
     full = decode_in_order(dec, [c.data for c, _ in out[:3]])[-1]
-    key = dec.decode(out[0][0].data, region=(0, 0, 100, 100))
-    one = dec.decode(out[1][0].data, region=(0, 0, 100, 100), latents=key.latents)
-    two = dec.decode(out[2][0].data, region=(0, 0, 100, 100), latents=one.latents)
+    # 90 px: farther than REGION_REACH from the border of the 128 px tile, so no neighbour is read
+    key = dec.decode(out[0][0].data, region=(0, 0, 90, 90))
+    one = dec.decode(out[1][0].data, region=(0, 0, 90, 90), latents=key.latents)
+    two = dec.decode(out[2][0].data, region=(0, 0, 90, 90), latents=one.latents)
     assert set(two.latents) == {0}
-    assert np.array_equal(two.rgb, full.rgb[:100, :100])
+    assert np.array_equal(two.rgb, full.rgb[:90, :90])
+    near = dec.decode(out[0][0].data, region=(0, 0, 100, 100))
+    assert set(near.latents) == {0, 1, 3, 4}, "within reach of the borders, the neighbours' latents are read"
 
 
 def test_noise_alone_codes_nothing_but_a_lighting_change_is_coded():
