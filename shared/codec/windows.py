@@ -2,7 +2,7 @@
 
 Tiles are independent in the bitstream (each has its own rANS stream and hyperprior), which
 gives random access, region decoding and damage isolation. They need not be independent in the
-pixels: the analysis transform sees a window of up to SPAN x SPAN tiles plus ANALYSIS_HALO
+pixels: the analysis transform sees a window of up to WINDOW x WINDOW pixels of whole tiles plus ANALYSIS_HALO
 pixels of their neighbours, and the synthesis reads the latents of a window plus
 SYNTHESIS_HALO latent rows and columns of the neighbouring tiles. Each latent then depends on
 the pixels around it as if the whole frame had been transformed at once, and the tile borders
@@ -20,7 +20,7 @@ import numpy as np
 
 from lsic.codec.tiling import Grid, Tile, padded_size
 
-SPAN = 4  # tiles per window side: 1024 px windows for 256 px tiles
+WINDOW = 1024  # pixels per window side (without the halo): 4 x 4 tiles of 256 px
 ANALYSIS_HALO = 64  # pixels; a multiple of the stride of z, so the window's z grid lines up with the tiles'
 SYNTHESIS_HALO = 2  # latents (32 pixels): how far a decoded pixel reads
 REGION_REACH = 16 * SYNTHESIS_HALO  # a region this close to a tile border also decodes the neighbour
@@ -58,11 +58,18 @@ def tile_extent(tile: Tile, stride: int) -> tuple[int, int, int, int]:
     return tile.x, tile.y, tile.x + padded_size(tile.w, stride), tile.y + padded_size(tile.h, stride)
 
 
+def span(grid: Grid) -> int:
+    """Tiles per window side: windows stay near WINDOW pixels whatever the tile size, which
+    bounds the transforms' activations as one tile used to."""
+    return max(1, WINDOW // grid.tile)
+
+
 def blocks(grid: Grid, tiles: Iterable[Tile]) -> list[list[Tile]]:
-    """Tiles grouped into SPAN x SPAN blocks of the grid, in row-major block order."""
+    """Tiles grouped into span x span blocks of the grid, in row-major block order."""
     out: dict[tuple[int, int], list[Tile]] = {}
+    n = span(grid)
     for t in tiles:
-        out.setdefault(((t.y // grid.tile) // SPAN, (t.x // grid.tile) // SPAN), []).append(t)
+        out.setdefault(((t.y // grid.tile) // n, (t.x // grid.tile) // n), []).append(t)
     return [out[k] for k in sorted(out)]
 
 
@@ -120,7 +127,7 @@ def synthesis_windows(
     latents (in the same order). A window's input holds its tiles' latents and SYNTHESIS_HALO
     rows and columns of every neighbour among `tiles` (zeros where a neighbour is not among
     them); it is clipped to the rectangle `tiles` span. The window's rectangle is in latents.
-    Only the latents of about SPAN + 2 tile rows are held at once."""
+    Only the latents of about span + 2 tile rows are held at once."""
     if not tiles:
         yield from ()
         return
@@ -133,8 +140,9 @@ def synthesis_windows(
     present: dict[int, np.ndarray] = {}
     last_row, done = -1, False
     source = iter(decoded)
+    n = span(grid)
     for block in blocks(grid, tiles):
-        band_end = (block[0].y // grid.tile) // SPAN * SPAN + SPAN  # first tile row below the band
+        band_end = (block[0].y // grid.tile) // n * n + n  # first tile row below the band
         while not done and last_row <= band_end:
             try:
                 t, y_hat = next(source)
@@ -153,7 +161,7 @@ def synthesis_windows(
             if ix0 < ix1 and iy0 < iy1:
                 latent[:, iy0 - y0 : iy1 - y0, ix0 - x0 : ix1 - x0] = y_hat[:, iy0 - ty0 : iy1 - ty0, ix0 - tx0 : ix1 - tx0]
         yield Window(tuple(block), x0, y0, x1, y1), latent
-        keep_from = band_end - SPAN - 1  # the band's top halo row stays
+        keep_from = band_end - n - 1  # the band's top halo row stays
         for index in [i for i in present if by_index[i].y // grid.tile < keep_from]:
             del present[index]
     for _ in source:  # let the source finish (it may report its tiles' latents when done)

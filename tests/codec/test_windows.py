@@ -10,11 +10,11 @@ from lsic.codec.encoder import Encoder
 from lsic.codec.metrics import psnr
 from lsic.codec.package import STRIDE
 from lsic.codec.tiling import Grid, Tile, cut
-from lsic.codec.windows import SPAN, analysis_windows, cut_window, padded_frame, tile_latents
+from lsic.codec.windows import analysis_windows, cut_window, padded_frame, span, tile_latents
 
 from ..conftest import natural_image
 
-# 6 x 3 tiles of 256 px: two blocks of SPAN x SPAN tiles side by side, a short last row and column
+# 6 x 3 tiles of 256 px: two blocks of 4 x 4 tiles side by side, a short last row and column
 H, W = 700, 1400
 
 
@@ -22,7 +22,8 @@ def test_windows_cover_every_tile_once_and_split_for_the_workers():
     grid = Grid(W, H, 256)
     windows = analysis_windows(grid, grid.tiles(), STRIDE, workers=2)
     assert sorted(t.index for w in windows for t in w.tiles) == list(range(len(grid)))
-    assert len(windows) == 2 and all(len({t.x for t in w.tiles}) <= SPAN for w in windows)
+    assert len(windows) == 2 and all(len({t.x for t in w.tiles}) <= span(grid) == 4 for w in windows)
+    assert span(Grid(W, H, 1024)) == 1
     small = Grid(640, 480, 256)  # one block: cut into bands of tile rows so both workers get one
     assert [len(w.tiles) for w in analysis_windows(small, small.tiles(), STRIDE, workers=2)] == [3, 3]
     assert all(w.x1 <= padded_frame(grid, STRIDE)[1] and w.y1 <= padded_frame(grid, STRIDE)[0] for w in windows)

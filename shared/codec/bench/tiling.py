@@ -35,6 +35,7 @@ def big_image(side: int) -> np.ndarray:
 
 def phase(kind: str, side: int, path: str, backend: str) -> None:
     """Runs in a child process so its peak RSS is its own."""
+    from lsic.codec.bitstream import FrameLimits
     from lsic.codec.decoder import Decoder
     from lsic.codec.encoder import Encoder
 
@@ -44,10 +45,10 @@ def phase(kind: str, side: int, path: str, backend: str) -> None:
         Path(path).write_bytes(data)
         extra = {"bytes": len(data)}
     elif kind == "decode":
-        out = Decoder(backend=backend).decode(Path(path).read_bytes())
+        out = Decoder(backend=backend, limits=FrameLimits(max_pixels=side * side)).decode(Path(path).read_bytes())
         extra = {"shape": list(out.rgb.shape)}
     else:
-        out = Decoder(backend=backend).decode(Path(path).read_bytes(), region=(side // 2, side // 2, 1024, 1024))
+        out = Decoder(backend=backend, limits=FrameLimits(max_pixels=side * side)).decode(Path(path).read_bytes(), region=(side // 2, side // 2, 1024, 1024))
         extra = {"shape": list(out.rgb.shape), "tiles": len(out.tiles)}
     seconds = time.perf_counter() - t0
     rss_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
