@@ -47,8 +47,8 @@ class Encoder:
     The analysis runs over windows of several tiles with a halo (lsic.codec.windows), so the
     latents at tile borders are those of the whole frame; each tile is then entropy-coded on
     its own. Parallel over windows: each of `threads` workers takes a window through analysis
-    (a single-threaded ONNX Runtime run) and its tiles' entropy path, which keeps both phases
-    busy on every core. Memory holds `threads` windows in flight.
+    (a single-threaded ONNX Runtime run) and its tiles' entropy path. Memory holds `threads`
+    windows in flight.
     """
 
     def __init__(self, model: str | ModelPackage = "default", threads: int = 2, precision: str = "int8") -> None:

@@ -129,7 +129,6 @@ def synthesis_windows(
     them); it is clipped to the rectangle `tiles` span. The window's rectangle is in latents.
     Only the latents of about span + 2 tile rows are held at once."""
     if not tiles:
-        yield from ()
         return
     by_index = {t.index: t for t in tiles}
     extents = {t.index: tuple(v // LATENT for v in tile_extent(t, stride)) for t in tiles}
