@@ -199,6 +199,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         distortion=args.distortion,
         context=args.context,
         context_only=args.context_only,
+        entropy_only=args.entropy_only,
         log_every=args.log_every,
         compile=args.compile,
         channels_last={"auto": None, "on": True, "off": False}[args.channels_last],
@@ -404,6 +405,13 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="train only the context (rate alone): the edge's analysis transform, the synthesis and the "
         "hyperprior stay exactly as in --init (kept on resume)",
+    )
+    t.add_argument(
+        "--entropy-only",
+        action="store_true",
+        help="train only what sets probabilities (hyper-analysis, hyper-synthesis, z prior, context) on rate "
+        "alone, over latents of the frozen analysis cut into tiles as the codec cuts them; the synthesis and "
+        "the gains stay as in --init (kept on resume)",
     )
     t.set_defaults(func=cmd_train)
 

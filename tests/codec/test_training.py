@@ -192,6 +192,48 @@ def test_context_only_training_keeps_the_edge_analysis_and_codes_in_two_passes(p
     assert psnr(decoded["torch"], cv2.cvtColor(cv2.imread(str(out)), cv2.COLOR_BGR2RGB)) > 45, "the CLI agrees"
 
 
+def test_entropy_only_training_lowers_the_rate_and_keeps_the_synthesis(photos, tmp_path, monkeypatch):
+    """`--entropy-only` from a package: the hyper-analysis, hyper-synthesis, z prior and context
+    train on rate alone over the package's frozen analysis; the run stays so on resume, the
+    synthesis and the gains are the package's own, and the new package codes the same picture
+    in fewer bits at the same quality."""
+    import numpy as np
+
+    from lsic.codec.decoder import Decoder
+    from lsic.codec.encoder import Encoder
+    from lsic.codec.metrics import psnr
+    from lsic.codec.package import load_package
+
+    models = tmp_path / "models"
+    tiny = ["--data", photos, "--N", 16, "--M", 16, "--batch-size", 2, "--crop", 64]
+    run("train", *tiny, "--out", tmp_path / "base", "--max-steps", 20, "--context", "checkerboard")
+    run("export", tmp_path / "base" / "checkpoint.pt", "--out", models / "base", "--id", "base", "--calibration", photos)
+    ent = ["train", *tiny, "--out", tmp_path / "ent", "--init", models / "base", "--lr", "1e-3"]
+    first = run(*ent, "--entropy-only", "--max-steps", 80)
+    assert "entropy only: h_a, h_s, the z prior and the context train on rate alone since step 20" in first.stderr
+    assert "training on 3 images" in first.stderr, "photos under one tile and its halo (384 px) are left out"
+    resumed = run(*ent, "--max-steps", 100)
+    assert "entropy only" in resumed.stderr, "an entropy-only run stays so when resumed without the flag"
+    run("export", tmp_path / "ent" / "checkpoint.pt", "--out", models / "ent", "--id", "ent", "--calibration", photos)
+    meta = json.loads((models / "ent" / "model.json").read_text())
+    base_meta = json.loads((models / "base" / "model.json").read_text())
+    assert meta["training"]["entropy_only_from_step"] == 20 and meta["training"]["steps"] == 100
+    assert meta["files"]["synthesis.fp32.onnx"] == base_meta["files"]["synthesis.fp32.onnx"], "same synthesis"
+    assert meta["files"]["tables.npz"] != base_meta["files"]["tables.npz"], "new entropy tables"
+
+    monkeypatch.setenv("LSIC_MODELS", str(models))
+    base, ent_pkg = load_package(models / "base"), load_package(models / "ent")
+    assert np.array_equal(base.arrays["gain"], ent_pkg.arrays["gain"]), "the gains are the package's own"
+    source = cv2.cvtColor(cv2.imread(str(photos / "coffee.png")), cv2.COLOR_BGR2RGB)
+    sizes, quality = {}, {}
+    for name, pkg in (("base", base), ("ent", ent_pkg)):
+        coded = Encoder(pkg).encode(source, quality=6)
+        sizes[name] = len(coded)
+        quality[name] = psnr(source, Decoder(backend="onnx").decode(coded).rgb)
+    assert sizes["ent"] < sizes["base"] * 0.97, sizes
+    assert abs(quality["ent"] - quality["base"]) < 0.3, quality
+
+
 def test_ms_ssim_fine_tuning_is_recorded_in_the_package(photos, tmp_path):
     """`--distortion ms-ssim` switches a run's loss to CompressAI's MS-SSIM ladder; the run keeps
     it when resumed, and model.json says what the lambdas mean and from which step."""

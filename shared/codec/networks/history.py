@@ -21,6 +21,7 @@ class History:
     decoder_only_from_step: int | None = None  # first step that trained the synthesis alone
     context_from_step: int | None = None  # first step with the checkerboard context (context.py)
     context_only_from_step: int | None = None  # first step that trained the context alone
+    entropy_only_from_step: int | None = None  # first step that trained the entropy models alone on rate
     # [first step, "mse" or "ms-ssim"] per change of the loss's distortion; runs without one
     # were MSE throughout
     distortion_schedule: list[list] = field(default_factory=list)

@@ -22,10 +22,19 @@ import torch
 
 from lsic.codec.errors import UsageError
 from lsic.codec.image_io import read_folder
+from lsic.codec.networks.entropy_fit import (
+    EXTRAPOLATED,
+    WINDOW,
+    LatentSampler,
+    entropy_loss,
+    freeze_all_but_entropy,
+    training_gains,
+)
 from lsic.codec.networks.history import History, describe_machine
 from lsic.codec.networks.model import DISTORTIONS, MSSSIM_MIN_SIDE, Architecture, GainedHyperprior, rd_loss
 from lsic.codec.networks.qat import prepare_qat
 from lsic.codec.networks.widen import hold_analysis, widen_state_dict
+from lsic.codec.windows import LATENT
 
 log = logging.getLogger("lsic.train")
 
@@ -57,6 +66,7 @@ class TrainConfig:
     decoder_only: bool = False  # train the synthesis alone; bitstreams and the edge stay unchanged
     context: str | None = None  # "checkerboard": add (or keep) the checkerboard context
     context_only: bool = False  # train the context alone; the edge's analysis stays unchanged
+    entropy_only: bool = False  # train h_a, h_s, the z prior and the context on rate alone (entropy_fit.py)
     distortion: str | None = None  # "mse" or "ms-ssim"; None: the run's own (MSE for a new run)
     log_every: int = 100  # steps between log lines: the only steps that wait for the device
     channels_last: bool | None = None  # NHWC activations; None: on CUDA only (cuDNN's bf16 layout)
@@ -91,7 +101,7 @@ class CropSampler:
 
 
 def start_phase(history: History, phase: str, requested: bool) -> bool:
-    """Start a training phase ("decoder_only", "context_only") at this step when asked; once
+    """Start a training phase ("decoder_only", "context_only", "entropy_only") at this step when asked; once
     started, a run stays in it, flag or not (its first step is in the history)."""
     attr = f"{phase}_from_step"
     if requested and getattr(history, attr) is None:
@@ -288,7 +298,7 @@ class Run:
             history = init_from(net, cfg.init)
             # A new run picks its own phase: a context trained alone in one run folder is then
             # trained with the whole network by a run started from its checkpoint.
-            history.context_only_from_step = None
+            history.context_only_from_step = history.entropy_only_from_step = None
             log.info("initialized from %s (step %d, %.1f h trained)", cfg.init, history.step, history.wall_seconds / 3600)
         if arch.context is not None and history.context_from_step is None:
             history.context_from_step = history.step
@@ -302,6 +312,12 @@ class Run:
         if self.context_only:
             freeze_all_but_context(net)
             log.info("context only: the checkerboard context trains alone since step %d", history.context_only_from_step)
+        if cfg.entropy_only and (cfg.context_only or cfg.decoder_only):
+            raise UsageError("--entropy-only trains the context already and leaves the synthesis; drop --context-only/--decoder-only")
+        self.entropy_only = start_phase(history, "entropy_only", cfg.entropy_only)
+        if self.entropy_only:
+            freeze_all_but_entropy(net)
+            log.info("entropy only: h_a, h_s, the z prior and the context train on rate alone since step %d", history.entropy_only_from_step)
         self.decoder_only = start_phase(history, "decoder_only", cfg.decoder_only)
         if self.decoder_only:
             freeze_all_but_synthesis(net)
@@ -356,17 +372,22 @@ class Run:
         self.points = [p - 1 for p in cfg.points] if cfg.points else list(range(self.net.arch.n_rates))
         if cfg.points:
             log.info("training operating points %s only", ",".join(map(str, cfg.points)))
-        self.sampler = CropSampler(read_folder(cfg.data, cfg.crop), cfg.device)
         self.eval_images = read_folder(cfg.eval_data, 64)[:6] if cfg.eval_data else []
-        log.info(
-            "training on %d images from %s, %d threads, device %s",
-            len(self.sampler.images), cfg.data, cfg.threads, cfg.device,
-        )
+        if self.entropy_only:
+            self.latents = LatentSampler(self.net, read_folder(cfg.data, WINDOW * LATENT), cfg.device)
+            self.gains = training_gains(self.net)
+            count = len(self.latents.latents)
+        else:
+            self.sampler = CropSampler(read_folder(cfg.data, cfg.crop), cfg.device)
+            count = len(self.sampler.images)
+        log.info("training on %d images from %s, %d threads, device %s", count, cfg.data, cfg.threads, cfg.device)
 
     # --- the loop ---
     def step(self) -> tuple[int, dict[str, torch.Tensor], torch.Tensor | None]:
         """One optimizer step on one random batch at one random operating point."""
         cfg, net = self.cfg, self.net
+        if self.entropy_only:
+            return self._entropy_step()
         q = self.rng.choice(self.points)
         x = self.sampler.batch(cfg.batch_size, cfg.crop, self.rng)
         if self.channels_last:
@@ -388,6 +409,22 @@ class Run:
             aux.backward()
             self.aux_opt.step()
         return q, losses, aux
+
+    def _entropy_step(self) -> tuple[int, dict[str, torch.Tensor], torch.Tensor]:
+        """One step of rate-only training over latents, at one point (trained or extrapolated;
+        logged by its position, negative below the trained points)."""
+        point = self.rng.randrange(len(self.gains))
+        y = self.latents.batch(self.cfg.batch_size, self.rng)
+        self.opt.zero_grad(set_to_none=True)
+        self.aux_opt.zero_grad(set_to_none=True)
+        losses = entropy_loss(self.net, y, self.gains[point])
+        losses["loss"].backward()
+        torch.nn.utils.clip_grad_norm_(self.net.parameters(), 1.0)
+        self.opt.step()
+        aux = self.net.aux_loss()  # the quantiles shape the z tables, which this phase retrains
+        aux.backward()
+        self.aux_opt.step()
+        return point - EXTRAPOLATED, losses, aux
 
     def _record(self, log_file, entry: dict, q: int | None = None) -> None:
         """A line of log.jsonl (what `lsic bench curve` reads): step, time, settings, then `entry`."""
