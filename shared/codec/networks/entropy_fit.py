@@ -49,12 +49,19 @@ def training_gains(net: GainedHyperprior) -> Tensor:
     return torch.from_numpy(np.exp(log_gains)).float().to(net.log_gain.device)
 
 
+# Where a batch's tiles sit on their frames' rows (and, independently, columns): most tiles of
+# the frames the codec sees touch a frame border (all six of a Kodak image, 22 of 40 at 1080p),
+# where the hyper-analysis reads zero padding instead of a neighbour's latents.
+PLACES = ("first", "inner", "last")
+
+
 class LatentSampler:
     """Windows of one tile and its halo, cut from the latents of whole training images.
 
     The analysis runs once per image, on the image padded as a tile is (edge pixels repeated),
     and its latents stay on the training device in float16 (151 MP of photos: 110 MiB). A window
-    starts on the grid of z, as a tile does.
+    starts on the grid of z, as a tile does, and like the encoder's it stops at the frame: a tile
+    in the first or last row or column of its frame has no halo on that side.
     """
 
     def __init__(self, net: GainedHyperprior, images: list[np.ndarray], device: str) -> None:
@@ -70,26 +77,39 @@ class LatentSampler:
         if not self.latents:
             raise ValueError(f"entropy-only training needs images of at least {WINDOW * LATENT} pixels a side")
 
-    def batch(self, n: int, rng: random.Random) -> Tensor:
-        step = HYPER // LATENT
+    def batch(self, n: int, rng: random.Random) -> tuple[Tensor, int, int]:
+        """n windows whose tiles sit alike on their frames (a random row place and column place),
+        and the tile's first row and column in them."""
+        rows, cols = rng.choice(PLACES), rng.choice(PLACES)
         out = []
         for _ in range(n):
             y = self.latents[rng.randrange(len(self.latents))]
-            i = rng.randrange((y.shape[1] - WINDOW) // step + 1) * step
-            j = rng.randrange((y.shape[2] - WINDOW) // step + 1) * step
-            out.append(y[:, i : i + WINDOW, j : j + WINDOW])
-        return torch.stack(out).float()
+            i, top, height = _cut(y.shape[1], rows, rng)
+            j, left, width = _cut(y.shape[2], cols, rng)
+            out.append(y[:, i : i + height, j : j + width])
+        return torch.stack(out).float(), top, left
 
 
-def window_bits(net: GainedHyperprior, y: Tensor, training: bool) -> Tensor:
-    """Bits of the tile inside each window of gained latents (B, M, WINDOW, WINDOW).
+def _cut(size: int, place: str, rng: random.Random) -> tuple[int, int, int]:
+    """(start of the window, start of the tile in it, window length) along one axis of a frame
+    `size` latents long (a multiple of the z grid)."""
+    if place == "first":
+        return 0, 0, TILE + HALO
+    if place == "last":
+        return size - TILE - HALO, HALO, TILE + HALO
+    step = HYPER // LATENT
+    return rng.randrange((size - WINDOW) // step + 1) * step, HALO, WINDOW
+
+
+def window_bits(net: GainedHyperprior, y: Tensor, top: int, left: int, training: bool) -> Tensor:
+    """Bits of the tile at (top, left) inside each window of gained latents (B, M, h, w).
 
     training: noisy z and y for their likelihoods (CompressAI's proxy); otherwise both rounded
     as the coder rounds them. The hyper-synthesis always reads z rounded around its medians."""
     z = net.h_a(y)
-    hz = HALO * LATENT // HYPER
-    z_tiles = z[:, :, hz:-hz, hz:-hz]
-    y_tiles = y[:, :, HALO:-HALO, HALO:-HALO]
+    step = HYPER // LATENT
+    z_tiles = z[:, :, top // step : (top + TILE) // step, left // step : (left + TILE) // step]
+    y_tiles = y[:, :, top : top + TILE, left : left + TILE]
     eb = net.entropy_bottleneck
     _, z_likelihoods = eb(z_tiles, training=training)
     medians = eb._get_medians()
@@ -102,9 +122,9 @@ def window_bits(net: GainedHyperprior, y: Tensor, training: bool) -> Tensor:
     return -(torch.log2(z_likelihoods).sum() + torch.log2(y_likelihoods).sum())
 
 
-def entropy_loss(net: GainedHyperprior, y: Tensor, gain: Tensor) -> dict[str, Tensor]:
+def entropy_loss(net: GainedHyperprior, y: Tensor, top: int, left: int, gain: Tensor) -> dict[str, Tensor]:
     """Rate alone, in bits per pixel of the tiles, for latents y (before gain) at one point."""
-    bits = window_bits(net, y * gain[None, :, None, None], training=net.training)
+    bits = window_bits(net, y * gain[None, :, None, None], top, left, training=net.training)
     pixels = y.shape[0] * DEFAULT_TILE**2
     bpp = bits / pixels
     return {"loss": bpp, "bpp": bpp}

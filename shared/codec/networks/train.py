@@ -414,10 +414,10 @@ class Run:
         """One step of rate-only training over latents, at one point (trained or extrapolated;
         logged by its position, negative below the trained points)."""
         point = self.rng.randrange(len(self.gains))
-        y = self.latents.batch(self.cfg.batch_size, self.rng)
+        y, top, left = self.latents.batch(self.cfg.batch_size, self.rng)
         self.opt.zero_grad(set_to_none=True)
         self.aux_opt.zero_grad(set_to_none=True)
-        losses = entropy_loss(self.net, y, self.gains[point])
+        losses = entropy_loss(self.net, y, top, left, self.gains[point])
         losses["loss"].backward()
         torch.nn.utils.clip_grad_norm_(self.net.parameters(), 1.0)
         self.opt.step()
