@@ -322,8 +322,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--data", required=True, help="folder of training images")
     t.add_argument("--out", required=True, help="run folder (checkpoint.pt, log.jsonl); resumes if present")
     t.add_argument("--eval-data", help="held-out image folder evaluated every --eval-every steps")
-    t.add_argument("--N", type=int, default=64)
-    t.add_argument("--M", type=int, default=96)
+    t.add_argument("--N", type=int, help="analysis/synthesis width (default: the resumed or --init network's, else 64)")
+    t.add_argument("--M", type=int, help="latent channels (default: the resumed or --init network's, else 96)")
     t.add_argument(
         "--hyper-widths",
         type=width_pair,

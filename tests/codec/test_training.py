@@ -208,7 +208,8 @@ def test_entropy_only_training_lowers_the_rate_and_keeps_the_synthesis(photos, t
     tiny = ["--data", photos, "--N", 16, "--M", 16, "--batch-size", 2, "--crop", 64]
     run("train", *tiny, "--out", tmp_path / "base", "--max-steps", 20, "--context", "checkerboard")
     run("export", tmp_path / "base" / "checkpoint.pt", "--out", models / "base", "--id", "base", "--calibration", photos)
-    ent = ["train", *tiny, "--out", tmp_path / "ent", "--init", models / "base", "--lr", "1e-3"]
+    # no --N/--M: a run takes the architecture of the network it starts from
+    ent = ["train", "--data", photos, "--batch-size", 2, "--out", tmp_path / "ent", "--init", models / "base", "--lr", "1e-3"]
     first = run(*ent, "--entropy-only", "--max-steps", 80)
     assert "entropy only: h_a, h_s, the z prior and the context train on rate alone since step 20" in first.stderr
     assert "training on 3 images" in first.stderr, "photos under one tile and its halo (384 px) are left out"

@@ -44,9 +44,9 @@ class TrainConfig:
     data: Path
     out: Path
     eval_data: Path | None = None
-    N: int = 64
-    M: int = 96
-    hyper_widths: tuple[int, int] | None = None  # None: CompressAI's (M, 3M/2)
+    N: int | None = None  # None: the resumed or --init network's, else 64
+    M: int | None = None  # None: the resumed or --init network's, else 96
+    hyper_widths: tuple[int, int] | None = None  # None: the source's with its M, else CompressAI's (M, 3M/2)
     refine_width: int | None = None  # cloud decoder's residual branch (refine.py); None: g_s alone
     points: tuple[int, ...] | None = None  # trained operating points (1-based) sampled; None: all
     batch_size: int = 12
@@ -218,11 +218,23 @@ def save_checkpoint(path: Path, net, opt, aux_opt, history: History, cfg: TrainC
     os.replace(tmp, path)
 
 
-def source_context(source: Path) -> str | None:
-    """The context kind of a package or checkpoint that a new run starts from (--init)."""
+def source_arch(source: Path) -> dict:
+    """The architecture of a package or checkpoint that a new run starts from (--init)."""
     if (source / "model.json").is_file():
-        return json.loads((source / "model.json").read_text())["architecture"].get("context")
-    return torch.load(source, map_location="cpu", weights_only=False)["arch"].get("context")
+        return json.loads((source / "model.json").read_text())["architecture"]
+    return torch.load(source, map_location="cpu", weights_only=False)["arch"]
+
+
+def run_architecture(cfg: TrainConfig, source: dict, context: str | None) -> Architecture:
+    """The network a run trains: what the flags set, the rest as the network it resumes or
+    starts from has it (so `--init shared/models/hq` needs no --M), else the defaults."""
+    M = cfg.M or source.get("M", 96)
+    hyper_widths = cfg.hyper_widths
+    if hyper_widths is None and source.get("M") == M and source.get("hyper_widths"):
+        hyper_widths = tuple(source["hyper_widths"])
+    return Architecture(
+        N=cfg.N or source.get("N", 64), M=M, hyper_widths=hyper_widths, refine_width=cfg.refine_width, context=context
+    )
 
 
 def init_from(net: GainedHyperprior, source: Path) -> History:
@@ -242,7 +254,10 @@ def init_from(net: GainedHyperprior, source: Path) -> History:
         history = History.from_record(state)
     old = Architecture.from_dict(arch)
     if replace(old, refine_width=net.arch.refine_width, context=net.arch.context) != net.arch:
-        weights = widen_state_dict(weights, old, net.arch)
+        try:
+            weights = widen_state_dict(weights, old, net.arch)
+        except ValueError as exc:
+            raise UsageError(f"--init {source}: {exc}") from None
         history.widened.append([history.step, old.M, net.arch.M])
         log.info("widened the latent from %d to %d channels", old.M, net.arch.M)
     if old.refine_width != net.arch.refine_width:
@@ -279,12 +294,9 @@ class Run:
     # --- the phases of setting up ---
     def _network(self, state: dict | None) -> tuple[GainedHyperprior, History]:
         cfg = self.cfg
-        context = cfg.context or (state["arch"].get("context") if state is not None else None)  # kept on resume
-        if context is None and state is None and cfg.init is not None:
-            context = source_context(cfg.init)  # a network with a context keeps it
-        arch = Architecture(
-            N=cfg.N, M=cfg.M, hyper_widths=cfg.hyper_widths, refine_width=cfg.refine_width, context=context
-        )
+        source = state["arch"] if state is not None else source_arch(cfg.init) if cfg.init is not None else {}
+        context = cfg.context or source.get("context")  # kept on resume; a network with a context keeps it
+        arch = run_architecture(cfg, source, context)
         net = GainedHyperprior(arch).to(cfg.device)
         history = History()
         if cfg.decoder_only and state is None and cfg.init is None:
