@@ -7,6 +7,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
+from lsic.codec.errors import UsageError  # noqa: E402
 from lsic.codec.networks.model import Architecture, GainedHyperprior  # noqa: E402
 from lsic.codec.networks.train import init_from  # noqa: E402
 
@@ -45,7 +46,7 @@ def test_widened_network_starts_where_the_narrow_one_was(tmp_path):
     assert new_size > 0.3 * old_size, "new channels start large enough to survive rounding"
     assert torch.allclose(scales_w[:, 16:], scales_w[:, :8], atol=0.05), "new channels' scales copy old ones'"
 
-    with pytest.raises(ValueError, match="only add latent channels"):
+    with pytest.raises(UsageError, match="only add latent channels"):
         init_from(GainedHyperprior(Architecture(N=16, M=8, n_rates=2)), tmp_path / "c.pt")
 
 
@@ -59,7 +60,7 @@ def test_fixed_hyper_widths_widen_only_the_last_hyper_layer(tmp_path):
         assert torch.equal(wide.state_dict()[key], narrow.state_dict()[key]), f"{key} is kept whole"
     assert wide.h_s[4].out_channels == 64, "only the output layer grows: scales and means for 32 channels"
 
-    with pytest.raises(ValueError, match="hyper-synthesis widths"):
+    with pytest.raises(UsageError, match="hyper-synthesis widths"):
         init_from(GainedHyperprior(Architecture(N=16, M=32, n_rates=2, hyper_widths=(8, 8))), tmp_path / "c.pt")
 
 
