@@ -217,16 +217,16 @@ def load_package_dir(root: Path) -> ModelPackage:
     return ModelPackage(root=root, meta=meta, hash=package_hash(hashes))
 
 
-_LOADED: dict[tuple[str, bytes | None], ModelPackage] = {}
+_LOADED: dict[tuple[str, bytes | None, str], ModelPackage] = {}
 
 
 def load_package(model: str | Path, build: bytes | None = None) -> ModelPackage:
-    """Load a package by id (search path) or by folder path; cached per process.
+    """Load a package by id (search path) or by folder path; cached per process and search path.
 
     build: the package hash a bitstream carries. The current package is taken when it matches,
     else the retired build with that hash; ModelHashError when neither is installed.
     """
-    key = (str(model), build)
+    key = (str(model), build, os.environ.get("LSIC_MODELS", ""))  # an id means another package on another path
     if key in _LOADED:
         return _LOADED[key]
     p = Path(model)
