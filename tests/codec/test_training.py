@@ -395,3 +395,14 @@ def _downgrade_to_8bit_weights(package, photos, monkeypatch):
     meta = json.loads((package / "model.json").read_text())
     meta["files"] = {name: sha256_file(package / name) for name in FILES}
     (package / "model.json").write_text(json.dumps(meta))
+
+
+def test_a_package_from_before_hardware_phases_keeps_its_machine_when_training_goes_on():
+    """model.json of older packages names one machine for all steps; a run continuing from it
+    must report those steps on that machine, not drop them from hardware_phases."""
+    from lsic.codec.networks.history import History
+
+    history = History.from_record({"steps": 69000, "hardware": "x86_64 CPUs, 2 threads"})
+    history.step = 70000
+    history.record_hardware(69000, "AMD EPYC, 2 threads")
+    assert history.hardware_phases == [[0, 69000, "x86_64 CPUs, 2 threads"], [69000, 70000, "AMD EPYC, 2 threads"]]

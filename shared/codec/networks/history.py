@@ -74,6 +74,8 @@ class History:
             else:
                 value = int(value)
             values[f.name] = value
+        if "hardware_phases" not in values and record.get("hardware"):  # one machine, before phases were kept
+            values["hardware_phases"] = [[0, values.get("step", 0), str(record["hardware"])]]
         return cls(**values)
 
 
