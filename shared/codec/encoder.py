@@ -76,18 +76,30 @@ class Encoder:
         """Padded RGB tiles -> (y, z) per tile, in parallel."""
         return list(self.pool.map(lambda t: self.analyse_tile(t, op), tiles))
 
+    def window_latents(self, rgb: np.ndarray, window: Window, header: Container) -> list[tuple[Tile, np.ndarray, np.ndarray]]:
+        """(tile, y, z) of each tile of one window: the window is cut and analysed once."""
+        pixels = cut_window(rgb, window)
+        gain = gains_for(self.pkg.arrays["gain"], header, window.as_tile(), pixels.shape[0], pixels.shape[1])
+        y, z = self.analyse_tile(pixels, header.quality - 1 if header.quality_map is None else gain)
+        return [(t, *tile_latents(window, y, z, t, STRIDE)) for t in window.tiles]
+
     def encode_tiles(self, rgb: np.ndarray, tiles: Iterable[Tile], header: Container) -> dict[int, bytes]:
         """Payloads of the given tiles; each window is cut only when a worker takes it."""
-        gains = self.pkg.arrays["gain"]
 
         def encode_window(window: Window) -> list[tuple[int, bytes]]:
-            pixels = cut_window(rgb, window)
-            gain = gains_for(gains, header, window.as_tile(), pixels.shape[0], pixels.shape[1])
-            y, z = self.analyse_tile(pixels, header.quality - 1 if header.quality_map is None else gain)
-            return [(t.index, encode_tile(self.pkg, *tile_latents(window, y, z, t, STRIDE))) for t in window.tiles]
+            return [(t.index, encode_tile(self.pkg, y, z)) for t, y, z in self.window_latents(rgb, window, header)]
 
         windows = analysis_windows(header.grid, tiles, STRIDE, self.workers)
         return {i: payload for done in self.pool.map(encode_window, windows) for i, payload in done}
+
+    def frame_latents(self, rgb: np.ndarray, quality: int, tile_size: int = DEFAULT_TILE) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Every tile's (y, z) in tile order, exactly as encode() entropy-codes them (for measurements)."""
+        rgb = to_rgb8(rgb)
+        self.pkg.check_quality(quality)
+        header = Container(rgb.shape[1], rgb.shape[0], tile_size, quality, self.pkg.id, self.pkg.hash)
+        windows = analysis_windows(header.grid, header.grid.tiles(), STRIDE, self.workers)
+        found = {t.index: (y, z) for done in self.pool.map(lambda w: self.window_latents(rgb, w, header), windows) for t, y, z in done}
+        return [found[i] for i in sorted(found)]
 
     def encode(
         self,

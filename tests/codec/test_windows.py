@@ -71,3 +71,16 @@ def test_decoded_frame_is_the_whole_frames_synthesis_and_has_no_seams(encoder, d
         border[b - 4 : b + 4] = True
     assert psnr(out[border], img[border]) > psnr(alone[border], img[border]) + 3.0
     assert psnr(out, img) > psnr(alone, img)
+
+
+def test_frame_latents_are_the_ones_the_encoder_codes():
+    """Measurements (`lsic bench entropy`) take the latents from Encoder.frame_latents: coded,
+    they must give the encoder's own tile payloads, byte for byte."""
+    from lsic.codec.entropy.latents import encode_tile
+
+    enc = Encoder("default", threads=2)
+    img = natural_image(H, W)
+    parsed = parse(enc.encode(img, 4))
+    latents = enc.frame_latents(img, 4)
+    assert len(latents) == len(Grid(W, H, 256))
+    assert [encode_tile(enc.pkg, y, z) for y, z in latents] == [parsed.tile_payload(i) for i in range(len(latents))]

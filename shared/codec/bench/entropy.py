@@ -1,7 +1,7 @@
 """`lsic bench entropy`: the rate cost of the integer hyper-synthesis (and context) against the
 float ones, and what the context itself saves and costs.
 
-Same images, same int8 analysis, same z symbols and the same integer tables; only the network
+Same images, the latents the encoder codes (int8 analysis over windows of tiles), same z symbols and the same integer tables; only the network
 that picks each y symbol's table and mean differs: the shipped integer network, the trained float
 network (PyTorch), or, for a package with a context, the integer hyper-synthesis alone (y in one
 pass, as if there were no context). All are really entropy-coded; bytes are compared, and the
@@ -33,8 +33,6 @@ def run(args: argparse.Namespace) -> int:
     from lsic.codec.entropy.latents import FX, coding_passes, encode_tile, quantize
     from lsic.codec.entropy.tables import scale_table
     from lsic.codec.networks.model import Architecture, GainedHyperprior
-    from lsic.codec.package import STRIDE
-    from lsic.codec.tiling import Grid, cut
 
     enc = Encoder(args.model)
     pkg = enc.pkg
@@ -54,8 +52,7 @@ def run(args: argparse.Namespace) -> int:
     for q in (int(v) for v in args.qualities.split(",")):
         bytes_int = bytes_float = bytes_hyper = 0
         for img in images:
-            tiles = Grid(img.shape[1], img.shape[0], 256).tiles()
-            for y, z in enc.analyse([cut(img, t, STRIDE) for t in tiles], q - 1):
+            for y, z in enc.frame_latents(img, q):
                 started = time.perf_counter()
                 bytes_int += len(encode_tile(pkg, y, z))
                 seconds["with"] += time.perf_counter() - started
