@@ -95,11 +95,19 @@ class Encoder:
     def frame_latents(self, rgb: np.ndarray, quality: int, tile_size: int = DEFAULT_TILE) -> list[tuple[np.ndarray, np.ndarray]]:
         """Every tile's (y, z) in tile order, exactly as encode() entropy-codes them (for measurements)."""
         rgb = to_rgb8(rgb)
-        self.pkg.check_quality(quality)
-        header = Container(rgb.shape[1], rgb.shape[0], tile_size, quality, self.pkg.id, self.pkg.hash)
+        header = self.frame_header(rgb, quality, tile_size)
         windows = analysis_windows(header.grid, header.grid.tiles(), STRIDE, self.workers)
         found = {t.index: (y, z) for done in self.pool.map(lambda w: self.window_latents(rgb, w, header), windows) for t, y, z in done}
         return [found[i] for i in sorted(found)]
+
+    def frame_header(self, rgb: np.ndarray, quality: int, tile_size: int) -> Container:
+        """The container header of a frame at one quality, its tile size and quality checked."""
+        if tile_size <= 0 or tile_size % STRIDE or tile_size > DEFAULT_LIMITS.max_tile:
+            raise InputImageError(
+                f"tile size must be a multiple of {STRIDE} up to {DEFAULT_LIMITS.max_tile}, got {tile_size}"
+            )
+        self.pkg.check_quality(quality)
+        return Container(rgb.shape[1], rgb.shape[0], tile_size, quality, self.pkg.id, self.pkg.hash)
 
     def encode(
         self,
@@ -114,13 +122,8 @@ class Encoder:
         quality_map: a quality (1..n) per 64x64 block (lsic.codec.quality_map), else `quality`
         everywhere; the header's quality is then the frame's base quality."""
         rgb = to_rgb8(rgb)
-        if tile_size <= 0 or tile_size % STRIDE or tile_size > DEFAULT_LIMITS.max_tile:
-            raise InputImageError(
-                f"tile size must be a multiple of {STRIDE} up to {DEFAULT_LIMITS.max_tile}, got {tile_size}"
-            )
-        self.pkg.check_quality(quality)
         h, w = rgb.shape[:2]
-        header = Container(w, h, tile_size, quality, self.pkg.id, self.pkg.hash)
+        header = self.frame_header(rgb, quality, tile_size)
         two_pass = bool(self.pkg.context_layers)
         if quality_map is not None:
             header.quality_map = check_map(quality_map, w, h, self.pkg.n_rates)

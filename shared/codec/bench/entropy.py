@@ -1,10 +1,10 @@
 """`lsic bench entropy`: the rate cost of the integer hyper-synthesis (and context) against the
 float ones, and what the context itself saves and costs.
 
-Same images, the latents the encoder codes (int8 analysis over windows of tiles), same z symbols and the same integer tables; only the network
-that picks each y symbol's table and mean differs: the shipped integer network, the trained float
-network (PyTorch), or, for a package with a context, the integer hyper-synthesis alone (y in one
-pass, as if there were no context). All are really entropy-coded; bytes are compared, and the
+Same images, the latents the encoder codes (int8 analysis over windows of tiles), same z symbols
+and the same integer tables; only the network that picks each y symbol's table and mean differs:
+the shipped integer network, the trained float network (PyTorch), or, for a package with a
+context, the integer hyper-synthesis alone (y in one pass, as if there were no context). All are really entropy-coded; bytes are compared, and the
 entropy coding of a tile is timed with and without the context.
 """
 
