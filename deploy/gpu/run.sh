@@ -2,7 +2,8 @@
 # Runs on a borrowed GPU machine, in a copy of this repository that carries `lsic gpu pack`'s
 # .gpu/a or .gpu/b (see shared/codec/networks/gpu_recipe.py). Results go to $OUT.
 #   deploy/gpu/run.sh bench            lsic bench decode on the GPU (needs .gpu/a), JSON to $OUT
-#   deploy/gpu/run.sh probe            training samples/s at batch 64 and 128 (20 s each)
+#   deploy/gpu/run.sh probe            training samples/s at batch 128 and 256 (24 s each), and 256
+#                                      with --compile (60 s, compilation included)
 #   deploy/gpu/run.sh train MINUTES    train from .gpu/b/init for MINUTES (its last 1.5 at a lower
 #                                      learning rate), split checkpoint and log to $OUT
 # The machine has torch, onnxruntime, grpcio, opencv, numpy; the wheels in .gpu add the rest.
@@ -36,13 +37,14 @@ case "${1:-}" in
   bench)
     LSIC_MODELS="$ROOT/.gpu/a/models" lsic bench decode --streams .gpu/a/streams --seconds 2 --out "$OUT/decode.json"
     ;;
-  probe)  # training samples/s at two batch sizes, 20 s each, from a new network (nothing kept)
-    for b in 64 128; do
+  probe)  # training samples/s at batch 128 and 256, then 256 compiled, from a new network (nothing kept)
+    for setting in "128 0.4" "256 0.4" "256 1 --compile"; do
+      read -r batch minutes compile <<< "$setting"
       rm -rf "$KEEP/probe"
       lsic train --data "$KEEP/data" --out "$KEEP/probe" --device cuda --bf16 --qat --context checkerboard \
-        --batch-size "$b" --crop 256 --max-minutes 0.33 --log-every 100 --threads 8 >/dev/null 2>&1
-      echo "batch $b: $(grep -o '"samples_per_s": [0-9.]*' "$KEEP/probe/log.jsonl" | tail -n 3 | tr '\n' ' ')"
-      cp "$KEEP/probe/log.jsonl" "$OUT/probe-$b.jsonl"
+        --batch-size "$batch" --crop 256 --max-minutes "$minutes" --log-every 100 --threads 8 $compile >/dev/null 2>&1
+      echo "batch $batch $compile: $(grep -o '"samples_per_s": [0-9.]*' "$KEEP/probe/log.jsonl" | tail -n 3 | tr '\n' ' ')"
+      cp "$KEEP/probe/log.jsonl" "$OUT/probe-$batch${compile:+-compiled}.jsonl"
     done
     ;;
   train)

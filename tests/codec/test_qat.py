@@ -74,3 +74,34 @@ def test_qat_weight_grid_is_the_one_the_shipped_int8_analysis_runs(model_id):
         shipped = q * scale.reshape(-1, 1, 1, 1)
         simulated = fake_quant_weight(weights[name].float()).numpy()
         np.testing.assert_allclose(simulated, shipped, rtol=0, atol=float(scale.max()) * 1e-3, err_msg=name)
+
+
+def test_activation_rounding_is_torchs_fake_quantizer_in_traceable_ops():
+    """The same values and straight-through gradient as torch.fake_quantize_per_tensor_affine."""
+    from lsic.codec.networks.qat import fake_quant_uint8
+
+    torch.manual_seed(0)
+    x = (torch.randn(20000) * 2).requires_grad_()
+    x_ref = x.detach().clone().requires_grad_()
+    scale = torch.tensor(3.0 / 255)
+    ours = fake_quant_uint8(x, scale, 128.0)
+    ref = torch.fake_quantize_per_tensor_affine(x_ref, scale, torch.tensor(128, dtype=torch.int32), 0, 255)
+    assert float((ours - ref).abs().max()) < 1e-6
+    ours.sum().backward()
+    ref.sum().backward()
+    assert torch.equal(x.grad, x_ref.grad), "1 inside the range, 0 where it clips"
+    assert 0 < float(x.grad.sum()) < x.numel(), "the test reaches both sides of the range"
+
+
+def test_quantization_aware_analysis_compiles_as_one_graph():
+    """`lsic train --compile --qat`: no graph breaks, and the range updates switch between two
+    graphs instead of recompiling at every step."""
+    from lsic.codec.networks.qat import observe_ranges
+
+    net = GainedHyperprior(Architecture(N=16, M=16, n_rates=2))
+    prepare_qat(net.g_a)
+    x = torch.rand(1, 3, 64, 64)
+    for on in (True, False):
+        observe_ranges(net.g_a, on)
+        explanation = torch._dynamo.explain(net.g_a)(x)
+        assert explanation.graph_break_count == 0, explanation.break_reasons

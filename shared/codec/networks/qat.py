@@ -31,7 +31,7 @@ from lsic.codec.networks.int8_layout import FLOAT_G_A_LAYERS
 PERCENTILE = 99.99
 SAMPLE = 1 << 16  # elements per batch used to estimate the percentile (a full sort is too slow)
 MOMENTUM = 0.05
-OBSERVE_EVERY = 8  # training forwards between range updates (the percentile costs as much as the layer)
+OBSERVE_EVERY = 8  # training steps between range updates (the percentile costs as much as the layer)
 
 
 class FakeQuant(nn.Module):
@@ -41,7 +41,7 @@ class FakeQuant(nn.Module):
         super().__init__()
         self.signed = signed
         self.register_buffer("threshold", torch.zeros(()), persistent=False)
-        self.calls = 0
+        self.observe = True  # the first forward sets the range; observe_ranges schedules the rest
 
     @torch.no_grad()
     def _observe(self, x: Tensor) -> None:
@@ -56,14 +56,22 @@ class FakeQuant(nn.Module):
         self.threshold.copy_(torch.where(unset, t, torch.lerp(self.threshold, t, MOMENTUM)))
 
     def forward(self, x: Tensor) -> Tensor:
-        if self.calls == 0 or (self.training and self.calls % OBSERVE_EVERY == 0):
+        if self.observe:
             self._observe(x)
-        self.calls += 1
         t = self.threshold.float().clamp_min(1e-6)
-        zero = torch.zeros((), dtype=torch.int32, device=t.device)
-        scale, zero = (2 * t / 255, zero + 128) if self.signed else (t / 255, zero)
-        # float32 in and out: the tensor-range kernels are not built for every reduced precision
-        return torch.fake_quantize_per_tensor_affine(x.float(), scale, zero, 0, 255).to(x.dtype)
+        scale, zero = (2 * t / 255, 128.0) if self.signed else (t / 255, 0.0)
+        return fake_quant_uint8(x.float(), scale, zero).to(x.dtype)
+
+
+def fake_quant_uint8(x: Tensor, scale: Tensor, zero: float) -> Tensor:
+    """x rounded to the uint8 grid `scale * (q - zero)`, q in 0..255, with the straight-through
+    gradient of torch.fake_quantize_per_tensor_affine (1 inside the range, 0 where it clips).
+    Written in elementwise ops because torch.compile cannot trace that operator with a tensor
+    scale: it would split the analysis into a graph per layer."""
+    q = torch.round(x / scale) + zero
+    inside = (q >= 0) & (q <= 255)
+    rounded = (q.clamp(0, 255) - zero) * scale
+    return rounded.detach() + (x - x.detach()) * inside
 
 
 WEIGHT_LEVELS = 64  # ONNX Runtime's reduce_range int8 weights: [-64, 64]
@@ -127,3 +135,12 @@ def prepare_qat(g_a: nn.Sequential, float_layers: tuple[int, ...] | None = None)
             layer.fq_norm = FakeQuant(signed=False)
             layer.fq_out = FakeQuant(signed=True) if i + 1 in int8 else None
     return g_a
+
+
+def observe_ranges(g_a: nn.Module, on: bool) -> None:
+    """Whether g_a's next forwards move its activation ranges (the trainer: one step in
+    OBSERVE_EVERY). A flag set from outside rather than a call counter inside forward, so that
+    torch.compile traces one of two graphs instead of recompiling at every call."""
+    for module in g_a.modules():
+        if isinstance(module, FakeQuant):
+            module.observe = on

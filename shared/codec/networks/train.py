@@ -32,11 +32,12 @@ from lsic.codec.networks.entropy_fit import (
 )
 from lsic.codec.networks.history import History, describe_machine
 from lsic.codec.networks.model import DISTORTIONS, MSSSIM_MIN_SIDE, Architecture, GainedHyperprior, rd_loss
-from lsic.codec.networks.qat import prepare_qat
+from lsic.codec.networks.qat import OBSERVE_EVERY, observe_ranges, prepare_qat
 from lsic.codec.networks.widen import hold_analysis, widen_state_dict
 from lsic.codec.windows import LATENT
 
 log = logging.getLogger("lsic.train")
+COMPILED_GRAPHS = 32  # graphs torch.compile may keep per function (--compile)
 
 
 @dataclass
@@ -180,6 +181,7 @@ def evaluate(net: GainedHyperprior, images: list[np.ndarray], device: str) -> li
     from pytorch_msssim import ms_ssim
 
     net.eval()
+    observe_ranges(net.g_a, False)  # held-out images never move the int8 ranges
     dtype, net.transform_dtype = net.transform_dtype, None
     rows = []
     for q in range(net.arch.n_rates):
@@ -345,6 +347,7 @@ class Run:
         if cfg.qat and history.qat_from_step is None:
             history.qat_from_step = history.step
         self.qat = history.qat_from_step is not None
+        self.qat_steps = 0  # this process's QAT steps: the first moves the int8 ranges, then one in OBSERVE_EVERY
         if self.qat:  # once started, a run stays quantization-aware
             prepare_qat(net.g_a).to(cfg.device)
             log.info("quantization-aware: g_a simulates the int8 analysis since step %d", history.qat_from_step)
@@ -360,6 +363,9 @@ class Run:
         if self.channels_last:
             net.to(memory_format=torch.channels_last)
         if cfg.compile:
+            # The four transforms share nn.Sequential.forward, and dynamo's recompile limit counts
+            # per function: their graphs (train and eval, QAT observing or not) exceed its default 8.
+            torch._dynamo.config.recompile_limit = COMPILED_GRAPHS
             for module in (net.g_a, net.g_s, net.h_a, net.h_s):
                 module.compile()
             log.info("transforms compiled with torch.compile")
@@ -402,6 +408,9 @@ class Run:
             return self._entropy_step()
         q = self.rng.choice(self.points)
         x = self.sampler.batch(cfg.batch_size, cfg.crop, self.rng)
+        if self.qat:
+            observe_ranges(net.g_a, self.qat_steps % OBSERVE_EVERY == 0)
+            self.qat_steps += 1
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         self.opt.zero_grad(set_to_none=True)
