@@ -78,7 +78,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from lsic.codec.encoder import Encoder
-    from lsic.edge.sources import builtin_frames
+    from lsic.codec.sample_frames import builtin_frames
 
     frame = Encoder("default").encode(next(builtin_frames()), args.quality)
     rows = []

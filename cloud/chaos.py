@@ -190,7 +190,7 @@ class Chaos:
     # --- the run ---
     def run(self) -> dict:
         from lsic.codec.encoder import Encoder
-        from lsic.edge.sources import builtin_frames
+        from lsic.codec.sample_frames import builtin_frames
 
         self.cloud.start()
         devices = {f"chaos-{i}": self.cloud.add_device(f"chaos-{i}") for i in range(self.args.devices)}
