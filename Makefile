@@ -9,7 +9,7 @@ EDGE_STAMP := $(EDGE_VENV)/.installed
 SOURCE ?= builtin
 PROTO := proto/lsic/v1/lsic.proto
 
-.PHONY: setup setup-edge system-deps proto demo cluster-demo test test-main test-edge test-slow lint bench-rd bench-speed clean
+.PHONY: setup setup-edge edge-current system-deps proto demo cluster-demo test test-main test-edge test-slow lint bench-rd bench-speed clean
 
 # --- environments -------------------------------------------------------------------------
 $(STAMP): pyproject.toml
@@ -56,18 +56,20 @@ cluster-demo: system-deps setup
 test: system-deps setup setup-edge
 	$(MAKE) --no-print-directory test-main test-edge
 
-test-main:
+test-main: edge-current
 	$(BIN)/python -m pytest -q -m "not slow" --ignore=tests/edge
 
 # The checks that take minutes (training runs, 4096-8192 px frames); CI runs them after `make test`.
 test-slow: system-deps setup
 	$(BIN)/python -m pytest -q -m slow --ignore=tests/edge
 
-# The edge subset in the edge-only environment (no torch), against the full install's cloud service.
-# That environment is a regular install, as on a device (only the encoder's model files), so it
-# takes the tree's current code first.
-test-edge:
+# The edge-only environment is a regular install, as on a device (only the encoder's model files),
+# so it takes the tree's current code before any test runs in it (test-main decodes there too).
+edge-current:
 	rm -rf build && $(EDGE_VENV)/bin/pip install -q --no-deps --no-build-isolation --force-reinstall .
+
+# The edge subset in the edge-only environment (no torch), against the full install's cloud service.
+test-edge: edge-current
 	LSIC_EDGE_ONLY=1 LSIC_CLOUD_BIN=$(abspath $(BIN)/lsic-cloud) $(EDGE_VENV)/bin/python -m pytest -q -p no:cacheprovider tests/edge
 
 lint: setup

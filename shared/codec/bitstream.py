@@ -1,8 +1,10 @@
 """The .lsic container: versioned, self-describing, checksummed (docs/bitstream.md).
 
-All integers little-endian. Header, then the tile table, then the header CRC32C, then the tile
-payloads back to back. Every tile has its own CRC32C, so a damaged tile is detected and the
-others still decode.
+Header, then the tile table, then the header CRC32C, then the tile payloads back to back. Every
+tile has its own CRC32C, so a damaged tile is detected and the others still decode. Encoders
+write version 4, whose header spends variable-length integers and an 8-byte build id where
+versions 1 to 3 spent fixed 32-bit fields and the full 32-byte hash: a fixed camera's predicted
+frame is a few hundred bytes, and those 44 bytes were a tenth of it. Decoders read 1 to 4.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from lsic.codec.errors import (
 from lsic.codec.tiling import Grid
 
 MAGIC = b"LSIC"
-VERSION = 3  # the newest format this decoder reads
+VERSION = 4  # the newest format this decoder reads, and the one encoders write
 # Version 2: the tile payloads code y in two passes, the second with a checkerboard context
 # (models whose model.json architecture has "context"). Hyperprior-only models keep writing
 # version 1, bit for bit as before.
@@ -39,6 +41,12 @@ FLAG_QUALITY_MAP = 0x02
 # TILE_PREDICTED (lsic.codec.entropy.predicted).
 FLAG_PREDICTED = 0x04
 FLAGS_KNOWN = FLAG_TWO_PASS | FLAG_QUALITY_MAP | FLAG_PREDICTED
+# Version 4: the flags of version 3, a compact header (unsigned LEB128 integers, the first
+# BUILD_BYTES of the model hash, each tile's kind and length in one integer, no checksum for an
+# empty tile). Written for every frame.
+VERSION_COMPACT = 4
+BUILD_BYTES = 8
+HASH_BYTES = 32
 MAP_BLOCK = 64  # pixels per quality-map cell: one position of z, 4x4 of y
 MAP_STEPS = 4  # map levels per quality: level v is quality 1 + (v - 1) / MAP_STEPS
 
@@ -50,7 +58,35 @@ def max_map_level(n_rates: int) -> int:
 
 _FIXED = struct.Struct("<4sBBIIHB32sB")  # magic ver flags width height tile quality hash id_len
 _TILE = struct.Struct("<BII")  # kind, length, crc32c
+_COMPACT_FIXED = struct.Struct("<4sBB")  # magic ver flags, then LEB128 integers
 MAX_DIM = 1 << 20
+_VARINT_BYTES = 5  # enough for any 32-bit value
+
+
+def _put_varint(out: bytearray, value: int) -> None:
+    """Unsigned LEB128: seven bits a byte, low first, the top bit set on all but the last."""
+    while value >= 0x80:
+        out.append((value & 0x7F) | 0x80)
+        value >>= 7
+    out.append(value)
+
+
+def _get_varint(data: bytes, pos: int, what: str) -> tuple[int, int]:
+    """(value, position after it); TruncatedBitstreamError if data ends inside it, BitstreamError
+    for one longer than a 32-bit value needs or padded with a zero byte."""
+    value = 0
+    for i in range(_VARINT_BYTES):
+        if pos + i >= len(data):
+            raise TruncatedBitstreamError(f"bitstream ends inside its {what}")
+        byte = data[pos + i]
+        value |= (byte & 0x7F) << (7 * i)
+        if not byte & 0x80:
+            if byte == 0 and i > 0:
+                raise BitstreamError(f"{what} is not in its shortest form")
+            if value >> 32:
+                raise BitstreamError(f"{what} {value} is out of range")
+            return value, pos + i + 1
+    raise BitstreamError(f"{what} is longer than {_VARINT_BYTES} bytes")
 
 
 @dataclass(frozen=True)
@@ -127,18 +163,39 @@ class Container:
     def map_shape(self) -> tuple[int, int]:
         return -(-self.height // MAP_BLOCK), -(-self.width // MAP_BLOCK)
 
+    def set_coding(self, two_pass: bool, predicted: bool = False) -> None:
+        """Version and flags for a frame coded now: y in one or two passes, with or without a
+        quality map, intra or predicted from the previous frame."""
+        self.version = VERSION
+        self.flags = (
+            (FLAG_TWO_PASS if two_pass else 0)
+            | (FLAG_QUALITY_MAP if self.quality_map is not None else 0)
+            | (FLAG_PREDICTED if predicted else 0)
+        )
+
     def to_bytes(self) -> bytes:
         mid = self.model_id.encode()
-        if len(mid) > 255 or len(self.model_hash) != 32:
-            raise BitstreamError("model id too long or model hash not 32 bytes")
+        if len(mid) > 255:
+            raise BitstreamError("model id longer than 255 bytes")
         if len(self.tiles) != len(self.grid):
             raise BitstreamError("tile count does not match the tile grid")
         flags = self.flags if self.version >= VERSION_FLAGS else 0
         if self.quality_map is not None:
             if self.version < VERSION_FLAGS or not flags & FLAG_QUALITY_MAP:
-                raise BitstreamError("a quality map needs format version 3 with FLAG_QUALITY_MAP")
+                raise BitstreamError("a quality map needs format version 3 or 4 with FLAG_QUALITY_MAP")
             if self.quality_map.shape != self.map_shape:
                 raise BitstreamError(f"quality map is {self.quality_map.shape}, the frame needs {self.map_shape}")
+        qmap = b""
+        if self.quality_map is not None:
+            qmap = zlib.compress(np.ascontiguousarray(self.quality_map, dtype=np.uint8).tobytes(), 9)
+        head = self._compact_head(mid, flags, qmap) if self.version >= VERSION_COMPACT else self._fixed_head(mid, flags, qmap)
+        head += struct.pack("<I", crc32c(bytes(head)))
+        return bytes(head) + b"".join(t.payload for t in self.tiles)
+
+    def _fixed_head(self, mid: bytes, flags: int, qmap: bytes) -> bytearray:
+        """Versions 1 to 3: fixed-width fields, the full model hash."""
+        if len(self.model_hash) != HASH_BYTES:
+            raise BitstreamError(f"format version {self.version} carries the {HASH_BYTES}-byte model hash")
         head = bytearray(
             _FIXED.pack(
                 MAGIC, self.version, flags, self.width, self.height, self.tile_size, self.quality, self.model_hash,
@@ -146,14 +203,33 @@ class Container:
             )
         )
         head += mid
-        if self.quality_map is not None:
-            packed = zlib.compress(np.ascontiguousarray(self.quality_map, dtype=np.uint8).tobytes(), 9)
-            head += struct.pack("<I", len(packed)) + packed
+        if qmap:
+            head += struct.pack("<I", len(qmap)) + qmap
         head += struct.pack("<I", len(self.tiles))
         for t in self.tiles:
             head += _TILE.pack(t.kind, len(t.payload), crc32c(t.payload))
-        head += struct.pack("<I", crc32c(bytes(head)))
-        return bytes(head) + b"".join(t.payload for t in self.tiles)
+        return head
+
+    def _compact_head(self, mid: bytes, flags: int, qmap: bytes) -> bytearray:
+        """Version 4: LEB128 integers, the build id (the hash's first BUILD_BYTES)."""
+        if len(self.model_hash) not in (BUILD_BYTES, HASH_BYTES) or self.tile_size % 64:
+            raise BitstreamError("model hash not 8 or 32 bytes, or tile size not a multiple of 64")
+        head = bytearray(_COMPACT_FIXED.pack(MAGIC, self.version, flags))
+        for value in (self.width, self.height, self.tile_size // 64):
+            _put_varint(head, value)
+        head.append(self.quality)
+        head += self.model_hash[:BUILD_BYTES]
+        head.append(len(mid))
+        head += mid
+        if qmap:
+            _put_varint(head, len(qmap))
+            head += qmap
+        _put_varint(head, len(self.tiles))
+        for t in self.tiles:
+            _put_varint(head, len(t.payload) << 2 | t.kind)
+            if t.payload:
+                head += struct.pack("<I", crc32c(t.payload))
+        return head
 
 
 @dataclass
@@ -202,14 +278,10 @@ class ParsedContainer:
         }
 
 
-def _read_quality_map(data: bytes, pos: int, width: int, height: int) -> np.ndarray:
-    """The zlib-packed quality map after the model id; its exact unpacked size is known, so a
-    claim of more (a decompression bomb) is refused without inflating it."""
+def _read_quality_map(data: bytes, pos: int, n: int, width: int, height: int) -> np.ndarray:
+    """The zlib-packed quality map (n bytes at pos); its exact unpacked size is known, so a claim
+    of more (a decompression bomb) is refused without inflating it."""
     rows, cols = -(-height // MAP_BLOCK), -(-width // MAP_BLOCK)
-    (n,) = struct.unpack_from("<I", data, pos)
-    pos += 4
-    if len(data) < pos + n:
-        raise TruncatedBitstreamError("bitstream ends inside its quality map")
     inflater = zlib.decompressobj()
     try:
         raw = inflater.decompress(data[pos : pos + n], rows * cols + 1)
@@ -223,42 +295,41 @@ def _read_quality_map(data: bytes, pos: int, width: int, height: int) -> np.ndar
     return qmap
 
 
-def parse(data: bytes, limits: FrameLimits | None = DEFAULT_LIMITS) -> ParsedContainer:
-    """Parse and validate header and tile table; payloads are checked when read.
+@dataclass
+class _Head:
+    """What a header says, read but not yet validated (the two layouts' common result)."""
 
-    limits: the largest frame accepted (FrameLimitError beyond it); None for a bitstream whose
-    size was already checked (a decoder's worker processes).
-    """
-    if data[:4] != MAGIC[: len(data[:4])] or not data:
-        raise BitstreamError("not an LSIC bitstream (bad magic)")
+    version: int
+    flags: int
+    width: int
+    height: int
+    tile: int
+    quality: int
+    model_hash: bytes
+    model_id_bytes: bytes
+    map_span: tuple[int, int] | None  # (position, length) of the packed quality map
+    table: list[tuple[int, int, int]]  # (kind, length, crc32c) per tile
+    end: int  # where the payloads start
+
+
+def _read_fixed(data: bytes, version: int) -> _Head:
+    """Versions 1 to 3 (docs/bitstream.md), header checksum verified."""
     if len(data) < _FIXED.size:
         raise TruncatedBitstreamError(f"bitstream is {len(data)} bytes, shorter than a header")
-    magic, version, flags, width, height, tile, quality, mhash, id_len = _FIXED.unpack_from(data, 0)
-    if magic != MAGIC:
-        raise BitstreamError("not an LSIC bitstream (bad magic)")
-    if version > VERSION:
-        raise UnsupportedVersionError(f"bitstream format version {version} is newer than this decoder ({VERSION})")
-    if version < 1:
-        raise BitstreamError(f"invalid format version {version}")
+    _, _, flags, width, height, tile, quality, mhash, id_len = _FIXED.unpack_from(data, 0)
     pos = _FIXED.size
-    need = pos + id_len + 4
-    if len(data) < need:
+    if len(data) < pos + id_len + 4:
         raise TruncatedBitstreamError("bitstream ends inside its header")
-    try:
-        model_id = data[pos : pos + id_len].decode()
-    except UnicodeDecodeError as exc:
-        raise BitstreamError("model id is not valid text") from exc
+    model_id = data[pos : pos + id_len]
     pos += id_len
-    if version < VERSION_FLAGS:
-        flags = 0
-    elif flags & ~FLAGS_KNOWN:
-        raise BitstreamError(f"unknown header flags {flags:#04x}")
-    map_at = None
-    if flags & FLAG_QUALITY_MAP:  # skipped until the header checksum is verified
+    flags = flags if version >= VERSION_FLAGS else 0
+    map_span = None
+    if flags & FLAG_QUALITY_MAP:
         if len(data) < pos + 4:
             raise TruncatedBitstreamError("bitstream ends inside its quality map")
-        map_at = pos
-        pos += 4 + struct.unpack_from("<I", data, pos)[0]
+        n = struct.unpack_from("<I", data, pos)[0]
+        map_span = (pos + 4, n)
+        pos += 4 + n
     if len(data) < pos + 4:
         raise TruncatedBitstreamError("bitstream ends inside its header")
     (n_tiles,) = struct.unpack_from("<I", data, pos)
@@ -266,23 +337,96 @@ def parse(data: bytes, limits: FrameLimits | None = DEFAULT_LIMITS) -> ParsedCon
     table_end = pos + n_tiles * _TILE.size
     if len(data) < table_end + 4:
         raise TruncatedBitstreamError("bitstream ends inside its tile table")
-    (head_crc,) = struct.unpack_from("<I", data, table_end)
-    if crc32c(data[:table_end]) != head_crc:
+    _check_head_crc(data, table_end)
+    table = [_TILE.unpack_from(data, pos + i * _TILE.size) for i in range(n_tiles)]
+    return _Head(version, flags, width, height, tile, quality, mhash, model_id, map_span, table, table_end + 4)
+
+
+def _read_compact(data: bytes) -> _Head:
+    """Version 4 (docs/bitstream.md), header checksum verified."""
+    if len(data) < _COMPACT_FIXED.size:
+        raise TruncatedBitstreamError(f"bitstream is {len(data)} bytes, shorter than a header")
+    _, version, flags = _COMPACT_FIXED.unpack_from(data, 0)
+    width, pos = _get_varint(data, _COMPACT_FIXED.size, "width")
+    height, pos = _get_varint(data, pos, "height")
+    tile_units, pos = _get_varint(data, pos, "tile size")
+    if len(data) < pos + 2 + BUILD_BYTES:
+        raise TruncatedBitstreamError("bitstream ends inside its header")
+    quality = data[pos]
+    mhash = data[pos + 1 : pos + 1 + BUILD_BYTES]
+    id_len = data[pos + 1 + BUILD_BYTES]
+    pos += 2 + BUILD_BYTES
+    if len(data) < pos + id_len:
+        raise TruncatedBitstreamError("bitstream ends inside its header")
+    model_id = data[pos : pos + id_len]
+    pos += id_len
+    map_span = None
+    if flags & FLAG_QUALITY_MAP:
+        n, pos = _get_varint(data, pos, "quality map length")
+        if len(data) < pos + n:
+            raise TruncatedBitstreamError("bitstream ends inside its quality map")
+        map_span = (pos, n)
+        pos += n
+    n_tiles, pos = _get_varint(data, pos, "tile count")
+    if n_tiles > len(data) - pos:  # every entry takes at least a byte
+        raise TruncatedBitstreamError("bitstream ends inside its tile table")
+    table = []
+    for _ in range(n_tiles):
+        packed, pos = _get_varint(data, pos, "tile table")
+        crc = 0
+        if packed >> 2:
+            if len(data) < pos + 4:
+                raise TruncatedBitstreamError("bitstream ends inside its tile table")
+            (crc,) = struct.unpack_from("<I", data, pos)
+            pos += 4
+        table.append((packed & 3, packed >> 2, crc))
+    if len(data) < pos + 4:
+        raise TruncatedBitstreamError("bitstream ends inside its tile table")
+    _check_head_crc(data, pos)
+    return _Head(version, flags, width, height, tile_units * 64, quality, mhash, model_id, map_span, table, pos + 4)
+
+
+def _check_head_crc(data: bytes, end: int) -> None:
+    (head_crc,) = struct.unpack_from("<I", data, end)
+    if crc32c(data[:end]) != head_crc:
         raise ChecksumError("header checksum mismatch (corrupted header)")
-    if not (0 < width <= MAX_DIM and 0 < height <= MAX_DIM) or tile % 64 or not tile:
-        raise BitstreamError(f"invalid geometry {width}x{height}, tile {tile}")
+
+
+def parse(data: bytes, limits: FrameLimits | None = DEFAULT_LIMITS) -> ParsedContainer:
+    """Parse and validate header and tile table; payloads are checked when read.
+
+    limits: the largest frame accepted (FrameLimitError beyond it); None for a bitstream whose
+    size was already checked (a decoder's worker processes).
+    """
+    if not data or data[:4] != MAGIC[: len(data[:4])]:
+        raise BitstreamError("not an LSIC bitstream (bad magic)")
+    if len(data) < 5:
+        raise TruncatedBitstreamError(f"bitstream is {len(data)} bytes, shorter than a header")
+    version = data[4]
+    if version > VERSION:
+        raise UnsupportedVersionError(f"bitstream format version {version} is newer than this decoder ({VERSION})")
+    if version < 1:
+        raise BitstreamError(f"invalid format version {version}")
+    h = _read_compact(data) if version >= VERSION_COMPACT else _read_fixed(data, version)
+    try:
+        model_id = h.model_id_bytes.decode()
+    except UnicodeDecodeError as exc:
+        raise BitstreamError("model id is not valid text") from exc
+    if h.flags & ~FLAGS_KNOWN:
+        raise BitstreamError(f"unknown header flags {h.flags:#04x}")
+    if not (0 < h.width <= MAX_DIM and 0 < h.height <= MAX_DIM) or h.tile % 64 or not h.tile:
+        raise BitstreamError(f"invalid geometry {h.width}x{h.height}, tile {h.tile}")
     if limits is not None:
-        limits.check(width, height, tile)
-    quality_map = None if map_at is None else _read_quality_map(data, map_at, width, height)
-    header = Container(width, height, tile, quality, model_id, mhash, version=version, flags=flags,
-                       quality_map=quality_map)
-    if n_tiles != len(header.grid):
-        raise BitstreamError(f"tile table has {n_tiles} entries, the grid needs {len(header.grid)}")
+        limits.check(h.width, h.height, h.tile)
+    quality_map = None if h.map_span is None else _read_quality_map(data, *h.map_span, h.width, h.height)
+    header = Container(h.width, h.height, h.tile, h.quality, model_id, h.model_hash, version=h.version,
+                       flags=h.flags, quality_map=quality_map)
+    if len(h.table) != len(header.grid):
+        raise BitstreamError(f"tile table has {len(h.table)} entries, the grid needs {len(header.grid)}")
     kinds, lengths, crcs, offsets = [], [], [], []
-    off = table_end + 4
-    for i in range(n_tiles):
-        kind, length, crc = _TILE.unpack_from(data, pos + i * _TILE.size)
-        if kind not in TILE_KINDS or (kind == TILE_PREDICTED and not flags & FLAG_PREDICTED):
+    off = h.end
+    for i, (kind, length, crc) in enumerate(h.table):
+        if kind not in TILE_KINDS or (kind == TILE_PREDICTED and not h.flags & FLAG_PREDICTED):
             raise BitstreamError(f"tile {i}: unknown kind {kind}")
         kinds.append(kind)
         lengths.append(length)

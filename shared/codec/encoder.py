@@ -13,12 +13,8 @@ import onnxruntime as ort
 
 from lsic.codec.bitstream import (
     DEFAULT_LIMITS,
-    FLAG_QUALITY_MAP,
-    FLAG_TWO_PASS,
     TILE_CODED,
     TILE_SAME_AS_PREVIOUS,
-    VERSION_FLAGS,
-    VERSION_TWO_PASS,
     Container,
     TileEntry,
 )
@@ -124,12 +120,9 @@ class Encoder:
         rgb = to_rgb8(rgb)
         h, w = rgb.shape[:2]
         header = self.frame_header(rgb, quality, tile_size)
-        two_pass = bool(self.pkg.context_layers)
         if quality_map is not None:
             header.quality_map = check_map(quality_map, w, h, self.pkg.n_rates)
-            header.version, header.flags = VERSION_FLAGS, FLAG_QUALITY_MAP | (FLAG_TWO_PASS if two_pass else 0)
-        else:
-            header.version = VERSION_TWO_PASS if two_pass else 1
+        header.set_coding(two_pass=bool(self.pkg.context_layers))
         grid = header.grid
         skip = set(unchanged)
         payloads = self.encode_tiles(rgb, [t for t in grid.tiles() if t.index not in skip], header)

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lsic.codec.bitstream import Container, max_map_level
+from lsic.codec.bitstream import BUILD_BYTES, Container, max_map_level
 from lsic.codec.entropy.coder import LatentCodec, TableSet
 from lsic.codec.entropy.int_hyper import IntLayer, ScaleIndexer, layers_from_arrays
 from lsic.codec.entropy.temporal import TemporalPrior
@@ -84,6 +84,12 @@ def retired_dirs(model_id: str) -> list[Path]:
     return [p.parent for d in search_dirs() for p in sorted((d / RETIRED_DIR).glob(f"{model_id}-*/model.json"))]
 
 
+def names_build(build: bytes, full_hash: bytes) -> bool:
+    """A bitstream's build field names the package of `full_hash`: the whole hash (format
+    versions 1 to 3) or its first BUILD_BYTES (version 4)."""
+    return len(build) in (BUILD_BYTES, len(full_hash)) and full_hash[: len(build)] == build
+
+
 def build_hash(root: Path) -> bytes | None:
     """The package hash a folder's model.json declares (files not verified), None if unreadable."""
     try:
@@ -105,10 +111,15 @@ class ModelPackage:
     def id(self) -> str:
         return str(self.meta["id"])
 
+    def is_build(self, build: bytes) -> bool:
+        """`build` names this package: its hash, or the first BUILD_BYTES of it (format 4)."""
+        return names_build(build, self.hash)
+
     def decodes(self, build: bytes) -> bool:
-        """This build's hash, or an earlier build's whose decoding it repeats bit for bit
-        (`lsic upgrade` changed only the analysis)."""
-        return build == self.hash or build.hex() in self.meta.get("decodes_builds", [])
+        """This build, or an earlier build whose decoding it repeats bit for bit (`lsic upgrade`
+        changed only the analysis)."""
+        earlier = (bytes.fromhex(h) for h in self.meta.get("decodes_builds", []))
+        return self.is_build(build) or any(names_build(build, h) for h in earlier)
 
     @property
     def encode_only(self) -> bool:
@@ -177,7 +188,7 @@ class ModelPackage:
         """The temporal prior predicted tiles of `build` were coded with: this build's own, none
         for an earlier build it decodes (a prior is only ever added to a build that had none;
         refitting one retires it, lsic.codec.networks.temporal_fit)."""
-        return self.temporal if build == self.hash else None
+        return self.temporal if self.is_build(build) else None
 
     @cached_property
     def scale_index(self) -> ScaleIndexer:
@@ -273,7 +284,8 @@ def _load_build(model_id: str, build: bytes) -> ModelPackage:
     if current is not None and current.decodes(build):
         return current
     for root in retired:
-        if build_hash(root) == build:
+        full = build_hash(root)
+        if full is not None and names_build(build, full):
             return load_package_dir(root)
     installed = [b.hex()[:16] for b in ([current.hash] if current else []) + [build_hash(r) for r in retired] if b]
     raise ModelHashError(

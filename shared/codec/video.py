@@ -25,14 +25,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from lsic.codec.bitstream import (
-    FLAG_PREDICTED,
-    FLAG_QUALITY_MAP,
-    FLAG_TWO_PASS,
     MAP_BLOCK,
     TILE_CODED,
     TILE_PREDICTED,
-    VERSION_FLAGS,
-    VERSION_TWO_PASS,
     Container,
     TileEntry,
     max_map_level,
@@ -235,7 +230,7 @@ class VideoEncoder:
         return self.encoder.analyse_tile(padded, op)
 
     def _keyframe(self, rgb: np.ndarray, header: Container) -> bytes:
-        _set_version(header, self.pkg, predicted=False)
+        header.set_coding(two_pass=bool(self.pkg.context_layers))
 
         def one(tile: Tile) -> tuple[int, bytes]:
             padded = cut(rgb, tile, STRIDE)
@@ -252,7 +247,7 @@ class VideoEncoder:
         return header.to_bytes()
 
     def _predicted(self, header: Container, changed: dict[int, _TileChange]) -> bytes:
-        _set_version(header, self.pkg, predicted=True)
+        header.set_coding(two_pass=bool(self.pkg.context_layers), predicted=True)
 
         def one(tile: Tile) -> tuple[int, bytes]:
             mem = self.memory[tile.index]
@@ -270,19 +265,6 @@ class VideoEncoder:
         payloads = dict(self.encoder.pool.map(one, header.grid.tiles()))
         header.tiles = [TileEntry(TILE_PREDICTED, payloads[t.index]) for t in header.grid.tiles()]
         return header.to_bytes()
-
-
-def _set_version(header: Container, pkg: ModelPackage, predicted: bool) -> None:
-    two_pass = bool(pkg.context_layers)
-    if predicted or header.quality_map is not None:
-        header.version = VERSION_FLAGS
-        header.flags = (
-            (FLAG_TWO_PASS if two_pass else 0)
-            | (FLAG_QUALITY_MAP if header.quality_map is not None else 0)
-            | (FLAG_PREDICTED if predicted else 0)
-        )
-    else:
-        header.version = VERSION_TWO_PASS if two_pass else 1
 
 
 def _blocks(header: Container) -> int:

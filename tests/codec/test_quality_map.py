@@ -29,7 +29,7 @@ def test_a_uniform_map_codes_exactly_what_one_quality_does(encoder, image):
     plain = parse(encoder.encode(image, 5))
     mapped_bytes = encoder.encode(image, 5, quality_map=qm.from_boxes(448, 320, 5, [], 10))
     mapped = parse(mapped_bytes)
-    assert plain.header.version == 2 and mapped.header.version == 3
+    assert not plain.header.flags & FLAG_QUALITY_MAP and plain.header.quality_map is None
     assert mapped.header.flags & FLAG_QUALITY_MAP and mapped.header.two_pass
     assert mapped.header.quality_map.shape == (5, 7)
     n = len(plain.kinds)
@@ -90,7 +90,7 @@ def test_cli_roi_and_bits_map(tmp_path):
                    capture_output=True)
     info = json.loads(subprocess.run([*lsic, "info", str(out), "--bits-map", str(tmp_path / "bits.png")],
                                      check=True, capture_output=True, text=True).stdout)
-    assert info["format_version"] == 3 and info["quality_map"][1][2] == 6.5 and info["quality_map"][0][0] == 2
+    assert info["format_version"] == 4 and info["quality_map"][1][2] == 6.5 and info["quality_map"][0][0] == 2
     assert cv2.imread(str(tmp_path / "bits.png")).shape == (256, 384, 3)
     bad = subprocess.run([*lsic, "encode", str(src), "--roi", "1,2,3,4:99"], capture_output=True, text=True)
     assert bad.returncode == 2 and "steps must be" in bad.stderr

@@ -182,7 +182,7 @@ def test_refitting_the_prior_keeps_earlier_frames_decoding(coded, tmp_path, monk
         assert np.array_equal(b.rgb, a.rgb)
     video = VideoEncoder(Encoder("default", threads=2), tile_size=128)
     datas = [video.encode(f, 6).data for f in frames[:3]]
-    assert parse(datas[1]).header.model_hash == new.hash
+    assert new.is_build(parse(datas[1]).header.model_hash)
     again = decode_in_order(Decoder(backend="onnx"), datas)
     assert psnr(again[-1].rgb, frames[2]) > 24
 

@@ -12,7 +12,7 @@ import random
 import sys
 import time
 
-from lsic.codec.bitstream import Container, TileEntry, parse
+from lsic.codec.bitstream import TileEntry, parse
 from lsic.codec.errors import LsicError
 
 
@@ -63,10 +63,9 @@ def _mutate(data: bytes, rng: random.Random) -> bytes:
             h.model_id = rng.choice(["", "lite", "x" * 30])
         if len(tiles) != len(h.grid):
             tiles = (tiles * len(h.grid))[: len(h.grid)]
+    h.tiles = tiles  # the header keeps its version, flags and quality map
     try:
-        return Container(
-            h.width, h.height, h.tile_size, h.quality, h.model_id, h.model_hash, tiles, h.version
-        ).to_bytes()
+        return h.to_bytes()
     except LsicError:
         return bytes(b)
 
