@@ -160,6 +160,12 @@ class Container:
         return self.version >= VERSION_FLAGS and bool(self.flags & FLAG_PREDICTED)
 
     @property
+    def aligned_payloads(self) -> bool:
+        """Predicted tiles pad their masks to 4 bytes before the entropy-coded stream (format 3;
+        format 4 does not)."""
+        return self.version < VERSION_COMPACT
+
+    @property
     def map_shape(self) -> tuple[int, int]:
         return -(-self.height // MAP_BLOCK), -(-self.width // MAP_BLOCK)
 

@@ -247,7 +247,10 @@ def predicted_tile(pkg: ModelPackage, parsed: ParsedContainer, tile: Tile, ref: 
     previous frame (raises MissingReferenceError if `ref` is not the one it was coded against)."""
     h, w = ref.y_fx.shape[1:]
     inv_gain = gains_for(pkg.arrays["inv_gain"], parsed.header, tile, 16 * h, 16 * w)
-    return decode_predicted(pkg, parsed.tile_payload(tile.index), ref, inv_gain, pkg.temporal_of(parsed.header.model_hash))
+    header = parsed.header
+    return decode_predicted(
+        pkg, parsed.tile_payload(tile.index), ref, inv_gain, pkg.temporal_of(header.model_hash), header.aligned_payloads
+    )
 
 
 Latents = dict[int, LatentState] | Callable[[list[int], Grid], dict[int, LatentState]]

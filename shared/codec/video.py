@@ -253,8 +253,9 @@ class VideoEncoder:
             mem = self.memory[tile.index]
             c = changed.get(tile.index)
             if c is None:
-                return tile.index, unchanged_tile(mem.state)
-            p = encode_predicted(self.pkg, *self._analyse(c.padded, header, tile), mem.state, c.coded)
+                return tile.index, unchanged_tile(mem.state, header.aligned_payloads)
+            analysed = self._analyse(c.padded, header, tile)
+            p = encode_predicted(self.pkg, *analysed, mem.state, c.coded, header.aligned_payloads)
             at = np.kron(c.coded, np.ones((BLOCK, BLOCK), dtype=bool))
             mem.pixels[at] = c.padded[at]
             mem.block_bits = np.where(c.coded, p.position_bits, mem.block_bits)

@@ -14,7 +14,8 @@ Payload of a predicted tile (docs/bitstream.md, tile kind 2):
             significant bit first, zero-padded to whole bytes
   2 bytes   per coded block, in raster order: which of its 4x4 y positions are coded (bit 15 =
             top left, row by row); at least one
-  pad       zero bytes to a multiple of 4 bytes from the start of the payload
+  pad       in containers of format 3 only: zero bytes to a multiple of 4 bytes from the
+            start of the payload (format 4 starts the stream right after the masks)
   rest      one rANS stream: z of the coded blocks (channel by channel), then y of the coded
             positions in the usual passes (anchors first with a checkerboard context)
 """
@@ -73,17 +74,18 @@ def blocks_of(positions: np.ndarray) -> np.ndarray:
     return positions.reshape(h, 4, w, 4).any(axis=(1, 3))
 
 
-def _head(ref: LatentState, positions: np.ndarray) -> bytes:
+def _head(ref: LatentState, positions: np.ndarray, aligned: bool) -> bytes:
     h, w = ref.blocks
     blocks = blocks_of(positions)
     cells = positions.reshape(h, 4, w, 4).transpose(0, 2, 1, 3)[blocks].reshape(-1, 16)
     out = struct.pack("<I", ref.digest()) + np.packbits(blocks.reshape(-1)).tobytes()
     out += np.packbits(cells.astype(np.uint8), axis=1).tobytes()
-    return out + b"\0" * (-len(out) % 4)
+    return out + b"\0" * (-len(out) % 4) if aligned else out
 
 
-def _read_head(payload: bytes, h: int, w: int) -> tuple[int, np.ndarray, int]:
-    """(reference digest, coded positions (4h, 4w), where the rANS stream starts)."""
+def _read_head(payload: bytes, h: int, w: int, aligned: bool) -> tuple[int, np.ndarray, int]:
+    """(reference digest, coded positions (4h, 4w), where the rANS stream starts); aligned: the
+    stream starts at a multiple of 4 bytes (format 3)."""
     n_blocks = -(-h * w // 8)
     if len(payload) < 4 + n_blocks:
         raise BitstreamError("predicted tile payload is shorter than its reference and block mask")
@@ -103,7 +105,7 @@ def _read_head(payload: bytes, h: int, w: int) -> tuple[int, np.ndarray, int]:
     grid[blocks] = cells
     positions = grid.reshape(h, w, 4, 4).transpose(0, 2, 1, 3).reshape(4 * h, 4 * w)
     at += 2 * k
-    start = at + (-at % 4)
+    start = at + (-at % 4) if aligned else at
     if any(payload[at:start]):
         raise BitstreamError("predicted tile's padding is not zero")
     return digest, positions, start
@@ -141,10 +143,10 @@ def plain_params(
     return index, means
 
 
-def unchanged_tile(ref: LatentState) -> bytes:
+def unchanged_tile(ref: LatentState, aligned: bool) -> bytes:
     """The payload of a predicted tile that codes nothing (the decoder keeps `ref` as it is)."""
     h, w = ref.blocks
-    return _head(ref, np.zeros((4 * h, 4 * w), dtype=bool))
+    return _head(ref, np.zeros((4 * h, 4 * w), dtype=bool), aligned)
 
 
 @dataclass
@@ -155,15 +157,15 @@ class PredictedTile:
 
 
 def encode_predicted(
-    pkg: ModelPackage, y: np.ndarray, z: np.ndarray, ref: LatentState, positions: np.ndarray
+    pkg: ModelPackage, y: np.ndarray, z: np.ndarray, ref: LatentState, positions: np.ndarray, aligned: bool
 ) -> PredictedTile:
     """Analysis outputs of a tile (gained y, z) and the y positions to code (4h, 4w bool, at
     least one); z is coded for every block holding one of them, y with the package's temporal
-    prior when it has one."""
+    prior when it has one. aligned: the payload layout of format 3 (its stream 4-byte aligned)."""
     h, w = ref.blocks
     if positions.shape != (4 * h, 4 * w) or not positions.any():
         raise BitstreamError(f"position mask {positions.shape} must match the reference's {(4 * h, 4 * w)} and code one")
-    head = _head(ref, positions)
+    head = _head(ref, positions, aligned)
     coded = blocks_of(positions)
     z_full = np.where(coded[None], quantize_z(pkg, z), ref.z)
     at = positions[None]
@@ -180,13 +182,19 @@ def encode_predicted(
 
 
 def decode_predicted(
-    pkg: ModelPackage, payload: bytes, ref: LatentState, inv_gain: np.ndarray | float, prior: TemporalPrior | None
+    pkg: ModelPackage,
+    payload: bytes,
+    ref: LatentState,
+    inv_gain: np.ndarray | float,
+    prior: TemporalPrior | None,
+    aligned: bool,
 ) -> LatentState:
     """Payload of a predicted tile and the reference it names -> the merged state, with y_hat
     dequantized by `inv_gain` (per position or one value) at the coded positions. `prior`: the
-    temporal prior of the build that wrote the tile (ModelPackage.temporal_of)."""
+    temporal prior of the build that wrote the tile (ModelPackage.temporal_of); aligned: the
+    payload layout of format 3."""
     h, w = ref.blocks
-    digest, positions, start = _read_head(payload, h, w)
+    digest, positions, start = _read_head(payload, h, w, aligned)
     if digest != ref.digest():
         raise ReferenceMismatchError(
             "predicted tile was coded against another reference than the previous frame held here"
