@@ -128,3 +128,22 @@ def test_frames_in_the_earlier_layout_decode_to_the_same_pixels(model, decoder):
                        2 if pkg.context_layers else 1).to_bytes()
     assert len(legacy) > len(data)
     np.testing.assert_array_equal(decoder.decode(legacy).rgb, decoder.decode(data).rgb)
+
+
+def test_compact_header_claiming_a_huge_frame_is_refused_before_allocating():
+    """A well-formed version-4 header (valid checksum) that claims a 2^20 x 2^20 frame with a
+    one-entry tile table is refused from its header alone."""
+    import struct
+
+    from lsic.codec.bitstream import _put_varint, crc32c
+    from lsic.codec.errors import FrameLimitError
+
+    head = bytearray(MAGIC + bytes([VERSION, 0]))
+    for value in (1 << 20, 1 << 20, 1024 // 64):
+        _put_varint(head, value)
+    head += bytes([3]) + b"\x11" * 8 + bytes([7]) + b"default"
+    _put_varint(head, 1)
+    _put_varint(head, 0)  # one empty tile
+    data = bytes(head) + struct.pack("<I", crc32c(bytes(head)))
+    with pytest.raises(FrameLimitError, match="exceeds the limit"):
+        parse(data)
