@@ -152,7 +152,7 @@ class Reconstructor:
                 kind = parsed.kinds[i]
                 if kind == TILE_CODED:
                     states[i] = coded_tile(pkg, parsed, tiles[i])
-                elif kind == TILE_PREDICTED:
+                elif kind == TILE_PREDICTED or (kind == TILE_SAME_AS_PREVIOUS and parsed.header.holds_latents):
                     states[i] = predicted_tile(pkg, parsed, tiles[i], found[i])
                 else:
                     raise MissingReferenceError(f"frame {r.seq}: tile {i} keeps pixels, not latents, to predict from")

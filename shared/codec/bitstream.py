@@ -1,10 +1,11 @@
 """The .lsic container: versioned, self-describing, checksummed (docs/bitstream.md).
 
 Header, then the tile table, then the header CRC32C, then the tile payloads back to back. Every
-tile has its own CRC32C, so a damaged tile is detected and the others still decode. Encoders
-write version 4, whose header spends variable-length integers and an 8-byte build id where
-versions 1 to 3 spent fixed 32-bit fields and the full 32-byte hash: a fixed camera's predicted
-frame is a few hundred bytes, and those 44 bytes were a tenth of it. Decoders read 1 to 4.
+tile has its own check (its CRC32C, or a held tile's reference digest), so a damaged tile is
+detected and the others still decode. Encoders write version 4, whose header spends
+variable-length integers and an 8-byte build id where versions 1 to 3 spent fixed 32-bit fields
+and the full 32-byte hash: a fixed camera's predicted frame is a few hundred bytes, and those 46
+bytes were a tenth of it. Decoders read 1 to 4.
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ FLAGS_KNOWN = FLAG_TWO_PASS | FLAG_QUALITY_MAP | FLAG_PREDICTED
 # empty tile). Written for every frame.
 VERSION_COMPACT = 4
 BUILD_BYTES = 8
+HELD_BYTES = 4  # a held tile's payload: the CRC32C digest of the reference state it keeps
 HASH_BYTES = 32
 MAP_BLOCK = 64  # pixels per quality-map cell: one position of z, 4x4 of y
 MAP_STEPS = 4  # map levels per quality: level v is quality 1 + (v - 1) / MAP_STEPS
@@ -160,6 +162,12 @@ class Container:
         return self.version >= VERSION_FLAGS and bool(self.flags & FLAG_PREDICTED)
 
     @property
+    def holds_latents(self) -> bool:
+        """Tiles of kind TILE_SAME_AS_PREVIOUS keep the previous frame's latents, not only its
+        pixels, and carry the reference's digest (a predicted frame of format 4)."""
+        return self.predicted and self.version >= VERSION_COMPACT
+
+    @property
     def aligned_payloads(self) -> bool:
         """Predicted tiles pad their masks to 4 bytes before the entropy-coded stream (format 3;
         format 4 does not)."""
@@ -233,7 +241,7 @@ class Container:
         _put_varint(head, len(self.tiles))
         for t in self.tiles:
             _put_varint(head, len(t.payload) << 2 | t.kind)
-            if t.payload:
+            if _has_crc(t.kind, len(t.payload)):
                 head += struct.pack("<I", crc32c(t.payload))
         return head
 
@@ -246,12 +254,12 @@ class ParsedContainer:
     data: bytes
     offsets: list[int]
     lengths: list[int]
-    crcs: list[int]
+    crcs: list[int | None]  # None: a held tile's digest, checked against the reference instead
     kinds: list[int]
 
     def tile_payload(self, i: int) -> bytes:
         payload = self.data[self.offsets[i] : self.offsets[i] + self.lengths[i]]
-        if crc32c(payload) != self.crcs[i]:
+        if self.crcs[i] is not None and crc32c(payload) != self.crcs[i]:
             raise ChecksumError(f"tile {i}: checksum mismatch (corrupted data)")
         return payload
 
@@ -277,7 +285,7 @@ class ParsedContainer:
                     "kind": KIND_NAMES[k],
                     "offset": o,
                     "length": n,
-                    "crc32c": f"{c:08x}",
+                    "crc32c": None if c is None else f"{c:08x}",
                 }
                 for i, (k, o, n, c) in enumerate(zip(self.kinds, self.offsets, self.lengths, self.crcs, strict=True))
             ],
@@ -314,7 +322,7 @@ class _Head:
     model_hash: bytes
     model_id_bytes: bytes
     map_span: tuple[int, int] | None  # (position, length) of the packed quality map
-    table: list[tuple[int, int, int]]  # (kind, length, crc32c) per tile
+    table: list[tuple[int, int, int | None]]  # (kind, length, crc32c or None: not checked) per tile
     end: int  # where the payloads start
 
 
@@ -379,8 +387,8 @@ def _read_compact(data: bytes) -> _Head:
     table = []
     for _ in range(n_tiles):
         packed, pos = _get_varint(data, pos, "tile table")
-        crc = 0
-        if packed >> 2:
+        crc = None
+        if _has_crc(packed & 3, packed >> 2):
             if len(data) < pos + 4:
                 raise TruncatedBitstreamError("bitstream ends inside its tile table")
             (crc,) = struct.unpack_from("<I", data, pos)
@@ -390,6 +398,12 @@ def _read_compact(data: bytes) -> _Head:
         raise TruncatedBitstreamError("bitstream ends inside its tile table")
     _check_head_crc(data, pos)
     return _Head(version, flags, width, height, tile_units * 64, quality, mhash, model_id, map_span, table, pos + 4)
+
+
+def _has_crc(kind: int, length: int) -> bool:
+    """Format 4 gives a tile entry its payload's CRC32C unless there is nothing to check: an
+    empty payload, or a held tile's reference digest (a damaged one fails as a mismatch)."""
+    return length > 0 and kind != TILE_SAME_AS_PREVIOUS
 
 
 def _check_head_crc(data: bytes, end: int) -> None:
@@ -434,6 +448,10 @@ def parse(data: bytes, limits: FrameLimits | None = DEFAULT_LIMITS) -> ParsedCon
     for i, (kind, length, crc) in enumerate(h.table):
         if kind not in TILE_KINDS or (kind == TILE_PREDICTED and not h.flags & FLAG_PREDICTED):
             raise BitstreamError(f"tile {i}: unknown kind {kind}")
+        if kind == TILE_SAME_AS_PREVIOUS and h.version >= VERSION_COMPACT:
+            held = HELD_BYTES if h.flags & FLAG_PREDICTED else 0
+            if length != held:
+                raise BitstreamError(f"tile {i}: a tile the same as the previous frame's holds {held} bytes, not {length}")
         kinds.append(kind)
         lengths.append(length)
         crcs.append(crc)

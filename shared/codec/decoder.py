@@ -20,14 +20,13 @@ import numpy as np
 from lsic.codec.bitstream import (
     DEFAULT_LIMITS,
     TILE_CODED,
-    TILE_PREDICTED,
     TILE_SAME_AS_PREVIOUS,
     FrameLimits,
     ParsedContainer,
     parse,
 )
 from lsic.codec.entropy.latents import TileSymbols, decode_tiles
-from lsic.codec.entropy.predicted import LatentState, decode_predicted, intra_state
+from lsic.codec.entropy.predicted import LatentState, decode_held, decode_predicted, intra_state
 from lsic.codec.errors import BitstreamError, LsicError, MissingReferenceError
 from lsic.codec.package import STRIDE, ModelPackage, package_for_header
 from lsic.codec.quality_map import gains_for
@@ -143,8 +142,10 @@ class Decoder:
         x, y, w, h = job.region if job.region else (0, 0, grid.width, grid.height)
         st = _JobState(job, pkg, self.synthesis(pkg), grid, x, y, np.zeros((h, w, 3), dtype=np.uint8))
         needed = _with_neighbours(grid, x, y, w, h)
-        st.refs = [t for t in needed if parsed.kinds[t.index] == TILE_SAME_AS_PREVIOUS]
-        coded = [t for t in needed if parsed.kinds[t.index] != TILE_SAME_AS_PREVIOUS]
+        # a predicted frame's held tiles come from the previous latents, other reused ones from its pixels
+        reused = {t.index for t in needed if parsed.kinds[t.index] == TILE_SAME_AS_PREVIOUS and not parsed.header.holds_latents}
+        st.refs = [t for t in needed if t.index in reused]
+        coded = [t for t in needed if t.index not in reused]
         st.decoded = coded
         if self.pool is not None and not parsed.header.predicted:
             st.coded = iter(_PooledTiles(self.pool, job.data, coded))
@@ -157,9 +158,9 @@ class Decoder:
         the previous frame's latents are asked for once, when the first predicted tile needs them."""
         refs: dict[int, LatentState] | None = None
         for t in tiles:
-            if parsed.kinds[t.index] == TILE_PREDICTED:
+            if parsed.kinds[t.index] != TILE_CODED:  # predicted or held
                 if refs is None:
-                    wanted = [u.index for u in tiles if parsed.kinds[u.index] == TILE_PREDICTED]
+                    wanted = [u.index for u in tiles if parsed.kinds[u.index] != TILE_CODED]
                     refs = _resolve(st.job.latents, wanted, st.grid)
                 ref = refs.get(t.index)
                 if ref is None or ref.y_hat is None:
@@ -243,8 +244,11 @@ def coded_tile(pkg: ModelPackage, parsed: ParsedContainer, tile: Tile) -> Latent
 
 
 def predicted_tile(pkg: ModelPackage, parsed: ParsedContainer, tile: Tile, ref: LatentState) -> LatentState:
-    """The latents of a predicted tile: its coded blocks merged into `ref`, the same tile of the
-    previous frame (raises MissingReferenceError if `ref` is not the one it was coded against)."""
+    """The latents of a predicted tile (its coded blocks merged into `ref`, the same tile of the
+    previous frame) or of a held one (`ref` itself); ReferenceMismatchError if `ref` is not the
+    one it was coded against."""
+    if parsed.kinds[tile.index] == TILE_SAME_AS_PREVIOUS:
+        return decode_held(parsed.tile_payload(tile.index), ref)
     h, w = ref.y_fx.shape[1:]
     inv_gain = gains_for(pkg.arrays["inv_gain"], parsed.header, tile, 16 * h, 16 * w)
     header = parsed.header

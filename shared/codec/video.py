@@ -28,13 +28,14 @@ from lsic.codec.bitstream import (
     MAP_BLOCK,
     TILE_CODED,
     TILE_PREDICTED,
+    TILE_SAME_AS_PREVIOUS,
     Container,
     TileEntry,
     max_map_level,
 )
 from lsic.codec.encoder import Encoder
 from lsic.codec.entropy.latents import encode_symbols, position_bits, quantize
-from lsic.codec.entropy.predicted import LatentState, encode_predicted, intra_state, unchanged_tile
+from lsic.codec.entropy.predicted import LatentState, encode_predicted, held_tile, intra_state
 from lsic.codec.errors import InputImageError
 from lsic.codec.image_io import to_rgb8
 from lsic.codec.package import STRIDE, ModelPackage
@@ -249,11 +250,11 @@ class VideoEncoder:
     def _predicted(self, header: Container, changed: dict[int, _TileChange]) -> bytes:
         header.set_coding(two_pass=bool(self.pkg.context_layers), predicted=True)
 
-        def one(tile: Tile) -> tuple[int, bytes]:
+        def one(tile: Tile) -> tuple[int, TileEntry]:
             mem = self.memory[tile.index]
             c = changed.get(tile.index)
             if c is None:
-                return tile.index, unchanged_tile(mem.state, header.aligned_payloads)
+                return tile.index, TileEntry(TILE_SAME_AS_PREVIOUS, held_tile(mem.state))
             analysed = self._analyse(c.padded, header, tile)
             p = encode_predicted(self.pkg, *analysed, mem.state, c.coded, header.aligned_payloads)
             at = np.kron(c.coded, np.ones((BLOCK, BLOCK), dtype=bool))
@@ -261,10 +262,10 @@ class VideoEncoder:
             mem.block_bits = np.where(c.coded, p.position_bits, mem.block_bits)
             mem.block_mse = np.where(c.coded, c.mse, mem.block_mse)
             mem.state = p.state
-            return tile.index, p.payload
+            return tile.index, TileEntry(TILE_PREDICTED, p.payload)
 
-        payloads = dict(self.encoder.pool.map(one, header.grid.tiles()))
-        header.tiles = [TileEntry(TILE_PREDICTED, payloads[t.index]) for t in header.grid.tiles()]
+        entries = dict(self.encoder.pool.map(one, header.grid.tiles()))
+        header.tiles = [entries[t.index] for t in header.grid.tiles()]
         return header.to_bytes()
 
 

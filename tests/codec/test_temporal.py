@@ -9,7 +9,7 @@ import sys
 import numpy as np
 import pytest
 
-from lsic.codec.bitstream import TILE_CODED, TILE_PREDICTED, parse
+from lsic.codec.bitstream import TILE_CODED, TILE_PREDICTED, TILE_SAME_AS_PREVIOUS, parse
 from lsic.codec.decoder import Decoder
 from lsic.codec.encoder import Encoder
 from lsic.codec.errors import BitstreamError, MissingReferenceError, ReferenceMismatchError
@@ -56,8 +56,11 @@ def test_keyframes_by_interval_and_few_blocks_coded_in_between(coded):
     keys = [c.keyframe for c, _ in out]
     assert keys == [True, False, False, False, False, False, True, False]
     for c, _ in out:
-        kinds = set(parse(c.data).kinds)
-        assert kinds == ({TILE_CODED} if c.keyframe else {TILE_PREDICTED})
+        p = parse(c.data)
+        kinds = set(p.kinds)
+        assert kinds == {TILE_CODED} if c.keyframe else TILE_PREDICTED in kinds <= {TILE_PREDICTED, TILE_SAME_AS_PREVIOUS}
+        held = [n for k, n in zip(p.kinds, p.lengths, strict=True) if k == TILE_SAME_AS_PREVIOUS]
+        assert all(n == 4 for n in held), "a tile that codes nothing holds its reference's digest alone"
         if not c.keyframe:
             assert 0 < c.coded_blocks <= c.blocks // 3, "only the blocks the square crossed are coded"
             assert len(c.data) < len(out[0][0].data) / 2
@@ -109,6 +112,26 @@ def test_noise_alone_codes_nothing_but_a_lighting_change_is_coded():
         assert video.encode(noisy, 5).coded_blocks == 0, "fresh sensor noise is not worth bits"
     brighter = video.encode(np.clip(still + 14, 0, 255).astype(np.uint8), 5)
     assert brighter.keyframe or brighter.coded_blocks > brighter.blocks // 2
+
+
+def test_a_frame_that_codes_nothing_is_small_and_still_checks_its_reference():
+    """A still scene's predicted frame holds every tile: a few bytes a tile, and decoded against
+    another frame's latents it is refused, not shown as that frame."""
+    rng = np.random.default_rng(5)
+    still = scene(1)[0].astype(np.float64)
+    video = VideoEncoder(Encoder("default", threads=2), tile_size=128)
+    key = video.encode(still.astype(np.uint8), 5).data
+    quiet = video.encode(np.clip(still + rng.normal(0, 2.0, still.shape), 0, 255).astype(np.uint8), 5)
+    p = parse(quiet.data)
+    assert quiet.coded_blocks == 0 and set(p.kinds) == {TILE_SAME_AS_PREVIOUS}
+    assert len(quiet.data) < 60 + 5 * len(p.kinds)
+    dec = Decoder(backend="onnx")
+    first = dec.decode(key)
+    held = dec.decode(quiet.data, latents=first.latents)
+    np.testing.assert_array_equal(held.rgb, first.rgb)
+    other = dec.decode(VideoEncoder(Encoder("default", threads=2), tile_size=128).encode(255 - scene(1)[0], 5).data)
+    with pytest.raises(ReferenceMismatchError):
+        dec.decode(quiet.data, latents=other.latents)
 
 
 def test_scene_change_makes_a_keyframe():
@@ -206,7 +229,8 @@ def test_position_bits_of_coded_positions_match_the_whole_tile_count():
 
 def test_predicted_frames_in_format_3_decode_to_the_same_pixels(coded):
     """Archives from before format 4 (fixed-width header, full model hash, predicted tiles'
-    masks padded to 4 bytes) decode to exactly what their format-4 twins decode to."""
+    masks padded to 4 bytes, a tile that codes nothing as a predicted one with an empty mask)
+    decode to exactly what their format-4 twins decode to."""
     from lsic.codec.bitstream import Container, TileEntry
     from lsic.codec.package import load_package
 
@@ -219,9 +243,11 @@ def test_predicted_frames_in_format_3_decode_to_the_same_pixels(coded):
         tiles = []
         for i, kind in enumerate(p.kinds):
             payload = p.tile_payload(i)
+            grid = h.grid.tiles()[i]
+            blocks = -(-grid.h // 64) * -(-grid.w // 64)
+            if kind == TILE_SAME_AS_PREVIOUS:  # format 3 held a tile as a predicted one coding nothing
+                kind, payload = TILE_PREDICTED, payload + bytes(-(-blocks // 8))
             if kind == TILE_PREDICTED:
-                grid = h.grid.tiles()[i]
-                blocks = -(-grid.h // 64) * -(-grid.w // 64)
                 mask = np.unpackbits(np.frombuffer(payload, np.uint8, -(-blocks // 8), 4))[:blocks]
                 end = 4 + -(-blocks // 8) + 2 * int(mask.sum())
                 payload = payload[:end] + b"\0" * (-end % 4) + payload[end:]

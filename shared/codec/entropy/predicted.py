@@ -143,10 +143,17 @@ def plain_params(
     return index, means
 
 
-def unchanged_tile(ref: LatentState, aligned: bool) -> bytes:
-    """The payload of a predicted tile that codes nothing (the decoder keeps `ref` as it is)."""
-    h, w = ref.blocks
-    return _head(ref, np.zeros((4 * h, 4 * w), dtype=bool), aligned)
+def held_tile(ref: LatentState) -> bytes:
+    """The payload of a tile a predicted frame keeps as the reference has it (kind
+    TILE_SAME_AS_PREVIOUS in format 4): the reference's digest alone."""
+    return struct.pack("<I", ref.digest())
+
+
+def decode_held(payload: bytes, ref: LatentState) -> LatentState:
+    """A held tile's state: the reference itself, once its digest matches the payload's."""
+    if len(payload) != 4 or struct.unpack("<I", payload)[0] != ref.digest():
+        raise ReferenceMismatchError("held tile names another reference than the previous frame held here")
+    return ref
 
 
 @dataclass
