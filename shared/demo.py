@@ -78,7 +78,8 @@ def main(argv: list[str] | None = None) -> int:
         psnrs = fetch_and_compare(cloud, captured, out)
         summary = {
             "frames": report.encoded,
-            "tiles": report.tiles,
+            "keyframes": report.keyframes,
+            "blocks_coded": f"{report.coded_blocks} of {report.blocks}",
             "bytes_on_wire": report.coded_bytes,
             "raw_bytes": report.raw_bytes,
             "compression_ratio": round(report.ratio, 1),
