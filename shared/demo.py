@@ -79,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
         summary = {
             "frames": report.encoded,
             "keyframes": report.keyframes,
-            "blocks_coded": f"{report.coded_blocks} of {report.blocks}",
+            "share_of_blocks_coded": round(report.coded_blocks / max(1, report.blocks), 3),
             "bytes_on_wire": report.coded_bytes,
             "raw_bytes": report.raw_bytes,
             "compression_ratio": round(report.ratio, 1),
