@@ -84,11 +84,11 @@ def _get_varint(data: bytes, pos: int, what: str) -> tuple[int, int]:
         value |= (byte & 0x7F) << (7 * i)
         if not byte & 0x80:
             if byte == 0 and i > 0:
-                raise BitstreamError(f"{what} is not in its shortest form")
+                raise BitstreamError(f"damaged header: its {what} is not in its shortest form")
             if value >> 32:
-                raise BitstreamError(f"{what} {value} is out of range")
+                raise BitstreamError(f"damaged header: its {what} ({value}) is out of range")
             return value, pos + i + 1
-    raise BitstreamError(f"{what} is longer than {_VARINT_BYTES} bytes")
+    raise BitstreamError(f"damaged header: its {what} is longer than {_VARINT_BYTES} bytes")
 
 
 @dataclass(frozen=True)
@@ -386,7 +386,7 @@ def _read_compact(data: bytes) -> _Head:
         raise TruncatedBitstreamError("bitstream ends inside its tile table")
     table = []
     for _ in range(n_tiles):
-        packed, pos = _get_varint(data, pos, "tile table")
+        packed, pos = _get_varint(data, pos, "tile table entry")
         crc = None
         if _has_crc(packed & 3, packed >> 2):
             if len(data) < pos + 4:
