@@ -462,7 +462,11 @@ def build_parser() -> argparse.ArgumentParser:
     g = sub.add_parser("gpu", help="train on a borrowed GPU machine: pack what it needs, unpack what it returns")
     gsub = g.add_subparsers(dest="gpu_command", required=True)
     gp = gsub.add_parser("pack", help="write the two halves a GPU machine's calls carry (deploy/gpu/run.sh)")
-    gp.add_argument("--init", required=True, help="checkpoint, run folder, or folder of a returned split checkpoint")
+    gp.add_argument(
+        "--init",
+        required=True,
+        help="model package (e.g. shared/models/default), checkpoint, run folder, or folder of a returned split checkpoint",
+    )
     gp.add_argument("--data", required=True, help="training images")
     gp.add_argument("--eval-data", required=True, help="held-out images (the first six travel)")
     gp.add_argument("--kodak", required=True, help="images for the GPU machine's `lsic bench decode`")

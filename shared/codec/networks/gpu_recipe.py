@@ -19,6 +19,7 @@ import logging
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import cv2
@@ -120,20 +121,31 @@ def write_decode_bench(model: str, kodak: Path, folder: Path) -> None:
     )
 
 
+def training_state(source: Path, data: Path) -> dict:
+    """The training checkpoint a GPU run starts from. `source`: a checkpoint, a run folder, a
+    folder holding checkpoint.weights.pt and checkpoint.adam.pt, or a model package (its
+    network and training record, with a fresh optimizer, as `lsic train --init` starts)."""
+    if (source / "checkpoint.weights.pt").is_file():
+        return load_split(source)
+    if (source / "model.json").is_file():
+        from lsic.codec.networks.train import TrainConfig, train
+
+        with tempfile.TemporaryDirectory() as run:  # a run that stops before its first step
+            path = train(TrainConfig(data=data, out=Path(run), init=source, max_steps=0))
+            return torch.load(path, map_location="cpu", weights_only=False)
+    path = source / "checkpoint.pt" if source.is_dir() else source
+    return torch.load(path, map_location="cpu", weights_only=False)
+
+
 def pack(source: Path, data: Path, eval_data: Path, kodak: Path, out: Path, model: str = "default") -> None:
-    """Write `out`/a and `out`/b (module docstring). `source`: a checkpoint, a run folder or a
-    folder holding checkpoint.weights.pt and checkpoint.adam.pt."""
+    """Write `out`/a and `out`/b (module docstring), training from `source` (training_state)."""
     if out.exists():
         shutil.rmtree(out)
     a, b = out / "a", out / "b"
     download_wheels(a / "wheels")
     shutil.copytree(a / "wheels", b / "wheels")
     write_decode_bench(model, kodak, a)
-    if (source / "checkpoint.weights.pt").is_file():
-        state = load_split(source)
-    else:
-        path = source / "checkpoint.pt" if source.is_dir() else source
-        state = torch.load(path, map_location="cpu", weights_only=False)
+    state = training_state(source, data)
     save_split(state, b / "init")
     (b / "eval").mkdir(parents=True)
     for path in list_images(eval_data)[:6]:
