@@ -22,7 +22,7 @@ import numpy as np
 from lsic.cloud import metrics
 from lsic.cloud.errors import StorageFullError
 from lsic.cloud.storage.metadata import DECODED, FAILED, QUARANTINED, STATE_NAMES, FrameRow, SqlMetadataStore, now_us
-from lsic.codec.bitstream import TILE_CODED, TILE_PREDICTED, TILE_SAME_AS_PREVIOUS, parse
+from lsic.codec.bitstream import TILE_CODED, TILE_SAME_AS_PREVIOUS, parse
 from lsic.codec.decoder import DecodedFrame, DecodeJob, Decoder, coded_tile, predicted_tile
 from lsic.codec.entropy.predicted import LatentState
 from lsic.codec.errors import BitstreamError, LsicError, MissingReferenceError, RegionError
@@ -149,10 +149,9 @@ class Reconstructor:
             pkg = self.decoder.package_for(parsed)
             states = {}
             for i in indexes:
-                kind = parsed.kinds[i]
-                if kind == TILE_CODED:
+                if parsed.kinds[i] == TILE_CODED:
                     states[i] = coded_tile(pkg, parsed, tiles[i])
-                elif kind == TILE_PREDICTED or (kind == TILE_SAME_AS_PREVIOUS and parsed.header.holds_latents):
+                elif parsed.from_latents(i):
                     states[i] = predicted_tile(pkg, parsed, tiles[i], found[i])
                 else:
                     raise MissingReferenceError(f"frame {r.seq}: tile {i} keeps pixels, not latents, to predict from")

@@ -257,6 +257,15 @@ class ParsedContainer:
     crcs: list[int | None]  # None: a held tile's digest, checked against the reference instead
     kinds: list[int]
 
+    def from_latents(self, i: int) -> bool:
+        """Tile i is rebuilt from the previous frame's latents: predicted, or held (format 4)."""
+        kind = self.kinds[i]
+        return kind == TILE_PREDICTED or (kind == TILE_SAME_AS_PREVIOUS and self.header.holds_latents)
+
+    def reuses_pixels(self, i: int) -> bool:
+        """Tile i is the previous frame's reconstruction, taken as it is (no latents)."""
+        return self.kinds[i] == TILE_SAME_AS_PREVIOUS and not self.header.holds_latents
+
     def tile_payload(self, i: int) -> bytes:
         payload = self.data[self.offsets[i] : self.offsets[i] + self.lengths[i]]
         if self.crcs[i] is not None and crc32c(payload) != self.crcs[i]:

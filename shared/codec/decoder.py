@@ -142,10 +142,8 @@ class Decoder:
         x, y, w, h = job.region if job.region else (0, 0, grid.width, grid.height)
         st = _JobState(job, pkg, self.synthesis(pkg), grid, x, y, np.zeros((h, w, 3), dtype=np.uint8))
         needed = _with_neighbours(grid, x, y, w, h)
-        # a predicted frame's held tiles come from the previous latents, other reused ones from its pixels
-        reused = {t.index for t in needed if parsed.kinds[t.index] == TILE_SAME_AS_PREVIOUS and not parsed.header.holds_latents}
-        st.refs = [t for t in needed if t.index in reused]
-        coded = [t for t in needed if t.index not in reused]
+        st.refs = [t for t in needed if parsed.reuses_pixels(t.index)]
+        coded = [t for t in needed if not parsed.reuses_pixels(t.index)]
         st.decoded = coded
         if self.pool is not None and not parsed.header.predicted:
             st.coded = iter(_PooledTiles(self.pool, job.data, coded))
@@ -158,9 +156,9 @@ class Decoder:
         the previous frame's latents are asked for once, when the first predicted tile needs them."""
         refs: dict[int, LatentState] | None = None
         for t in tiles:
-            if parsed.kinds[t.index] != TILE_CODED:  # predicted or held
+            if parsed.from_latents(t.index):
                 if refs is None:
-                    wanted = [u.index for u in tiles if parsed.kinds[u.index] != TILE_CODED]
+                    wanted = [u.index for u in tiles if parsed.from_latents(u.index)]
                     refs = _resolve(st.job.latents, wanted, st.grid)
                 ref = refs.get(t.index)
                 if ref is None or ref.y_hat is None:

@@ -74,13 +74,14 @@ def blocks_of(positions: np.ndarray) -> np.ndarray:
     return positions.reshape(h, 4, w, 4).any(axis=(1, 3))
 
 
-def _head(ref: LatentState, positions: np.ndarray, aligned: bool) -> bytes:
+def _head(ref: LatentState, positions: np.ndarray) -> bytes:
+    """Digest and masks as format 4 writes them (encoders write no other)."""
     h, w = ref.blocks
     blocks = blocks_of(positions)
     cells = positions.reshape(h, 4, w, 4).transpose(0, 2, 1, 3)[blocks].reshape(-1, 16)
     out = struct.pack("<I", ref.digest()) + np.packbits(blocks.reshape(-1)).tobytes()
     out += np.packbits(cells.astype(np.uint8), axis=1).tobytes()
-    return out + b"\0" * (-len(out) % 4) if aligned else out
+    return out
 
 
 def _read_head(payload: bytes, h: int, w: int, aligned: bool) -> tuple[int, np.ndarray, int]:
@@ -164,15 +165,15 @@ class PredictedTile:
 
 
 def encode_predicted(
-    pkg: ModelPackage, y: np.ndarray, z: np.ndarray, ref: LatentState, positions: np.ndarray, aligned: bool
+    pkg: ModelPackage, y: np.ndarray, z: np.ndarray, ref: LatentState, positions: np.ndarray
 ) -> PredictedTile:
     """Analysis outputs of a tile (gained y, z) and the y positions to code (4h, 4w bool, at
     least one); z is coded for every block holding one of them, y with the package's temporal
-    prior when it has one. aligned: the payload layout of format 3 (its stream 4-byte aligned)."""
+    prior when it has one."""
     h, w = ref.blocks
     if positions.shape != (4 * h, 4 * w) or not positions.any():
         raise BitstreamError(f"position mask {positions.shape} must match the reference's {(4 * h, 4 * w)} and code one")
-    head = _head(ref, positions, aligned)
+    head = _head(ref, positions)
     coded = blocks_of(positions)
     z_full = np.where(coded[None], quantize_z(pkg, z), ref.z)
     at = positions[None]
