@@ -22,7 +22,7 @@ import numpy as np
 from lsic.cloud import metrics
 from lsic.cloud.errors import StorageFullError
 from lsic.cloud.storage.metadata import DECODED, FAILED, QUARANTINED, STATE_NAMES, FrameRow, SqlMetadataStore, now_us
-from lsic.codec.bitstream import TILE_CODED, TILE_SAME_AS_PREVIOUS, parse
+from lsic.codec.bitstream import TILE_CODED, parse
 from lsic.codec.decoder import DecodedFrame, DecodeJob, Decoder, coded_tile, predicted_tile
 from lsic.codec.entropy.predicted import LatentState
 from lsic.codec.errors import BitstreamError, LsicError, MissingReferenceError, RegionError
@@ -106,16 +106,19 @@ class Reconstructor:
         return decode_png(data) if data else None
 
     def reference_tile(self, row: FrameRow, index: int, grid: Grid) -> np.ndarray:
-        """Pixels of tile `index` as last coded before `row` in its stream (walks back)."""
+        """Pixels of tile `index` as last coded before `row` in its stream (walks back). The frame
+        that coded it may itself be predicted: it decodes with its own references."""
         t = grid.tiles()[index]
         r = self.store.previous_frame(row)
         while r is not None:
             full = self.cached(r)
             if full is not None and full.shape[:2] == (grid.height, grid.width):
                 return full[t.y : t.y + t.h, t.x : t.x + t.w]
-            data = self.bitstream(r)
-            if parse(data).kinds[index] != TILE_SAME_AS_PREVIOUS:
-                return self.decoder.decode(data, region=(t.x, t.y, t.w, t.h)).tiles[index]
+            if not parse(self.bitstream(r)).reuses_pixels(index):
+                result = self.decoder.decode_many([self.decode_job(r, (t.x, t.y, t.w, t.h))])[0]
+                if isinstance(result, LsicError):
+                    raise result
+                return result.tiles[index]
             r = self.store.previous_frame(r)
         raise BitstreamError(f"frame {row.seq}: tile {index} refers to a frame that is not in the archive")
 
@@ -162,18 +165,21 @@ class Reconstructor:
     def decode(self, row: FrameRow, region: tuple[int, int, int, int] | None = None) -> DecodedFrame:
         """The frame, or the tiles a region touches; reference tiles and latents come from
         earlier frames, looked up only if the decoder meets them."""
-        data = self.bitstream(row)
-
-        def references(indexes: list[int], grid: Grid) -> dict[int, np.ndarray]:
-            return {i: self.reference_tile(row, i, grid) for i in indexes}
-
-        job = DecodeJob(data, region, references, latents=self.latents_before(row),
-                        on_latents=lambda states: self.latents.put(frame_key(row), states))
+        job = self.decode_job(row, region)
         with self.lock:
             result = self.decoder.decode_many([job])[0]
         if isinstance(result, LsicError):
             raise result
         return result
+
+    def decode_job(self, row: FrameRow, region: tuple[int, int, int, int] | None) -> DecodeJob:
+        """A stored frame's decode, with the callbacks that find its reference pixels and latents."""
+
+        def references(indexes: list[int], grid: Grid) -> dict[int, np.ndarray]:
+            return {i: self.reference_tile(row, i, grid) for i in indexes}
+
+        return DecodeJob(self.bitstream(row), region, references, latents=self.latents_before(row),
+                         on_latents=lambda states: self.latents.put(frame_key(row), states))
 
     def latents_before(self, row: FrameRow):
         return lambda indexes, grid: self.reference_latents(row, indexes, grid)
