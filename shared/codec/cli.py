@@ -240,7 +240,7 @@ def cmd_requantize(args: argparse.Namespace) -> int:
 def cmd_fit_temporal(args: argparse.Namespace) -> int:
     from lsic.codec.networks.temporal_fit import fit_package
 
-    report = fit_package(Path(args.package), Path(args.data), args.pairs, args.qualities, args.seed)
+    report = fit_package(Path(args.package), Path(args.data), args.pairs, args.qualities, args.seed, args.parts)
     print(json.dumps({"package": args.package, "temporal_prior": report}))
     return 0
 
@@ -455,8 +455,9 @@ def build_parser() -> argparse.ArgumentParser:
     ft.add_argument("package", help="package folder, e.g. shared/models/default")
     ft.add_argument("--data", required=True, help="photos to make synthetic frame pairs from (a fifth held out)")
     ft.add_argument("--pairs", type=count, default=1200)
-    ft.add_argument("--qualities", default="3,5,7,9", help="qualities the predicted frames are coded at")
+    ft.add_argument("--qualities", default="all", help="qualities the predicted frames are coded at (all, or e.g. 3,5,7)")
     ft.add_argument("--seed", type=int, default=0)
+    ft.add_argument("--parts", default="y,z", help="y,z: fit both; z: keep the package's prior of y, fit z's tables")
     ft.set_defaults(func=cmd_fit_temporal)
 
     g = sub.add_parser("gpu", help="train on a borrowed GPU machine: pack what it needs, unpack what it returns")

@@ -250,8 +250,9 @@ def predicted_tile(pkg: ModelPackage, parsed: ParsedContainer, tile: Tile, ref: 
     h, w = ref.y_fx.shape[1:]
     inv_gain = gains_for(pkg.arrays["inv_gain"], parsed.header, tile, 16 * h, 16 * w)
     header = parsed.header
+    prior = pkg.temporal_of(header.model_hash)
     return decode_predicted(
-        pkg, parsed.tile_payload(tile.index), ref, inv_gain, pkg.temporal_of(header.model_hash), header.aligned_payloads
+        pkg, parsed.tile_payload(tile.index), ref, inv_gain, prior, header.aligned_payloads, header.quality
     )
 
 

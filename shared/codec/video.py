@@ -256,7 +256,7 @@ class VideoEncoder:
             if c is None:
                 return tile.index, TileEntry(TILE_SAME_AS_PREVIOUS, held_tile(mem.state))
             analysed = self._analyse(c.padded, header, tile)
-            p = encode_predicted(self.pkg, *analysed, mem.state, c.coded)
+            p = encode_predicted(self.pkg, *analysed, mem.state, c.coded, header.quality)
             at = np.kron(c.coded, np.ones((BLOCK, BLOCK), dtype=bool))
             mem.pixels[at] = c.padded[at]
             mem.block_bits = np.where(c.coded, p.position_bits, mem.block_bits)

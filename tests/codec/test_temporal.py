@@ -200,6 +200,11 @@ def test_refitting_the_prior_keeps_earlier_frames_decoding(coded, tmp_path, monk
     new = package.load_package_dir(models / "default")
     assert new.hash != old and new.temporal is not None
     assert list((models / "retired").glob("default-*")), "the build whose prior was replaced is kept decode-only"
+    fit_package(models / "default", photos, pairs=12, qualities="6", parts="z")
+    z_only = package.load_package_dir(models / "default")
+    assert np.array_equal(z_only.temporal.weights, new.temporal.weights), "--parts z keeps the prior of y"
+    assert z_only.temporal.z_tables.shape == (z_only.n_rates, int(z_only.architecture["N"]))
+    new = z_only
     after = decode_in_order(Decoder(backend="onnx"), [c.data for c, _ in out[:3]])
     for b, a in zip(before, after, strict=True):
         assert np.array_equal(b.rgb, a.rgb)
@@ -249,7 +254,8 @@ def test_predicted_frames_in_format_3_decode_to_the_same_pixels(coded):
                 kind, payload = TILE_PREDICTED, payload + bytes(-(-blocks // 8))
             if kind == TILE_PREDICTED:
                 mask = np.unpackbits(np.frombuffer(payload, np.uint8, -(-blocks // 8), 4))[:blocks]
-                end = 4 + -(-blocks // 8) + 2 * int(mask.sum())
+                k = int(mask.sum())
+                end = 4 + -(-blocks // 8) + 2 * k + -(-k // 8)  # the z modes of this build's prior
                 payload = payload[:end] + b"\0" * (-end % 4) + payload[end:]
             tiles.append(TileEntry(kind, payload))
         legacy.append(Container(h.width, h.height, h.tile_size, h.quality, h.model_id, pkg.hash, tiles, 3, h.flags)
@@ -259,3 +265,40 @@ def test_predicted_frames_in_format_3_decode_to_the_same_pixels(coded):
     old = decode_in_order(Decoder(), legacy)
     for a, b in zip(new, old, strict=True):
         np.testing.assert_array_equal(a.rgb, b.rgb)
+
+
+def z_modes_of(data: bytes) -> list[bool]:
+    """The z mode of every coded block of a predicted frame (True: coded as a difference)."""
+    from lsic.codec.entropy.predicted import _read_head
+
+    p = parse(data)
+    modes: list[bool] = []
+    for t, kind in zip(p.header.grid.tiles(), p.kinds, strict=True):
+        if kind == TILE_PREDICTED:
+            _, _, _, z_diff = _read_head(p.tile_payload(t.index), -(-t.h // 64), -(-t.w // 64), False, True)
+            modes += z_diff.tolist()
+    return modes
+
+
+def test_blocks_coded_again_code_z_as_its_difference(coded):
+    """A block the stream already coded at its quality keeps most of its z: the shipped prior codes
+    it as a difference; a block first changed since the keyframe keeps the factorized prior."""
+    from lsic.codec.package import load_package
+
+    assert load_package("default").temporal.z_tables is not None
+    _, out = coded
+    modes = [m for c, _ in out if not c.keyframe for m in z_modes_of(c.data)]
+    assert any(modes) and not all(modes), modes
+    report = load_package("default").meta["temporal_prior"]["z"]
+    assert report["rate_saving_held_out"] > 0.1, "differences save z bits on pairs the tables were not fitted on"
+
+
+def test_z_modes_with_bits_past_the_blocks_are_refused():
+    from lsic.codec.entropy.predicted import _read_head
+
+    head = b"\0\0\0\0" + bytes([0b10000000]) + bytes([0xFF, 0xFF])  # 2x2 blocks, one coded, all its positions
+    assert _read_head(head + bytes([0b10000000]), 2, 2, False, True)[3].tolist() == [True]
+    with pytest.raises(BitstreamError, match="z modes have bits set past"):
+        _read_head(head + bytes([0b11000000]), 2, 2, False, True)
+    with pytest.raises(BitstreamError, match="shorter than its z modes"):
+        _read_head(head, 2, 2, False, True)

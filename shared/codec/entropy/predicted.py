@@ -14,10 +14,14 @@ Payload of a predicted tile (docs/bitstream.md, tile kind 2):
             significant bit first, zero-padded to whole bytes
   2 bytes   per coded block, in raster order: which of its 4x4 y positions are coded (bit 15 =
             top left, row by row); at least one
+  z modes   builds whose temporal prior has z tables: one bit per coded block, most significant
+            first, zero-padded to whole bytes: 1 where its z is coded as a difference
   pad       in containers of format 3 only: zero bytes to a multiple of 4 bytes from the
             start of the payload (format 4 starts the stream right after the masks)
-  rest      one rANS stream: z of the coded blocks (channel by channel), then y of the coded
-            positions in the usual passes (anchors first with a checkerboard context)
+  rest      one rANS stream: z of the coded blocks with the factorized prior (channel by
+            channel), then the z differences from the reference's of the blocks whose mode bit
+            is 1 (grouped by table), then y of the coded positions in the usual passes
+            (anchors first with a checkerboard context)
 """
 
 from __future__ import annotations
@@ -74,19 +78,23 @@ def blocks_of(positions: np.ndarray) -> np.ndarray:
     return positions.reshape(h, 4, w, 4).any(axis=(1, 3))
 
 
-def _head(ref: LatentState, positions: np.ndarray) -> bytes:
-    """Digest and masks as format 4 writes them (encoders write no other)."""
+def _head(ref: LatentState, positions: np.ndarray, z_diff: np.ndarray | None) -> bytes:
+    """Digest and masks as format 4 writes them (encoders write no other); z_diff: the coded
+    blocks' z modes, for a build whose temporal prior has z tables."""
     h, w = ref.blocks
     blocks = blocks_of(positions)
     cells = positions.reshape(h, 4, w, 4).transpose(0, 2, 1, 3)[blocks].reshape(-1, 16)
     out = struct.pack("<I", ref.digest()) + np.packbits(blocks.reshape(-1)).tobytes()
     out += np.packbits(cells.astype(np.uint8), axis=1).tobytes()
+    if z_diff is not None:
+        out += np.packbits(z_diff.astype(np.uint8)).tobytes()
     return out
 
 
-def _read_head(payload: bytes, h: int, w: int, aligned: bool) -> tuple[int, np.ndarray, int]:
-    """(reference digest, coded positions (4h, 4w), where the rANS stream starts); aligned: the
-    stream starts at a multiple of 4 bytes (format 3)."""
+def _read_head(payload: bytes, h: int, w: int, aligned: bool, z_modes: bool) -> tuple[int, np.ndarray, int, np.ndarray]:
+    """(reference digest, coded positions (4h, 4w), where the rANS stream starts, the coded
+    blocks' z modes (all False without z_modes)); aligned: the stream starts at a multiple of 4
+    bytes (format 3)."""
     n_blocks = -(-h * w // 8)
     if len(payload) < 4 + n_blocks:
         raise BitstreamError("predicted tile payload is shorter than its reference and block mask")
@@ -106,10 +114,20 @@ def _read_head(payload: bytes, h: int, w: int, aligned: bool) -> tuple[int, np.n
     grid[blocks] = cells
     positions = grid.reshape(h, w, 4, 4).transpose(0, 2, 1, 3).reshape(4 * h, 4 * w)
     at += 2 * k
+    z_diff = np.zeros(k, dtype=bool)
+    if z_modes:
+        n_modes = -(-k // 8)
+        if len(payload) < at + n_modes:
+            raise BitstreamError("predicted tile payload is shorter than its z modes")
+        mode_bits = np.unpackbits(np.frombuffer(payload, np.uint8, n_modes, at))
+        if mode_bits[k:].any():
+            raise BitstreamError("predicted tile's z modes have bits set past its blocks")
+        z_diff = mode_bits[:k].astype(bool)
+        at += n_modes
     start = at + (-at % 4) if aligned else at
     if any(payload[at:start]):
         raise BitstreamError("predicted tile's padding is not zero")
-    return digest, positions, start
+    return digest, positions, start, z_diff
 
 
 def _params(pkg: ModelPackage, z_full: np.ndarray, y_fx_ref: np.ndarray, at: np.ndarray, prior: TemporalPrior | None):
@@ -164,29 +182,46 @@ class PredictedTile:
     position_bits: np.ndarray  # (4h, 4w) bits each coded y position took, its block's z included (0 elsewhere)
 
 
+def z_modes(pkg: ModelPackage, z: np.ndarray, ref_z: np.ndarray, tables: np.ndarray) -> np.ndarray:
+    """Per coded block (z and the reference's, (N, k)): whether its difference from the
+    reference's z, in `tables` (N,), costs fewer bits than z in the factorized prior."""
+    codec = pkg.latent_codec
+    plain = codec.z_tables.bits(z, np.broadcast_to(np.arange(z.shape[0])[:, None], z.shape)).sum(axis=0)
+    diff = codec.y_tables.bits(z - ref_z, np.broadcast_to(tables[:, None], z.shape)).sum(axis=0)
+    return diff < plain
+
+
 def encode_predicted(
-    pkg: ModelPackage, y: np.ndarray, z: np.ndarray, ref: LatentState, positions: np.ndarray
+    pkg: ModelPackage, y: np.ndarray, z: np.ndarray, ref: LatentState, positions: np.ndarray, quality: int
 ) -> PredictedTile:
-    """Analysis outputs of a tile (gained y, z) and the y positions to code (4h, 4w bool, at
-    least one); z is coded for every block holding one of them, y with the package's temporal
-    prior when it has one."""
+    """Analysis outputs of a tile (gained y, z) at the frame's quality (1-based) and the y
+    positions to code (4h, 4w bool, at least one); z is coded for every block holding one of
+    them, y (and z, where the prior has z tables) with the package's temporal prior."""
     h, w = ref.blocks
     if positions.shape != (4 * h, 4 * w) or not positions.any():
         raise BitstreamError(f"position mask {positions.shape} must match the reference's {(4 * h, 4 * w)} and code one")
-    head = _head(ref, positions)
     coded = blocks_of(positions)
     z_full = np.where(coded[None], quantize_z(pkg, z), ref.z)
     at = positions[None]
-    index, means, refined = _params(pkg, z_full, ref.y_fx, at, pkg.temporal)
+    prior = pkg.temporal
+    index, means, refined = _params(pkg, z_full, ref.y_fx, at, prior)
     y_int = _to_int(y, means)
     if pkg.context_layers:
         index, means = refined(y_int)
         y_int = _to_int(y, means)
     passes = [p & at[0] for p in coding_passes(pkg, *y_int.shape[1:])]
-    payload = pkg.latent_codec.encode(z_full[:, coded], [(y_int[:, p], index[:, p]) for p in passes])
+    y_passes = [(y_int[:, p], index[:, p]) for p in passes]
+    z_coded, z_ref = z_full[:, coded], ref.z[:, coded]
+    tables = prior.z_tables_at(quality) if prior is not None else None
+    z_diff = None if tables is None else z_modes(pkg, z_coded, z_ref, tables)
+    if z_diff is not None and z_diff.any():
+        diff_pass = (z_coded[:, z_diff] - z_ref[:, z_diff], np.broadcast_to(tables[:, None], z_ref[:, z_diff].shape))
+        payload = pkg.latent_codec.encode(z_coded[:, ~z_diff], [diff_pass, *y_passes])
+    else:
+        payload = pkg.latent_codec.encode(z_coded, y_passes)
     bits = position_bits(pkg, TileSymbols(z_full, y_int, index, means), positions)
     state = LatentState(z_full, np.where(at, y_int * int(FX) + means, ref.y_fx))
-    return PredictedTile(head + payload, state, bits)
+    return PredictedTile(_head(ref, positions, z_diff) + payload, state, bits)
 
 
 def decode_predicted(
@@ -196,13 +231,15 @@ def decode_predicted(
     inv_gain: np.ndarray | float,
     prior: TemporalPrior | None,
     aligned: bool,
+    quality: int,
 ) -> LatentState:
     """Payload of a predicted tile and the reference it names -> the merged state, with y_hat
     dequantized by `inv_gain` (per position or one value) at the coded positions. `prior`: the
     temporal prior of the build that wrote the tile (ModelPackage.temporal_of); aligned: the
-    payload layout of format 3."""
+    payload layout of format 3; quality: the frame's (1-based)."""
     h, w = ref.blocks
-    digest, positions, start = _read_head(payload, h, w, aligned)
+    tables = prior.z_tables_at(quality) if prior is not None else None
+    digest, positions, start, z_diff = _read_head(payload, h, w, aligned, tables is not None)
     if digest != ref.digest():
         raise ReferenceMismatchError(
             "predicted tile was coded against another reference than the previous frame held here"
@@ -216,7 +253,11 @@ def decode_predicted(
     n = int(pkg.architecture["N"])
     dec = pkg.latent_codec.decoder(rest)
     z_full = ref.z.copy()
-    z_full[:, coded] = dec.decode_z((n, 1, int(coded.sum()))).reshape(n, -1)
+    block_z = ref.z[:, coded]
+    block_z[:, ~z_diff] = dec.decode_z((n, 1, int((~z_diff).sum()))).reshape(n, -1)
+    if z_diff.any():
+        block_z[:, z_diff] += dec.decode_y(np.broadcast_to(tables[:, None], (n, int(z_diff.sum()))))
+    z_full[:, coded] = block_z
     at = positions[None]
     index, means, refined = _params(pkg, z_full, ref.y_fx, at, prior)
     passes = [p & at[0] for p in coding_passes(pkg, *index.shape[1:])]

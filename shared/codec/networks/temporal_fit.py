@@ -8,7 +8,9 @@ is coded as one, the next frame's blocks are chosen by the same rate-distortion 
 (lsic.codec.video.worth_coding), and the coded y positions are collected with the tables and
 means the hyperprior and context give them. Per channel and bucket of |reference - mean| the
 prior then takes the mean weight and table shift that make those symbols cheapest: an exact
-count of their bits in the package's own tables, over a small grid of candidates.
+count of their bits in the package's own tables, over a small grid of candidates. The z of the
+coded blocks are collected too, as differences from the reference's z, and per quality and
+channel the prior takes the Gaussian table that codes them in the fewest bits.
 """
 
 from __future__ import annotations
@@ -26,8 +28,8 @@ import cv2
 import numpy as np
 
 from lsic.codec.encoder import Encoder
-from lsic.codec.entropy.latents import FX, _to_int, position_bits, quantize
-from lsic.codec.entropy.predicted import intra_state, plain_params
+from lsic.codec.entropy.latents import FX, _to_int, position_bits, quantize, quantize_z
+from lsic.codec.entropy.predicted import blocks_of, intra_state, plain_params
 from lsic.codec.entropy.temporal import WEIGHT_BITS, TemporalPrior
 from lsic.codec.errors import UsageError
 from lsic.codec.image_io import read_folder
@@ -52,9 +54,16 @@ class Samples:
     ref_fx: np.ndarray
     index: np.ndarray
 
+    z: dict[int, np.ndarray]  # per quality (1-based), (2, N, blocks): the coded blocks' z and the reference's
+
     @staticmethod
     def join(parts: list[Samples]) -> Samples:
-        return Samples(*(np.concatenate([getattr(p, f) for p in parts], axis=1) for f in ("y", "means_fx", "ref_fx", "index")))
+        fields = (np.concatenate([getattr(p, f) for p in parts], axis=1) for f in ("y", "means_fx", "ref_fx", "index"))
+        z: dict[int, list[np.ndarray]] = {}
+        for part in parts:
+            for q, pair in part.z.items():
+                z.setdefault(q, []).append(pair)
+        return Samples(*fields, {q: np.concatenate(pairs, axis=2) for q, pairs in z.items()})
 
 
 def synthetic_pair(photos: list[np.ndarray], rng: random.Random) -> tuple[np.ndarray, np.ndarray]:
@@ -103,7 +112,14 @@ def pair_samples(enc: Encoder, first: np.ndarray, second: np.ndarray, quality: i
         return None
     y, z = enc.analyse_tile(second, quality - 1)
     index, means = plain_params(pkg, y, z, ref, positions)
-    return Samples(y[:, positions].astype(np.float64), means[:, positions], ref.y_fx[:, positions], index[:, positions])
+    coded = blocks_of(positions)
+    # z against the same view's z at this quality: what a block holds once the stream has coded
+    # it at its quality (the first change after a keyframe, against the keyframe's z, is left
+    # to the factorized prior by the encoder's per-block choice)
+    steady = quantize_z(pkg, enc.analyse_tile(first, quality - 1)[1])
+    z_pair = np.stack([quantize_z(pkg, z)[:, coded], steady[:, coded]])
+    return Samples(y[:, positions].astype(np.float64), means[:, positions], ref.y_fx[:, positions], index[:, positions],
+                   {quality: z_pair})
 
 
 def collect(pkg: ModelPackage, photos: list[np.ndarray], pairs: int, qualities: list[int], seed: int) -> Samples:
@@ -129,6 +145,40 @@ def _candidate_bits(pkg: ModelPackage, data: Samples, prior: TemporalPrior) -> n
     index, means = prior.apply(data.index[..., None], data.means_fx[..., None], data.ref_fx[..., None], n_tables)
     values = _to_int(data.y[..., None], means)
     return pkg.latent_codec.y_tables.bits(values, index)[..., 0]
+
+
+def _z_bits(pkg: ModelPackage, pair: np.ndarray, tables: np.ndarray | None) -> np.ndarray:
+    """Bits (N, B) of the coded z in `pair` (2, N, B): as differences from the reference's
+    with the y table of each channel in `tables` (N,), or with the factorized prior (None)."""
+    codec = pkg.latent_codec
+    z, ref = pair
+    if tables is None:
+        return codec.z_tables.bits(z, np.broadcast_to(np.arange(z.shape[0])[:, None], z.shape))
+    return codec.y_tables.bits(z - ref, np.broadcast_to(tables[:, None], z.shape))
+
+
+def fit_z(pkg: ModelPackage, data: Samples) -> np.ndarray:
+    """(qualities, N): per quality and channel the y table that codes the z differences in the
+    fewest bits; a quality without samples takes the nearest one's."""
+    n_tables = pkg.latent_codec.y_tables.freqs.shape[0]
+    fitted = {}
+    for q, pair in data.z.items():
+        n = pair.shape[1]
+        bits = np.stack([_z_bits(pkg, pair, np.full(n, t)).sum(axis=1) for t in range(n_tables)])
+        fitted[q] = bits.argmin(axis=0)
+    return np.stack([fitted[min(fitted, key=lambda f: (abs(f - q), f))] for q in range(1, pkg.n_rates + 1)])
+
+
+def z_saving(pkg: ModelPackage, data: Samples, z_tables: np.ndarray) -> float:
+    """Share of the coded z's bits saved when each block takes the cheaper of its difference
+    and the factorized prior, its one mode bit counted."""
+    plain = cheaper = 0.0
+    for q, pair in data.z.items():
+        alone = _z_bits(pkg, pair, None).sum(axis=0)
+        diff = _z_bits(pkg, pair, z_tables[q - 1]).sum(axis=0)
+        plain += float(alone.sum())
+        cheaper += float(np.minimum(alone, diff).sum()) + alone.size
+    return 1.0 - cheaper / plain
 
 
 def fit(pkg: ModelPackage, data: Samples) -> TemporalPrior:
@@ -157,37 +207,55 @@ def saving(pkg: ModelPackage, data: Samples, prior: TemporalPrior) -> float:
     return 1.0 - float(_candidate_bits(pkg, data, prior).sum() / _candidate_bits(pkg, data, plain).sum())
 
 
-def fit_package(root: Path, data_dir: Path, pairs: int = 1200, qualities: str = "3,5,7,9", seed: int = 0) -> dict:
+def fit_package(
+    root: Path, data_dir: Path, pairs: int = 1200, qualities: str = "all", seed: int = 0, parts: str = "y,z"
+) -> dict:
     """Fit the prior on pairs from `data_dir`'s photos (a fifth held out to measure it) and write it
-    into the package as a new build. A build without a prior stays decodable by the new one (its
-    intra tiles are untouched and its predicted tiles decode without a prior, `decodes_builds`);
-    a build whose prior is replaced is retired, so its predicted tiles keep their own."""
+    into the package as a new build. parts: "y,z" fits both; "z" keeps the package's y prior and
+    fits the z tables alone. A build without a prior stays decodable by the new one (its intra
+    tiles are untouched and its predicted tiles decode without a prior, `decodes_builds`); a
+    build whose prior is replaced is retired, so its predicted tiles keep their own."""
     pkg = load_package_dir(root)
     if pkg.decode_only:
         raise UsageError(f"{root}: a retired build gets no temporal prior")
+    if parts not in ("y,z", "z"):
+        raise UsageError(f"--parts must be 'y,z' or 'z', got {parts!r}")
+    if parts == "z" and pkg.temporal is None:
+        raise UsageError(f"{root} has no temporal prior of y to keep: fit --parts y,z")
     t0 = time.monotonic()
     photos = read_folder(data_dir, min_side=VIEW + 8)
-    qs = [pkg.check_quality(int(q)) + 1 for q in qualities.split(",")]
+    qs = list(range(1, pkg.n_rates + 1)) if qualities == "all" else [pkg.check_quality(int(q)) + 1 for q in qualities.split(",")]
     held = max(1, pairs // 5)
     train = collect(pkg, photos, pairs - held, qs, seed)
     test = collect(pkg, photos, held, qs, seed + 1)
-    prior = fit(pkg, train)
-    report = {
-        "trained_on": f"{pairs - held} synthetic pairs from {len(photos)} photos in {data_dir.name}/ "
-        "(noise, shake, lighting, moving and appearing objects)",
+    y_prior = fit(pkg, train) if parts == "y,z" else pkg.temporal
+    prior = TemporalPrior(y_prior.thresholds_fx, y_prior.weights, y_prior.offsets, fit_z(pkg, train))
+    trained_on = (f"{pairs - held} synthetic pairs from {len(photos)} photos in {data_dir.name}/ "
+                  "(noise, shake, lighting, moving and appearing objects)")
+    z_report = {
+        "trained_on": trained_on,
         "qualities": qs,
         "where": "CPU, 2 threads",
         "seconds": round(time.monotonic() - t0),
-        "rate_saving_train": round(saving(pkg, train, prior), 4),
-        "rate_saving_held_out": round(saving(pkg, test, prior), 4),
+        "rate_saving_train": round(z_saving(pkg, train, prior.z_tables), 4),
+        "rate_saving_held_out": round(z_saving(pkg, test, prior.z_tables), 4),
         "fitted": time.strftime("%Y-%m-%d", time.gmtime()),
     }
+    if parts == "z":
+        report = {**pkg.meta["temporal_prior"], "z": z_report}
+    else:
+        report = {
+            **{k: v for k, v in z_report.items() if not k.startswith("rate_saving")},
+            "rate_saving_train": round(saving(pkg, train, prior), 4),
+            "rate_saving_held_out": round(saving(pkg, test, prior), 4),
+            "z": z_report,
+        }
     tmp = Path(tempfile.mkdtemp(prefix=".temporal-", dir=root.parent))
     try:
         for name in FILES:
             if name != "tables.npz":
                 shutil.copy2(root / name, tmp / name)
-        np.savez_compressed(tmp / "tables.npz", **{**{k: v for k, v in pkg.arrays.items() if not k.startswith("tm_")},
+        np.savez_compressed(tmp / "tables.npz", **{**{k: v for k, v in pkg.arrays.items() if not k.startswith(("tm_", "tz_"))},
                                         **prior.to_arrays()})
         meta = json.loads((root / "model.json").read_text())
         meta["files"] = {name: sha256_file(tmp / name) for name in FILES}
