@@ -302,3 +302,20 @@ def test_z_modes_with_bits_past_the_blocks_are_refused():
         _read_head(head + bytes([0b11000000]), 2, 2, False, True)
     with pytest.raises(BitstreamError, match="shorter than its z modes"):
         _read_head(head, 2, 2, False, True)
+
+
+@pytest.mark.parametrize("model", ["hq", "lite"])
+def test_every_package_codes_predicted_frames_with_its_prior_bit_exactly(model):
+    from lsic.codec.package import load_package
+
+    assert load_package(model).temporal.z_tables is not None
+    frames = scene(4)
+    video = VideoEncoder(Encoder(model, threads=2), tile_size=128)
+    datas, states = [], []
+    for f in frames:
+        datas.append(video.encode(f, 4).data)
+        states.append({i: m.state.z.copy() for i, m in video.memory.items()})
+    outs = decode_in_order(Decoder(backend="onnx"), datas)
+    for o, edge, f in zip(outs, states, frames, strict=True):
+        assert all(np.array_equal(o.latents[i].z, z) for i, z in edge.items())
+        assert psnr(o.rgb, f) > 22
