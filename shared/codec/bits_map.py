@@ -3,7 +3,9 @@
 Every symbol's probability is known to the decoder (the tables the integer networks picked), so
 its cost is exact: -log2 p, plus raw bits for escapes. Summed per latent position (a z symbol
 shared by its 4x4 positions), divided by the 256 pixels a position covers: bits per pixel,
-block by block. Reference tiles cost nothing.
+block by block. Reference and held tiles cost nothing. A predicted tile's tables come from the
+previous frame's latents: given them, its cost is exact too; read alone, each of its tile's
+bytes is spread evenly over the positions it codes (which its masks say).
 """
 
 from __future__ import annotations
@@ -11,25 +13,47 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from lsic.codec.bitstream import TILE_CODED, parse
-from lsic.codec.decoder import tile_symbols
+from lsic.codec.bitstream import TILE_CODED, TILE_PREDICTED, ParsedContainer, parse
+from lsic.codec.decoder import Latents, resolve_latents, tile_symbols
 from lsic.codec.entropy.latents import position_bits
-from lsic.codec.package import package_for_header
+from lsic.codec.entropy.predicted import LatentState, decode_predicted_tile, read_head
+from lsic.codec.package import ModelPackage, package_for_header
+from lsic.codec.tiling import Tile
 
 
-def bits_per_pixel(data: bytes) -> np.ndarray:
-    """(ceil(H/16), ceil(W/16)) bits per pixel of each 16x16 block of the frame."""
+def bits_per_pixel(data: bytes, latents: Latents | None = None) -> np.ndarray:
+    """(ceil(H/16), ceil(W/16)) bits per pixel of each 16x16 block of the frame. latents: the
+    previous frame's, for a predicted frame (as Decoder.decode takes them); without them its
+    tiles' bytes are spread over the positions they code."""
     parsed = parse(data)
     pkg = package_for_header(parsed.header)
     h, w = parsed.header.height, parsed.header.width
     out = np.zeros((-(-h // 16), -(-w // 16)))
-    for t in parsed.header.grid.tiles():
-        if parsed.kinds[t.index] != TILE_CODED:
+    tiles = parsed.header.grid.tiles()
+    predicted = [t.index for t in tiles if parsed.kinds[t.index] == TILE_PREDICTED]
+    refs = resolve_latents(latents, predicted, parsed.header.grid) if predicted else {}
+    for t in tiles:
+        if parsed.kinds[t.index] == TILE_CODED:
+            bits = position_bits(pkg, tile_symbols(pkg, parsed, t))
+        elif parsed.kinds[t.index] == TILE_PREDICTED:
+            bits = _predicted_bits(pkg, parsed, t, refs.get(t.index))
+        else:
             continue
-        bits = position_bits(pkg, tile_symbols(pkg, parsed, t)) / 256.0
         rows, cols = -(-t.h // 16), -(-t.w // 16)
-        out[t.y // 16 : t.y // 16 + rows, t.x // 16 : t.x // 16 + cols] = bits[:rows, :cols]
+        out[t.y // 16 : t.y // 16 + rows, t.x // 16 : t.x // 16 + cols] = bits[:rows, :cols] / 256.0
     return out
+
+
+def _predicted_bits(pkg: ModelPackage, parsed: ParsedContainer, t: Tile, ref: LatentState | None) -> np.ndarray:
+    """(4h, 4w) bits per position of a predicted tile: exact against its reference, else spread."""
+    header = parsed.header
+    payload = parsed.tile_payload(t.index)
+    prior = pkg.temporal_of(header.model_hash)
+    if ref is not None:
+        return decode_predicted_tile(pkg, payload, ref, 1.0, prior, header.aligned_payloads, header.quality).position_bits
+    z_modes = prior is not None and prior.z_tables is not None
+    positions = read_head(payload, -(-t.h // 64), -(-t.w // 64), header.aligned_payloads, z_modes)[1]
+    return np.where(positions, 8.0 * len(payload) / max(1, int(positions.sum())), 0.0)
 
 
 def heatmap(bpp: np.ndarray, width: int, height: int, scale: float | None = None) -> tuple[np.ndarray, float]:

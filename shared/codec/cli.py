@@ -89,6 +89,8 @@ def cmd_info(args: argparse.Namespace) -> int:
         write_rgb(out, image)
         info["bits_map"] = {"output": str(out), "block": 16, "max_bpp": round(scale, 4),
                             "mean_bpp": round(float(bpp.mean()), 4)}
+        if parse(data).header.predicted:  # its tables need the previous frame: bytes spread per tile
+            info["bits_map"]["spread_over_coded_blocks"] = True
     print(json.dumps(info, indent=2))
     return 0
 

@@ -159,7 +159,7 @@ class Decoder:
             if parsed.from_latents(t.index):
                 if refs is None:
                     wanted = [u.index for u in tiles if parsed.from_latents(u.index)]
-                    refs = _resolve(st.job.latents, wanted, st.grid)
+                    refs = resolve_latents(st.job.latents, wanted, st.grid)
                 ref = refs.get(t.index)
                 if ref is None or ref.y_hat is None:
                     raise MissingReferenceError(
@@ -259,7 +259,8 @@ def predicted_tile(pkg: ModelPackage, parsed: ParsedContainer, tile: Tile, ref: 
 Latents = dict[int, LatentState] | Callable[[list[int], Grid], dict[int, LatentState]]
 
 
-def _resolve(source: Latents | None, indexes: list[int], grid: Grid) -> dict[int, LatentState]:
+def resolve_latents(source: Latents | None, indexes: list[int], grid: Grid) -> dict[int, LatentState]:
+    """The latents of the given tiles of the previous frame, from a dict or a callable."""
     if source is None:
         return {}
     return source(indexes, grid) if callable(source) else source

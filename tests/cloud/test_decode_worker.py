@@ -165,3 +165,13 @@ def test_a_reused_tile_of_a_predicted_frame_is_rebuilt_with_its_latents(tmp_path
     # pixel for pixel, away from the seams smoothed beside the reused tile
     assert np.array_equal(shown[:-5, :-5], predicted[:-5, :-5])
     store.close()
+
+
+def test_the_bits_map_of_a_predicted_frame_is_read_against_its_reference(tmp_path, temporal_stream):
+    store, blobs = SqliteMetadataStore(tmp_path / "m.db"), LocalBlobStore(tmp_path / "blobs")
+    store_stream(store, blobs, temporal_stream[:3], [0, 1, 2])
+    rows = store.list_frames("dev")
+    recon = Reconstructor(store, blobs, Decoder(backend="onnx"))
+    png, scale, mean = recon.bits_map(rows[2])
+    assert png.startswith(b"\x89PNG") and scale > 0 and 0 < mean < recon.bits_map(rows[0])[2]
+    store.close()

@@ -269,13 +269,13 @@ def test_predicted_frames_in_format_3_decode_to_the_same_pixels(coded):
 
 def z_modes_of(data: bytes) -> list[bool]:
     """The z mode of every coded block of a predicted frame (True: coded as a difference)."""
-    from lsic.codec.entropy.predicted import _read_head
+    from lsic.codec.entropy.predicted import read_head
 
     p = parse(data)
     modes: list[bool] = []
     for t, kind in zip(p.header.grid.tiles(), p.kinds, strict=True):
         if kind == TILE_PREDICTED:
-            _, _, _, z_diff = _read_head(p.tile_payload(t.index), -(-t.h // 64), -(-t.w // 64), False, True)
+            _, _, _, z_diff = read_head(p.tile_payload(t.index), -(-t.h // 64), -(-t.w // 64), False, True)
             modes += z_diff.tolist()
     return modes
 
@@ -294,14 +294,14 @@ def test_blocks_coded_again_code_z_as_its_difference(coded):
 
 
 def test_z_modes_with_bits_past_the_blocks_are_refused():
-    from lsic.codec.entropy.predicted import _read_head
+    from lsic.codec.entropy.predicted import read_head
 
     head = b"\0\0\0\0" + bytes([0b10000000]) + bytes([0xFF, 0xFF])  # 2x2 blocks, one coded, all its positions
-    assert _read_head(head + bytes([0b10000000]), 2, 2, False, True)[3].tolist() == [True]
+    assert read_head(head + bytes([0b10000000]), 2, 2, False, True)[3].tolist() == [True]
     with pytest.raises(BitstreamError, match="z modes have bits set past"):
-        _read_head(head + bytes([0b11000000]), 2, 2, False, True)
+        read_head(head + bytes([0b11000000]), 2, 2, False, True)
     with pytest.raises(BitstreamError, match="shorter than its z modes"):
-        _read_head(head, 2, 2, False, True)
+        read_head(head, 2, 2, False, True)
 
 
 @pytest.mark.parametrize("model", ["hq", "lite"])
@@ -319,3 +319,20 @@ def test_every_package_codes_predicted_frames_with_its_prior_bit_exactly(model):
     for o, edge, f in zip(outs, states, frames, strict=True):
         assert all(np.array_equal(o.latents[i].z, z) for i, z in edge.items())
         assert psnr(o.rgb, f) > 22
+
+
+def test_bits_map_of_a_predicted_frame_shows_the_coded_blocks(coded):
+    """Against its reference the map is the exact cost of each coded position (it adds up to the
+    tiles' entropy-coded bytes); read alone, the tiles' bytes spread over the positions they code."""
+    from lsic.codec.bits_map import bits_per_pixel
+
+    _, out = coded
+    outs = decode_in_order(Decoder(backend="onnx"), [c.data for c, _ in out[:2]])
+    data = out[1][0].data
+    p = parse(data)
+    exact = bits_per_pixel(data, outs[0].latents)
+    alone = bits_per_pixel(data)
+    payload_bits = 8 * sum(n for k, n in zip(p.kinds, p.lengths, strict=True) if k == TILE_PREDICTED)
+    assert np.array_equal(exact > 0, alone > 0) and 0 < (alone > 0).mean() < 0.5, "only the coded blocks"
+    assert np.isclose(alone.sum() * 256, payload_bits)
+    assert 0.7 * payload_bits < exact.sum() * 256 < payload_bits, "the symbols' bits, without the masks and rANS flush"

@@ -107,14 +107,18 @@ def encode_symbols(pkg: ModelPackage, s: TileSymbols) -> bytes:
     return pkg.latent_codec.encode(s.z, [(s.y[:, sel], s.index[:, sel]) for sel in passes])
 
 
-def position_bits(pkg: ModelPackage, s: TileSymbols, at: np.ndarray | None = None) -> np.ndarray:
+def position_bits(
+    pkg: ModelPackage, s: TileSymbols, at: np.ndarray | None = None, z_block_bits: np.ndarray | None = None
+) -> np.ndarray:
     """Bits a tile's stream spends on each latent position (16x16 pixels), (4h, 4w): its y symbols
     over all channels, plus a sixteenth of its z position's symbols (one z covers 4x4 of y).
-    at: (4h, 4w) the positions to count (a predicted tile's coded ones), 0 elsewhere; all if None."""
+    at: (4h, 4w) the positions to count (a predicted tile's coded ones), 0 elsewhere; all if None.
+    z_block_bits: (h, w) what each z position cost, where it was not coded with the factorized prior."""
     codec = pkg.latent_codec
-    n = s.z.shape[0]
-    z_tables = np.broadcast_to(np.arange(n)[:, None, None], s.z.shape)
-    z_bits = np.kron(codec.z_tables.bits(s.z, z_tables).sum(axis=0), np.ones((4, 4))) / 16.0
+    if z_block_bits is None:
+        n = s.z.shape[0]
+        z_block_bits = codec.z_tables.bits(s.z, np.broadcast_to(np.arange(n)[:, None, None], s.z.shape)).sum(axis=0)
+    z_bits = np.kron(z_block_bits, np.ones((4, 4))) / 16.0
     if at is None:
         return codec.y_tables.bits(s.y, s.index).sum(axis=0) + z_bits
     out = np.zeros(s.y.shape[1:])

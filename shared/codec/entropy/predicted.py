@@ -91,7 +91,7 @@ def _head(ref: LatentState, positions: np.ndarray, z_diff: np.ndarray | None) ->
     return out
 
 
-def _read_head(payload: bytes, h: int, w: int, aligned: bool, z_modes: bool) -> tuple[int, np.ndarray, int, np.ndarray]:
+def read_head(payload: bytes, h: int, w: int, aligned: bool, z_modes: bool) -> tuple[int, np.ndarray, int, np.ndarray]:
     """(reference digest, coded positions (4h, 4w), where the rANS stream starts, the coded
     blocks' z modes (all False without z_modes)); aligned: the stream starts at a multiple of 4
     bytes (format 3)."""
@@ -182,13 +182,21 @@ class PredictedTile:
     position_bits: np.ndarray  # (4h, 4w) bits each coded y position took, its block's z included (0 elsewhere)
 
 
-def z_modes(pkg: ModelPackage, z: np.ndarray, ref_z: np.ndarray, tables: np.ndarray) -> np.ndarray:
-    """Per coded block (z and the reference's, (N, k)): whether its difference from the
-    reference's z, in `tables` (N,), costs fewer bits than z in the factorized prior."""
+def _z_costs(pkg: ModelPackage, z: np.ndarray, ref_z: np.ndarray, tables: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    """Bits per coded block (z and the reference's, (N, k)) with the factorized prior, and as the
+    difference from the reference's z in `tables` (N,) (infinite without tables)."""
     codec = pkg.latent_codec
     plain = codec.z_tables.bits(z, np.broadcast_to(np.arange(z.shape[0])[:, None], z.shape)).sum(axis=0)
-    diff = codec.y_tables.bits(z - ref_z, np.broadcast_to(tables[:, None], z.shape)).sum(axis=0)
-    return diff < plain
+    if tables is None:
+        return plain, np.full_like(plain, np.inf)
+    return plain, codec.y_tables.bits(z - ref_z, np.broadcast_to(tables[:, None], z.shape)).sum(axis=0)
+
+
+def _z_block_bits(coded: np.ndarray, costs: tuple[np.ndarray, np.ndarray], z_diff: np.ndarray) -> np.ndarray:
+    """(h, w) what each coded block's z cost in the mode it was coded in, 0 elsewhere."""
+    out = np.zeros(coded.shape)
+    out[coded] = np.where(z_diff, costs[1], costs[0])
+    return out
 
 
 def encode_predicted(
@@ -213,15 +221,18 @@ def encode_predicted(
     y_passes = [(y_int[:, p], index[:, p]) for p in passes]
     z_coded, z_ref = z_full[:, coded], ref.z[:, coded]
     tables = prior.z_tables_at(quality) if prior is not None else None
-    z_diff = None if tables is None else z_modes(pkg, z_coded, z_ref, tables)
-    if z_diff is not None and z_diff.any():
+    costs = _z_costs(pkg, z_coded, z_ref, tables)
+    z_diff = costs[1] < costs[0]  # per coded block, the cheaper mode (never a difference without tables)
+    if z_diff.any():
         diff_pass = (z_coded[:, z_diff] - z_ref[:, z_diff], np.broadcast_to(tables[:, None], z_ref[:, z_diff].shape))
         payload = pkg.latent_codec.encode(z_coded[:, ~z_diff], [diff_pass, *y_passes])
     else:
         payload = pkg.latent_codec.encode(z_coded, y_passes)
-    bits = position_bits(pkg, TileSymbols(z_full, y_int, index, means), positions)
+    symbols = TileSymbols(z_full, y_int, index, means)
+    bits = position_bits(pkg, symbols, positions, _z_block_bits(coded, costs, z_diff))
     state = LatentState(z_full, np.where(at, y_int * int(FX) + means, ref.y_fx))
-    return PredictedTile(_head(ref, positions, z_diff) + payload, state, bits)
+    head = _head(ref, positions, None if tables is None else z_diff)
+    return PredictedTile(head + payload, state, bits)
 
 
 def decode_predicted(
@@ -237,9 +248,28 @@ def decode_predicted(
     dequantized by `inv_gain` (per position or one value) at the coded positions. `prior`: the
     temporal prior of the build that wrote the tile (ModelPackage.temporal_of); aligned: the
     payload layout of format 3; quality: the frame's (1-based)."""
+    return decode_predicted_tile(pkg, payload, ref, inv_gain, prior, aligned, quality).state
+
+
+@dataclass
+class DecodedPredicted:
+    state: LatentState
+    position_bits: np.ndarray  # (4h, 4w) bits each coded y position took, its block's z included (0 elsewhere)
+
+
+def decode_predicted_tile(
+    pkg: ModelPackage,
+    payload: bytes,
+    ref: LatentState,
+    inv_gain: np.ndarray | float,
+    prior: TemporalPrior | None,
+    aligned: bool,
+    quality: int,
+) -> DecodedPredicted:
+    """decode_predicted, with what each coded position cost (the bits map of a predicted frame)."""
     h, w = ref.blocks
     tables = prior.z_tables_at(quality) if prior is not None else None
-    digest, positions, start, z_diff = _read_head(payload, h, w, aligned, tables is not None)
+    digest, positions, start, z_diff = read_head(payload, h, w, aligned, tables is not None)
     if digest != ref.digest():
         raise ReferenceMismatchError(
             "predicted tile was coded against another reference than the previous frame held here"
@@ -249,7 +279,7 @@ def decode_predicted(
     if not coded.any():
         if rest:
             raise BitstreamError("predicted tile codes nothing but carries entropy-coded data")
-        return ref
+        return DecodedPredicted(ref, np.zeros(positions.shape))
     n = int(pkg.architecture["N"])
     dec = pkg.latent_codec.decoder(rest)
     z_full = ref.z.copy()
@@ -272,4 +302,6 @@ def decode_predicted(
     if ref.y_hat is not None:
         fresh = ((y.astype(np.float64) + means.astype(np.float64) / FX) * inv_gain).astype(np.float32)
         y_hat = np.where(at, fresh, ref.y_hat)
-    return LatentState(z_full, y_fx, y_hat)
+    z_bits = _z_block_bits(coded, _z_costs(pkg, block_z, ref.z[:, coded], tables), z_diff)
+    bits = position_bits(pkg, TileSymbols(z_full, y, index, means), positions, z_bits)
+    return DecodedPredicted(LatentState(z_full, y_fx, y_hat), bits)
