@@ -253,7 +253,7 @@ def predicted_tile(pkg: ModelPackage, parsed: ParsedContainer, tile: Tile, ref: 
     prior = pkg.temporal_of(header.model_hash)
     return decode_predicted(
         pkg, parsed.tile_payload(tile.index), ref, inv_gain, prior, header.aligned_payloads, header.quality
-    )
+    ).state
 
 
 Latents = dict[int, LatentState] | Callable[[list[int], Grid], dict[int, LatentState]]

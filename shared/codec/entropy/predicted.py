@@ -235,6 +235,12 @@ def encode_predicted(
     return PredictedTile(head + payload, state, bits)
 
 
+@dataclass
+class DecodedPredicted:
+    state: LatentState
+    position_bits: np.ndarray  # (4h, 4w) bits each coded y position took, its block's z included (0 elsewhere)
+
+
 def decode_predicted(
     pkg: ModelPackage,
     payload: bytes,
@@ -243,30 +249,12 @@ def decode_predicted(
     prior: TemporalPrior | None,
     aligned: bool,
     quality: int,
-) -> LatentState:
-    """Payload of a predicted tile and the reference it names -> the merged state, with y_hat
-    dequantized by `inv_gain` (per position or one value) at the coded positions. `prior`: the
-    temporal prior of the build that wrote the tile (ModelPackage.temporal_of); aligned: the
-    payload layout of format 3; quality: the frame's (1-based)."""
-    return decode_predicted_tile(pkg, payload, ref, inv_gain, prior, aligned, quality).state
-
-
-@dataclass
-class DecodedPredicted:
-    state: LatentState
-    position_bits: np.ndarray  # (4h, 4w) bits each coded y position took, its block's z included (0 elsewhere)
-
-
-def decode_predicted_tile(
-    pkg: ModelPackage,
-    payload: bytes,
-    ref: LatentState,
-    inv_gain: np.ndarray | float,
-    prior: TemporalPrior | None,
-    aligned: bool,
-    quality: int,
 ) -> DecodedPredicted:
-    """decode_predicted, with what each coded position cost (the bits map of a predicted frame)."""
+    """Payload of a predicted tile and the reference it names -> the merged state, with y_hat
+    dequantized by `inv_gain` (per position or one value) at the coded positions, and what each
+    coded position cost. `prior`: the temporal prior of the build that wrote the tile
+    (ModelPackage.temporal_of); aligned: the payload layout of format 3; quality: the frame's
+    (1-based)."""
     h, w = ref.blocks
     tables = prior.z_tables_at(quality) if prior is not None else None
     digest, positions, start, z_diff = read_head(payload, h, w, aligned, tables is not None)
