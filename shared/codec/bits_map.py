@@ -50,7 +50,7 @@ def _predicted_bits(pkg: ModelPackage, parsed: ParsedContainer, t: Tile, ref: La
     payload = parsed.tile_payload(t.index)
     prior = pkg.temporal_of(header.model_hash)
     if ref is not None:
-        return decode_predicted(pkg, payload, ref, 1.0, prior, header.aligned_payloads, header.quality).position_bits
+        return decode_predicted(pkg, payload, ref, 1.0, prior, header.aligned_payloads, header.quality, True).position_bits
     z_modes = prior is not None and prior.z_tables is not None
     positions = read_head(payload, -(-t.h // 64), -(-t.w // 64), header.aligned_payloads, z_modes)[1]
     return np.where(positions, 8.0 * len(payload) / max(1, int(positions.sum())), 0.0)

@@ -238,7 +238,7 @@ def encode_predicted(
 @dataclass
 class DecodedPredicted:
     state: LatentState
-    position_bits: np.ndarray  # (4h, 4w) bits each coded y position took, its block's z included (0 elsewhere)
+    position_bits: np.ndarray | None  # (4h, 4w) bits each coded position took, its block's z included (0 elsewhere)
 
 
 def decode_predicted(
@@ -249,10 +249,11 @@ def decode_predicted(
     prior: TemporalPrior | None,
     aligned: bool,
     quality: int,
+    with_bits: bool = False,
 ) -> DecodedPredicted:
     """Payload of a predicted tile and the reference it names -> the merged state, with y_hat
-    dequantized by `inv_gain` (per position or one value) at the coded positions, and what each
-    coded position cost. `prior`: the temporal prior of the build that wrote the tile
+    dequantized by `inv_gain` (per position or one value) at the coded positions, and with_bits,
+    what each coded position cost. `prior`: the temporal prior of the build that wrote the tile
     (ModelPackage.temporal_of); aligned: the payload layout of format 3; quality: the frame's
     (1-based)."""
     h, w = ref.blocks
@@ -290,6 +291,8 @@ def decode_predicted(
     if ref.y_hat is not None:
         fresh = ((y.astype(np.float64) + means.astype(np.float64) / FX) * inv_gain).astype(np.float32)
         y_hat = np.where(at, fresh, ref.y_hat)
+    state = LatentState(z_full, y_fx, y_hat)
+    if not with_bits:
+        return DecodedPredicted(state, None)
     z_bits = _z_block_bits(coded, _z_costs(pkg, block_z, ref.z[:, coded], tables), z_diff)
-    bits = position_bits(pkg, TileSymbols(z_full, y, index, means), positions, z_bits)
-    return DecodedPredicted(LatentState(z_full, y_fx, y_hat), bits)
+    return DecodedPredicted(state, position_bits(pkg, TileSymbols(z_full, y, index, means), positions, z_bits))
