@@ -188,8 +188,7 @@ class Reconstructor:
         """The frame's where-the-bits-go heatmap as PNG, its scale and its mean (bits per pixel)."""
         from lsic.codec.bits_map import bits_per_pixel, heatmap
 
-        data = self.bitstream(row)
-        bpp = bits_per_pixel(data, self.latents_before(row) if parse(data).header.predicted else None)
+        bpp = bits_per_pixel(self.bitstream(row), self.latents_before(row))  # asked only for predicted tiles
         image, scale = heatmap(bpp, row.width, row.height)
         return encode_image(image, ".png"), scale, float(bpp.mean())
 

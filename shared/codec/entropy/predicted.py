@@ -182,14 +182,22 @@ class PredictedTile:
     position_bits: np.ndarray  # (4h, 4w) bits each coded y position took, its block's z included (0 elsewhere)
 
 
+def z_bits(pkg: ModelPackage, z: np.ndarray, ref_z: np.ndarray, tables: np.ndarray | None) -> np.ndarray:
+    """Bits of each z (N, k) of coded blocks: with the factorized prior (tables None), or as its
+    difference from the reference's z with the y table of its channel in `tables` (N,)."""
+    codec = pkg.latent_codec
+    if tables is None:
+        return codec.z_tables.bits(z, np.broadcast_to(np.arange(z.shape[0])[:, None], z.shape))
+    return codec.y_tables.bits(z - ref_z, np.broadcast_to(tables[:, None], z.shape))
+
+
 def _z_costs(pkg: ModelPackage, z: np.ndarray, ref_z: np.ndarray, tables: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
     """Bits per coded block (z and the reference's, (N, k)) with the factorized prior, and as the
     difference from the reference's z in `tables` (N,) (infinite without tables)."""
-    codec = pkg.latent_codec
-    plain = codec.z_tables.bits(z, np.broadcast_to(np.arange(z.shape[0])[:, None], z.shape)).sum(axis=0)
+    plain = z_bits(pkg, z, ref_z, None).sum(axis=0)
     if tables is None:
         return plain, np.full_like(plain, np.inf)
-    return plain, codec.y_tables.bits(z - ref_z, np.broadcast_to(tables[:, None], z.shape)).sum(axis=0)
+    return plain, z_bits(pkg, z, ref_z, tables).sum(axis=0)
 
 
 def _z_block_bits(coded: np.ndarray, costs: tuple[np.ndarray, np.ndarray], z_diff: np.ndarray) -> np.ndarray:

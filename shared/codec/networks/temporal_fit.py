@@ -29,7 +29,7 @@ import numpy as np
 
 from lsic.codec.encoder import Encoder
 from lsic.codec.entropy.latents import FX, _to_int, position_bits, quantize, quantize_z
-from lsic.codec.entropy.predicted import blocks_of, intra_state, plain_params
+from lsic.codec.entropy.predicted import blocks_of, intra_state, plain_params, z_bits
 from lsic.codec.entropy.temporal import WEIGHT_BITS, TemporalPrior
 from lsic.codec.errors import UsageError
 from lsic.codec.image_io import read_folder
@@ -147,16 +147,6 @@ def _candidate_bits(pkg: ModelPackage, data: Samples, prior: TemporalPrior) -> n
     return pkg.latent_codec.y_tables.bits(values, index)[..., 0]
 
 
-def _z_bits(pkg: ModelPackage, pair: np.ndarray, tables: np.ndarray | None) -> np.ndarray:
-    """Bits (N, B) of the coded z in `pair` (2, N, B): as differences from the reference's
-    with the y table of each channel in `tables` (N,), or with the factorized prior (None)."""
-    codec = pkg.latent_codec
-    z, ref = pair
-    if tables is None:
-        return codec.z_tables.bits(z, np.broadcast_to(np.arange(z.shape[0])[:, None], z.shape))
-    return codec.y_tables.bits(z - ref, np.broadcast_to(tables[:, None], z.shape))
-
-
 def fit_z(pkg: ModelPackage, data: Samples) -> np.ndarray:
     """(qualities, N): per quality and channel the y table that codes the z differences in the
     fewest bits; a quality without samples takes the nearest one's."""
@@ -164,7 +154,7 @@ def fit_z(pkg: ModelPackage, data: Samples) -> np.ndarray:
     fitted = {}
     for q, pair in data.z.items():
         n = pair.shape[1]
-        bits = np.stack([_z_bits(pkg, pair, np.full(n, t)).sum(axis=1) for t in range(n_tables)])
+        bits = np.stack([z_bits(pkg, *pair, np.full(n, t)).sum(axis=1) for t in range(n_tables)])
         fitted[q] = bits.argmin(axis=0)
     return np.stack([fitted[min(fitted, key=lambda f: (abs(f - q), f))] for q in range(1, pkg.n_rates + 1)])
 
@@ -174,8 +164,8 @@ def z_saving(pkg: ModelPackage, data: Samples, z_tables: np.ndarray) -> float:
     and the factorized prior, its one mode bit counted."""
     plain = cheaper = 0.0
     for q, pair in data.z.items():
-        alone = _z_bits(pkg, pair, None).sum(axis=0)
-        diff = _z_bits(pkg, pair, z_tables[q - 1]).sum(axis=0)
+        alone = z_bits(pkg, *pair, None).sum(axis=0)
+        diff = z_bits(pkg, *pair, z_tables[q - 1]).sum(axis=0)
         plain += float(alone.sum())
         cheaper += float(np.minimum(alone, diff).sum()) + alone.size
     return 1.0 - cheaper / plain
