@@ -19,7 +19,7 @@ from lsic.codec.bitstream import (
     TileEntry,
 )
 from lsic.codec.entropy.latents import encode_tile
-from lsic.codec.errors import InputImageError, ModelError
+from lsic.codec.errors import InputImageError, ModelError, UsageError
 from lsic.codec.image_io import to_rgb8
 from lsic.codec.package import STRIDE, ModelPackage, load_package
 from lsic.codec.quality_map import check as check_map
@@ -37,6 +37,9 @@ def make_session(path: str, threads: int) -> ort.InferenceSession:
     return ort.InferenceSession(path, opts, providers=["CPUExecutionProvider"])
 
 
+ANALYSIS_FILES = {"int8": "analysis.int8.onnx", "fp32": "analysis.fp32.onnx"}  # by precision
+
+
 class Encoder:
     """Encodes RGB frames into .lsic containers with one model package.
 
@@ -48,13 +51,14 @@ class Encoder:
     """
 
     def __init__(self, model: str | ModelPackage = "default", threads: int = 2, precision: str = "int8") -> None:
+        if precision not in ANALYSIS_FILES:
+            raise UsageError(f"unknown analysis precision {precision!r}; known: {', '.join(ANALYSIS_FILES)}")
         self.pkg = model if isinstance(model, ModelPackage) else load_package(model)
         if self.pkg.decode_only:
             raise ModelError(
                 f"{self.pkg.root} is a retired build of model '{self.pkg.id}': it decodes, it does not encode"
             )
-        name = "analysis.int8.onnx" if precision == "int8" else "analysis.fp32.onnx"
-        self.session = make_session(str(self.pkg.path(name)), 1)
+        self.session = make_session(str(self.pkg.path(ANALYSIS_FILES[precision])), 1)
         single_threaded_blas()
         self.workers = max(1, threads)
         self.pool = ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="lsic-encode")

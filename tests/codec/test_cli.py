@@ -208,3 +208,14 @@ def test_bench_entropy_reports_what_the_context_saves_and_costs(photo):
     with_context, _, _, without, saves = (c.strip() for c in row.strip("|").split("|")[1:])
     assert int(with_context) < int(without) and float(saves.rstrip("%")) > 0
     assert "ms with the context" in out
+
+
+def test_bench_options_naming_nothing_known_are_refused_by_name(photo):
+    """A misspelt baseline or analysis precision is a usage error that names what is known, not
+    a traceback, nor a silent fp32 run."""
+    bad = run("bench", "rd", "--data", photo.parent, "--baselines", "WebP,png", "--out", photo.parent / "rd", ok=False)
+    assert bad.returncode == 2 and "unknown baseline png" in bad.stderr and "JPEG XL" in bad.stderr
+    assert "Traceback" not in bad.stderr
+    bad = run("bench", "rd", "--data", photo.parent, "--baselines", "", "--precision", "int4", "--limit", "1",
+              "--out", photo.parent / "rd", ok=False)
+    assert bad.returncode == 2 and "unknown analysis precision 'int4'" in bad.stderr

@@ -122,18 +122,31 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
 
 
+def baseline_names(spec: str) -> list[str]:
+    """Comma-separated baseline names, in any case ("webp", "jpeg xl") -> BASELINES' keys."""
+    from lsic.codec.errors import UsageError
+
+    known = {k.lower(): k for k in BASELINES}
+    names = [b.strip() for b in spec.split(",") if b.strip()]
+    unknown = [b for b in names if b.lower() not in known]
+    if unknown:
+        raise UsageError(f"unknown baseline {', '.join(unknown)}; known: {', '.join(BASELINES)}")
+    return [known[b.lower()] for b in names]
+
+
 def run(args: argparse.Namespace) -> int:
     from lsic.codec.decoder import Decoder
     from lsic.codec.encoder import Encoder
     from lsic.codec.package import available_models, load_package
 
+    baselines = baseline_names(args.baselines)
     files = list_images(Path(args.data))[: args.limit or None]
     images = [read_rgb(f) for f in files]
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     curves: dict[str, dict] = {}
     started = time.time()
-    for name in [b.strip() for b in args.baselines.split(",") if b.strip()]:
+    for name in baselines:
         fmt, qualities = BASELINES[name]
         curves[name], _ = measure(images, lambda img, q, fmt=fmt: pil_codec(fmt, img, q), qualities, not args.no_msssim)
         print(f"{name}: done ({time.time() - started:.0f}s)", flush=True)
