@@ -232,10 +232,15 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_requantize(args: argparse.Namespace) -> int:
-    from lsic.codec.networks.export import requantize_package
+    from lsic.codec.errors import UsageError
+    from lsic.codec.networks.export import requantize_entropy, requantize_package
 
-    requantize_package(Path(args.package), Path(args.calibration), retire=not args.no_retire)
-    print(json.dumps({"package": args.package}))
+    if not args.calibration and not args.entropy:
+        raise UsageError("say what to requantize: --calibration DIR (the int8 analysis), --entropy, or both")
+    if args.calibration:
+        requantize_package(Path(args.package), Path(args.calibration), retire=not args.no_retire)
+    entropy = requantize_entropy(Path(args.package), retire=not args.no_retire) if args.entropy else False
+    print(json.dumps({"package": args.package, "analysis": bool(args.calibration), "entropy": entropy}))
     return 0
 
 
@@ -444,9 +449,13 @@ def build_parser() -> argparse.ArgumentParser:
     u.add_argument("package")
     u.set_defaults(func=cmd_upgrade)
 
-    r = sub.add_parser("requantize", help="redo a package's int8 analysis from its fp32 analysis (no checkpoint)")
+    r = sub.add_parser(
+        "requantize",
+        help="redo a package's int8 analysis from its fp32 analysis, or its integer entropy networks (no checkpoint)",
+    )
     r.add_argument("package", help="package folder, e.g. shared/models/hq")
-    r.add_argument("--calibration", required=True, help="image folder for int8 calibration")
+    r.add_argument("--calibration", help="image folder: redo the int8 analysis, calibrated on it")
+    r.add_argument("--entropy", action="store_true", help="round the integer entropy networks to one digit per column")
     r.add_argument("--no-retire", action="store_true", help="replace the build outright instead of retiring it")
     r.set_defaults(func=cmd_requantize)
 

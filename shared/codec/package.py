@@ -98,6 +98,19 @@ def build_hash(root: Path) -> bytes | None:
         return None
 
 
+def declared_builds(root: Path) -> list[bytes]:
+    """The builds a folder's package decodes, as its model.json declares them (files not
+    verified): its own hash, then its `decodes_builds`."""
+    own = build_hash(root)
+    if own is None:
+        return []
+    try:
+        earlier = json.loads((root / "model.json").read_text()).get("decodes_builds", [])
+        return [own, *(bytes.fromhex(h) for h in earlier)]
+    except (OSError, ValueError, TypeError, AttributeError):
+        return [own]
+
+
 @dataclass
 class ModelPackage:
     """A loaded, verified model package. Heavy parts load lazily."""
@@ -284,8 +297,7 @@ def _load_build(model_id: str, build: bytes) -> ModelPackage:
     if current is not None and current.decodes(build):
         return current
     for root in retired:
-        full = build_hash(root)
-        if full is not None and names_build(build, full):
+        if any(names_build(build, full) for full in declared_builds(root)):
             return load_package_dir(root)
     installed = [b.hex()[:16] for b in ([current.hash] if current else []) + [build_hash(r) for r in retired] if b]
     raise ModelHashError(

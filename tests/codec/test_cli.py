@@ -210,6 +210,20 @@ def test_bench_entropy_reports_what_the_context_saves_and_costs(photo):
     assert "ms with the context" in out
 
 
+def test_builds_a_retired_build_decoded_as_its_own_resolve_to_that_retired_copy():
+    """A build whose tables were replaced keeps decoding, through its retired copy, the earlier
+    builds it decoded as its own (`decodes_builds`): the current build no longer claims them."""
+    from lsic.codec.package import load_package
+
+    current = load_package("default")
+    for retired in sorted((current.root.parent / "retired").glob("default-*/model.json")):
+        earlier = json.loads(retired.read_text()).get("decodes_builds", [])
+        for build in (bytes.fromhex(h)[:8] for h in earlier):
+            assert not current.decodes(build)
+            pkg = load_package("default", build)
+            assert pkg.decode_only and pkg.decodes(build)
+
+
 def test_bench_options_naming_nothing_known_are_refused_by_name(photo):
     """A misspelt baseline or analysis precision is a usage error that names what is known, not
     a traceback, nor a silent fp32 run."""

@@ -328,7 +328,6 @@ def test_retrained_package_keeps_decoding_the_previous_builds_bitstreams(photos,
 def test_requantize_redoes_the_int8_analysis_and_keeps_old_bitstreams_decoding(photos, tmp_path, monkeypatch):
     """`lsic requantize` rebuilds a package's int8 analysis from its fp32 graph (no checkpoint):
     a new build with 7-bit weights, the replaced one retired, its bitstreams decoding to the same pixels."""
-    import numpy as np
 
     models, run_dir = tmp_path / "models", tmp_path / "run"
     monkeypatch.setenv("LSIC_MODELS", str(models))
@@ -361,6 +360,52 @@ def test_requantize_redoes_the_int8_analysis_and_keeps_old_bitstreams_decoding(p
     meta = json.loads((models / "tiny" / "model.json").read_text())
     assert meta["int8_analysis"]["weights"] == "7-bit (reduce_range)" and "requantized" in meta["int8_analysis"]
     assert (models / "tiny" / "synthesis.fp32.onnx").read_bytes() == synthesis, "only the analysis changes"
+    _rebuilt_and_retired(photos, tmp_path, old, before)
+    bad = subprocess.run(
+        [*LSIC, "requantize", str(tmp_path / "nothing"), "--calibration", str(photos)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert bad.returncode != 0 and "Traceback" not in bad.stderr
+
+
+def test_requantize_entropy_halves_the_gemm_digits_and_keeps_old_bitstreams_decoding(photos, tmp_path, monkeypatch):
+    """`lsic requantize --entropy` rounds a package's integer hyper-synthesis and context to one
+    digit per GEMM column: a new build whose every layer runs half the 8-bit products, the one it
+    replaces retired, whose bitstreams still decode to the same pixels."""
+
+    from lsic.codec.entropy.context import _context_weights
+    from lsic.codec.package import load_package
+
+    models, run_dir = tmp_path / "models", tmp_path / "run"
+    monkeypatch.setenv("LSIC_MODELS", str(models))
+    run("train", "--data", photos, "--out", run_dir, "--N", 16, "--M", 16, "--batch-size", 2, "--crop", 64,
+        "--max-steps", 5, "--context", "checkerboard")
+    run("export", run_dir / "checkpoint.pt", "--out", models / "tiny", "--id", "tiny", "--calibration", photos)
+    assert json.loads(run("requantize", models / "tiny", "--entropy").stdout)["entropy"] is False, "exports are one-digit"
+    _as_two_digit_entropy(models / "tiny")
+    old = tmp_path / "old.lsic"
+    run("encode", photos / "coffee.png", "-o", old, "--model", "tiny", "--quality", 5)
+    before = tmp_path / "before.png"
+    run("decode", old, "-o", before, "--backend", "onnx")
+
+    assert json.loads(run("requantize", models / "tiny", "--entropy").stdout)["entropy"] is True
+    pkg = load_package(models / "tiny")
+    assert pkg.context_layers, "the test package has a context"
+    gemms = [layer.gemm.weights for layer in pkg.hyper_layers + pkg.context_layers[1:]]
+    assert all(g.n_digits == 1 for g in [*gemms, _context_weights(pkg.context_layers[0])])
+    new = _rebuilt_and_retired(photos, tmp_path, old, before)
+    assert json.loads(run("info", new).stdout)["model_hash"] != json.loads(run("info", old).stdout)["model_hash"]
+    bad = subprocess.run([*LSIC, "requantize", str(models / "tiny")], capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 2 and "--entropy" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def _rebuilt_and_retired(photos, tmp_path, old, before):
+    """After a package `tiny` was rebuilt: one retired build beside it, decoding the bitstream
+    `old` to the same pixels `before`; the new build encodes and decodes. Its bitstream's path."""
+    import numpy as np
+
     listed = {row["id"]: row for row in json.loads(run("models", "--json").stdout)}["tiny"]
     (retired,) = listed["retired_builds"]
     assert retired["hash"] != listed["hash"]
@@ -370,13 +415,25 @@ def test_requantize_redoes_the_int8_analysis_and_keeps_old_bitstreams_decoding(p
     new = tmp_path / "new.lsic"
     run("encode", photos / "coffee.png", "-o", new, "--model", "tiny", "--quality", 5)
     run("decode", new, "-o", tmp_path / "new.png", "--backend", "onnx")
-    bad = subprocess.run(
-        [*LSIC, "requantize", str(tmp_path / "nothing"), "--calibration", str(photos)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert bad.returncode != 0 and "Traceback" not in bad.stderr
+    return new
+
+
+def _as_two_digit_entropy(package):
+    """Move every nonzero integer entropy weight one step toward zero, off its column's factor:
+    the 11-bit, two-digit weights packages were exported with before."""
+    import numpy as np
+
+    from lsic.codec.networks.export import write_selftest
+    from lsic.codec.package import FILES, sha256_file
+
+    arrays = dict(np.load(package / "tables.npz"))
+    for k in [k for k in arrays if k.startswith(("hs", "cx")) and k.endswith("_w")]:
+        arrays[k] = arrays[k] - np.sign(arrays[k])
+    np.savez_compressed(package / "tables.npz", **arrays)
+    write_selftest(package / "selftest.npz", arrays)
+    meta = json.loads((package / "model.json").read_text())
+    meta["files"] = {name: sha256_file(package / name) for name in FILES}
+    (package / "model.json").write_text(json.dumps(meta))
 
 
 def _downgrade_to_8bit_weights(package, photos, monkeypatch):

@@ -29,11 +29,17 @@ def anchor_mask(h: int, w: int) -> np.ndarray:
     return (i + j) % 2 == 0
 
 
-def _taps(k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Offsets (dy, dx) of a k x k kernel that land on anchors when centred on a non-anchor:
-    those with dy + dx odd. The other taps only ever meet zeros."""
+def anchor_taps(k: int) -> np.ndarray:
+    """(k, k) bool: the taps of a k x k kernel that land on anchors when centred on a
+    non-anchor, those with dy + dx odd. The other taps only ever meet zeros."""
     dy, dx = np.indices((k, k)) - k // 2
-    odd = (dy + dx) % 2 == 1
+    return (dy + dx) % 2 == 1
+
+
+def _taps(k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Offsets (dy, dx) of the anchor taps."""
+    dy, dx = np.indices((k, k)) - k // 2
+    odd = anchor_taps(k)
     return dy[odd], dx[odd]
 
 

@@ -15,7 +15,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from lsic.codec.entropy.int_matmul import IntWeights, byte_planes, matmul_planes, padded_planes, planes_needed
+from lsic.codec.entropy.int_matmul import (
+    IntWeights,
+    byte_planes,
+    matmul_planes,
+    one_digit_columns,
+    padded_planes,
+    planes_needed,
+)
 
 WEIGHT_BITS = 11  # |w| < 2^11
 ACT_LIMIT = (1 << 20) - 1  # activations clamped to +-ACT_LIMIT
@@ -96,6 +103,26 @@ def layer_gemm(layer: IntLayer) -> _Gemm:
             columns.append(_window_matrix(window))
     pads = (top, size - 1 - top, top, size - 1 - top)
     return _Gemm(IntWeights.from_matrix(np.concatenate(columns, axis=1)), size, size, pads, 4)
+
+
+def one_digit_layer(weight: np.ndarray, upsample: int, taps: np.ndarray | None = None) -> np.ndarray:
+    """A layer's integer weights (C_out, C_in, k, k) rounded so that every GEMM column the layer
+    runs as is in the one-digit form (int_matmul.one_digit_columns): a column per output channel,
+    and per output phase of an upsampling layer (its taps ry::2, rx::2). taps: (k, k) the taps
+    that are used (the context's anchor taps); the others are left as they are."""
+    w = weight.astype(np.int64)
+    k = w.shape[2]
+    used = np.ones((k, k), dtype=bool) if taps is None else taps
+    groups = []
+    for ry, rx in ((0, 0), (0, 1), (1, 0), (1, 1)) if upsample == 2 else ((0, 0),):
+        phase = np.zeros((k, k), dtype=bool)
+        phase[ry :: upsample, rx :: upsample] = True
+        groups.append(phase & used)
+    out = w.copy()
+    for g in groups:
+        cols = w[:, :, g].reshape(w.shape[0], -1).T  # (C_in * taps, C_out)
+        out[:, :, g] = one_digit_columns(cols).T.reshape(w.shape[0], w.shape[1], -1)
+    return out.astype(weight.dtype)
 
 
 def window_columns(planes: np.ndarray, kh: int, kw: int, pads: tuple[int, int, int, int]) -> np.ndarray:

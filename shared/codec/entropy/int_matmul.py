@@ -7,7 +7,10 @@ run several times the multiply rate of float64 ones, so both operands are split 
 - activations, offset to unsigned, into as many bytes as their largest magnitude needs (1 to 3;
   two for what real images produce);
 - weights (|w| < 2^11) into two signed 7-bit digits, |digit| <= 64, so that a pair of u8 x s8
-  products never saturates the 16-bit adds that CPUs without VNNI use (255 * 64 * 2 < 2^15).
+  products never saturates the 16-bit adds that CPUs without VNNI use (255 * 64 * 2 < 2^15);
+  or into one digit where every column is an integer factor times digits of at most 64 (the
+  form `one_digit_columns` gives, in which builds quantize their entropy networks): half the
+  products, each column's sum multiplied back by its factor.
 
 One MatMulInteger call multiplies every byte plane by every weight digit; its int32 sums cannot
 overflow (255 * 64 * 2^14 < 2^31 for the largest fan-in a layer may have) and the digits
@@ -23,29 +26,52 @@ import numpy as np
 import onnxruntime as ort
 
 DIGIT_BITS = 7  # weight digit base 2^7, digits in [-64, 64]
-WEIGHT_DIGITS = 2  # enough for |w| < 2^11 (matmul_planes recombines exactly two)
+WEIGHT_DIGITS = 2  # enough for |w| < 2^11
 MAX_PLANES = 3  # activations below 2^23 in magnitude
 
 
 @dataclass(frozen=True)
 class IntWeights:
     """A (K, M) integer weight matrix ready for digit products: int8 digits side by side
-    (K, WEIGHT_DIGITS * M) and the column sums that undo the activations' offset."""
+    (K, n_digits * M), low digit first, the column sums that undo the activations' offset, and
+    with one digit, each column's factor."""
 
     digits: np.ndarray
     column_sums: np.ndarray  # (M,) int64
     m: int
+    column_factors: np.ndarray | None = None  # (M,) int64: column j is digits[:, j] * factor[j]
+
+    @property
+    def n_digits(self) -> int:
+        return self.digits.shape[1] // self.m
 
     @classmethod
     def from_matrix(cls, w: np.ndarray) -> IntWeights:
         w = np.asarray(w, dtype=np.int64)
         base = 1 << DIGIT_BITS
+        factors = np.maximum(np.gcd.reduce(w, axis=0), 1)
+        one = w // factors
+        if np.abs(one).max(initial=0) <= base // 2:
+            return cls(np.ascontiguousarray(one, dtype=np.int8), w.sum(axis=0), w.shape[1], factors)
         low = (w + base // 2) % base - base // 2
         high = (w - low) // base
         if np.abs(high).max(initial=0) > base // 2:
             raise ValueError("integer weights outside the two-digit range")
         digits = np.ascontiguousarray(np.concatenate([low, high], axis=1), dtype=np.int8)
         return cls(digits, w.sum(axis=0), w.shape[1])
+
+
+def one_digit_columns(w: np.ndarray) -> np.ndarray:
+    """Integer weight columns (K, M) -> the nearest columns of the one-digit form: each an
+    integer factor (the least that fits) times digits of at most 64 in magnitude. About 7 bits
+    per weight with a scale per column, where two digits carry 11 bits with one per layer.
+    Columns already in the form are kept, so rounding twice changes nothing."""
+    w = np.asarray(w, dtype=np.int64)
+    half = 1 << (DIGIT_BITS - 1)
+    peak = np.abs(w).max(axis=0, initial=0)
+    fits = peak <= half * np.maximum(np.gcd.reduce(w, axis=0), 1)  # already in the form: kept as is
+    factors = np.maximum(1, -(-peak // half))
+    return np.where(fits, w, np.rint(w / factors).astype(np.int64) * factors)
 
 
 def planes_needed(x: np.ndarray) -> int:
@@ -103,14 +129,17 @@ def matmul_planes(planes: np.ndarray, weights: IntWeights) -> np.ndarray:
     int64 product (N, M) of the activations themselves."""
     p, n, k = planes.shape
     out = _session().run(None, {"a": planes.reshape(p * n, k), "b": weights.digits})[0]
-    parts = out.reshape(p, n, WEIGHT_DIGITS, weights.m)
+    parts = out.reshape(p, n, weights.n_digits, weights.m)
     acc = parts[:, :, 0].astype(np.int64)  # (p, N, M): the digits recombined plane by plane
-    high = parts[:, :, 1].astype(np.int64)
-    high <<= DIGIT_BITS
-    acc += high
+    if weights.n_digits == 2:
+        high = parts[:, :, 1].astype(np.int64)
+        high <<= DIGIT_BITS
+        acc += high
     total = acc[0]
     for i in range(1, p):
         acc[i] <<= 8 * i
         total += acc[i]
+    if weights.column_factors is not None:
+        total *= weights.column_factors
     total -= weights.column_sums << (8 * p - 1)
     return total

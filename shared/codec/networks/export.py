@@ -16,6 +16,7 @@ import random
 import shutil
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -25,7 +26,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from lsic.codec.entropy import int_hyper, tables
-from lsic.codec.entropy.context import anchor_mask, run_int_context
+from lsic.codec.entropy.context import anchor_mask, anchor_taps, run_int_context
 from lsic.codec.errors import LsicError, ModelError
 from lsic.codec.image_io import read_folder
 from lsic.codec.networks.history import History
@@ -99,15 +100,21 @@ def factorized_arrays(net: GainedHyperprior) -> dict[str, np.ndarray]:
     }
 
 
-def _quantize_layer(weight: torch.Tensor, bias: torch.Tensor, transposed: bool, leaky: bool) -> dict:
+def _quantize_layer(
+    weight: torch.Tensor, bias: torch.Tensor, transposed: bool, leaky: bool, taps: np.ndarray | None = None
+) -> dict:
+    """A float convolution -> integer layer arrays, its weights in the one-digit form (half the
+    GEMM work of 11-bit weights; int_hyper.one_digit_layer). taps: the taps that are used."""
     w = weight.detach().double()
     if transposed:  # ConvTranspose2d (C_in, C_out, k, k) -> direct conv on zero-stuffed input
         w = w.flip(2, 3).transpose(0, 1)
     max_abs = float(w.abs().max())
     w_frac = min(16, int(np.floor(np.log2(((1 << int_hyper.WEIGHT_BITS) - 1) / max_abs))))
-    w_int = torch.round(w * (1 << w_frac)).long().numpy().astype(np.int32)
+    upsample = 2 if transposed else 1
+    w_int = torch.round(w * (1 << w_frac)).long().numpy()
+    w_int = int_hyper.one_digit_layer(w_int, upsample, taps).astype(np.int32)
     b_int = torch.round(bias.detach().double() * (1 << (w_frac + int_hyper.ACT_FRAC_BITS))).long().numpy()
-    layer = int_hyper.IntLayer(w_int, b_int, shift=w_frac, upsample=2 if transposed else 1, leaky=leaky)
+    layer = int_hyper.IntLayer(w_int, b_int, shift=w_frac, upsample=upsample, leaky=leaky)
     layer.check()
     return {"w": w_int, "b": b_int, "meta": np.array([w_frac, layer.upsample, int(leaky)], dtype=np.int64)}
 
@@ -131,7 +138,8 @@ def int_context_arrays(net: GainedHyperprior) -> dict[str, np.ndarray]:
     convs = net.context.int_convs()
     out = {}
     for i, m in enumerate(convs):
-        q = _quantize_layer(m.weight, m.bias, transposed=False, leaky=0 < i < len(convs) - 1)
+        taps = anchor_taps(m.weight.shape[2]) if i == 0 else None  # layer 0 reads the anchors
+        q = _quantize_layer(m.weight, m.bias, transposed=False, leaky=0 < i < len(convs) - 1, taps=taps)
         out.update({f"cx{i}_w": q["w"], f"cx{i}_b": q["b"], f"cx{i}_meta": q["meta"]})
     return out
 
@@ -321,6 +329,27 @@ def install_package(tmp: Path, out: Path, retire: bool) -> None:
     tmp.rename(out)
 
 
+def rewrite_package(root: Path, rewrite: Callable[[Path, dict], bool], retire: bool) -> bool:
+    """Rebuild the package in `root` as a new build: its files copied to a folder beside it,
+    `rewrite(folder, meta)` changes some of them and model.json's fields, then the hashes are
+    taken again and the result replaces `root` (install_package). False, with `root` untouched,
+    when `rewrite` says nothing changed."""
+    tmp = Path(tempfile.mkdtemp(prefix=".rewrite-", dir=root.parent))
+    try:
+        for name in FILES:
+            shutil.copy2(root / name, tmp / name)
+        meta = json.loads((root / "model.json").read_text())
+        if not rewrite(tmp, meta):
+            return False
+        meta["files"] = {name: sha256_file(tmp / name) for name in FILES}
+        (tmp / "model.json").write_text(json.dumps(meta, indent=2) + "\n")
+        install_package(tmp, root, retire)
+        return True
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
 def requantize_package(root: Path, calib_dir: Path, retire: bool = True) -> Path:
     """Redo a package's int8 analysis from its own fp32 analysis, with this exporter's settings.
 
@@ -332,12 +361,8 @@ def requantize_package(root: Path, calib_dir: Path, retire: bool = True) -> Path
     old = load_package_dir(root)  # a clear ModelError for a missing or damaged package
     if old.decode_only:
         raise ModelError(f"{root}: a retired build has no analysis to requantize")
-    meta = dict(old.meta)
-    tmp = Path(tempfile.mkdtemp(prefix=".requantize-", dir=root.parent))
-    try:
-        for name in FILES:
-            if name != "analysis.int8.onnx":
-                shutil.copy2(root / name, tmp / name)
+
+    def rewrite(tmp: Path, meta: dict) -> bool:
         gains = np.load(tmp / "tables.npz")["gain"]
         quantize_analysis(tmp, read_folder(calib_dir, 256), gains)
         meta["int8_analysis"] = {
@@ -346,14 +371,54 @@ def requantize_package(root: Path, calib_dir: Path, retire: bool = True) -> Path
             "weights": "7-bit (reduce_range)",
             "requantized": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         }
-        meta["files"] = {name: sha256_file(tmp / name) for name in FILES}
-        (tmp / "model.json").write_text(json.dumps(meta, indent=2) + "\n")
-        install_package(tmp, root, retire)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
+        return True
+
+    rewrite_package(root, rewrite, retire)
     log.info("requantized the int8 analysis of %s", root)
     return root
+
+
+def one_digit_entropy_arrays(arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """A package's integer hyper-synthesis and context weights in the one-digit form, rounded
+    from the integers they are (the other arrays as they are)."""
+    out = dict(arrays)
+    for prefix in ("hs", "cx"):
+        for i, layer in enumerate(int_hyper.layers_from_arrays(arrays, prefix)):
+            taps = anchor_taps(layer.weight.shape[2]) if prefix == "cx" and i == 0 else None
+            w = int_hyper.one_digit_layer(arrays[f"{prefix}{i}_w"], layer.upsample, taps)
+            out[f"{prefix}{i}_w"] = w.astype(arrays[f"{prefix}{i}_w"].dtype)
+    return out
+
+
+def requantize_entropy(root: Path, retire: bool = True) -> bool:
+    """Round a package's integer entropy networks to the one-digit form (about twice the speed
+    of the entropy path, a few tenths of a percent of rate; docs/benchmarks.md "Cloud decoder").
+    The tables change, so the build it replaces is retired to keep its bitstreams decoding.
+    False when they are in that form already."""
+    root = Path(root)
+    old = load_package_dir(root)
+    if old.decode_only:
+        raise ModelError(f"{root}: a retired build is not requantized")
+    arrays = {k: np.asarray(v) for k, v in old.arrays.items()}
+    new = one_digit_entropy_arrays(arrays)
+    if all(np.array_equal(new[k], arrays[k]) for k in arrays):
+        return False
+
+    def rewrite(tmp: Path, meta: dict) -> bool:
+        np.savez_compressed(tmp / "tables.npz", **new)
+        write_selftest(tmp / "selftest.npz", new)
+        meta["entropy_networks"] = {
+            "weights": "one digit per GEMM column: an integer factor times digits of at most 64",
+            "requantized": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        }
+        # The builds this one decoded as its own now decode through the retired copy, which
+        # keeps the tables they were coded with.
+        meta.pop("decodes_builds", None)
+        return True
+
+    rewrite_package(root, rewrite, retire)
+    log.info("requantized the integer entropy networks of %s", root)
+    return True
 
 
 def allow_gain_maps(path: Path) -> bool:
@@ -382,22 +447,15 @@ def upgrade_package(root: Path) -> bool:
     old = load_package_dir(root)
     if old.decode_only:
         raise ModelError(f"{root}: a retired build is not upgraded")
-    tmp = Path(tempfile.mkdtemp(prefix=".upgrade-", dir=root.parent))
-    try:
-        for name in FILES:
-            shutil.copy2(root / name, tmp / name)
+
+    def rewrite(tmp: Path, meta: dict) -> bool:
         changed = [allow_gain_maps(tmp / name) for name in ("analysis.fp32.onnx", "analysis.int8.onnx")]
-        if not any(changed):
-            return False
-        meta = json.loads((root / "model.json").read_text())
-        meta["files"] = {name: sha256_file(tmp / name) for name in FILES}
         meta["decodes_builds"] = [*meta.get("decodes_builds", []), old.hash.hex()]
         meta["upgraded"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-        (tmp / "model.json").write_text(json.dumps(meta, indent=2) + "\n")
-        install_package(tmp, root, retire=False)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
+        return any(changed)
+
+    if not rewrite_package(root, rewrite, retire=False):
+        return False
     log.info("upgraded %s: its analysis takes quality maps", root)
     return True
 

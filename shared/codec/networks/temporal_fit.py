@@ -15,11 +15,8 @@ channel the prior takes the Gaussian table that codes them in the fewest bits.
 
 from __future__ import annotations
 
-import json
 import logging
 import random
-import shutil
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,8 +30,8 @@ from lsic.codec.entropy.predicted import blocks_of, intra_state, plain_params, z
 from lsic.codec.entropy.temporal import WEIGHT_BITS, TemporalPrior
 from lsic.codec.errors import UsageError
 from lsic.codec.image_io import read_folder
-from lsic.codec.networks.export import install_package
-from lsic.codec.package import FILES, ModelPackage, load_package_dir, sha256_file
+from lsic.codec.networks.export import rewrite_package
+from lsic.codec.package import ModelPackage, load_package_dir
 from lsic.codec.video import VideoSettings, block_change, coding_mse, noise_floor, rd_lambdas, worth_coding
 
 log = logging.getLogger("lsic.temporal_fit")
@@ -240,23 +237,16 @@ def fit_package(
             "rate_saving_held_out": round(saving(pkg, test, prior), 4),
             "z": z_report,
         }
-    tmp = Path(tempfile.mkdtemp(prefix=".temporal-", dir=root.parent))
-    try:
-        for name in FILES:
-            if name != "tables.npz":
-                shutil.copy2(root / name, tmp / name)
-        np.savez_compressed(tmp / "tables.npz", **{**{k: v for k, v in pkg.arrays.items() if not k.startswith(("tm_", "tz_"))},
-                                        **prior.to_arrays()})
-        meta = json.loads((root / "model.json").read_text())
-        meta["files"] = {name: sha256_file(tmp / name) for name in FILES}
-        refit = pkg.temporal is not None
-        if not refit:
+    refit = pkg.temporal is not None
+    kept = {k: v for k, v in pkg.arrays.items() if not k.startswith(("tm_", "tz_"))}
+
+    def rewrite(tmp: Path, meta: dict) -> bool:
+        np.savez_compressed(tmp / "tables.npz", **kept, **prior.to_arrays())
+        if not refit:  # a first prior: the build before decodes as this one (temporal_of)
             meta["decodes_builds"] = [*meta.get("decodes_builds", []), pkg.hash.hex()]
         meta["temporal_prior"] = report
-        (tmp / "model.json").write_text(json.dumps(meta, indent=2) + "\n")
-        install_package(tmp, root, retire=refit)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
+        return True
+
+    rewrite_package(root, rewrite, retire=refit)
     log.info("temporal prior of %s: %s", root, report)
     return report
