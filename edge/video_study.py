@@ -4,10 +4,10 @@ The same frames go through ffmpeg's libx264 (veryfast, zerolatency) and libx265 
 zerolatency) over a CRF sweep, and through LSIC's temporal coding (keyframe, then predicted
 frames) over its qualities. Reported per point: kbit/s at the clip's frame rate and the mean RGB
 PSNR of the decoded frames; per codec: BD-rate against x264 and x265 (piecewise-cubic in log
-rate, as lsic.codec.bench.rd computes it); and the edge encoder's frames/s on 2 threads at VGA. With --end-to-end the LSIC points are
-measured through the real path instead: an `lsic-edge run` process streams the clip to a
-local cloud service, whose decode worker reconstructs it, and every frame is read back through
-the archive API.
+rate, as lsic.codec.bench.rd computes it); and the edge encoder's frames/s on 2 threads at VGA.
+With --end-to-end the LSIC points are measured through the real path instead: an `lsic-edge
+run` process streams the clip to a local cloud service, whose decode worker reconstructs it,
+and every frame is read back through the archive API.
 """
 
 from __future__ import annotations

@@ -16,7 +16,7 @@ import numpy as np
 from lsic.codec.bitstream import TILE_CODED, TILE_PREDICTED, ParsedContainer, parse
 from lsic.codec.decoder import Latents, resolve_latents, tile_symbols
 from lsic.codec.entropy.latents import position_bits
-from lsic.codec.entropy.predicted import LatentState, decode_predicted, read_head
+from lsic.codec.entropy.predicted import LatentState, decode_predicted, read_head, z_tables_for
 from lsic.codec.package import ModelPackage, package_for_header
 from lsic.codec.tiling import Tile
 
@@ -51,7 +51,7 @@ def _predicted_bits(pkg: ModelPackage, parsed: ParsedContainer, t: Tile, ref: La
     prior = pkg.temporal_of(header.model_hash)
     if ref is not None:
         return decode_predicted(pkg, payload, ref, 1.0, prior, header.aligned_payloads, header.quality, True).position_bits
-    z_modes = prior is not None and prior.z_tables is not None
+    z_modes = z_tables_for(prior, header.quality) is not None
     positions = read_head(payload, -(-t.h // 64), -(-t.w // 64), header.aligned_payloads, z_modes)[1]
     return np.where(positions, 8.0 * len(payload) / max(1, int(positions.sum())), 0.0)
 

@@ -76,7 +76,8 @@ def cmd_info(args: argparse.Namespace) -> int:
     from lsic.codec.image_io import read_input
 
     data = read_input(args.input)
-    info = parse(data).info()
+    parsed = parse(data)
+    info = parsed.info()
     if not args.tiles:
         info.pop("tile_table")
     if args.bits_map:
@@ -89,7 +90,7 @@ def cmd_info(args: argparse.Namespace) -> int:
         write_rgb(out, image)
         info["bits_map"] = {"output": str(out), "block": 16, "max_bpp": round(scale, 4),
                             "mean_bpp": round(float(bpp.mean()), 4)}
-        if parse(data).header.predicted:  # its tables need the previous frame: bytes spread per tile
+        if parsed.header.predicted:  # its tables need the previous frame: bytes spread per tile
             info["bits_map"]["spread_over_coded_blocks"] = True
     print(json.dumps(info, indent=2))
     return 0

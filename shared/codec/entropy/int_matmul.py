@@ -26,7 +26,6 @@ import numpy as np
 import onnxruntime as ort
 
 DIGIT_BITS = 7  # weight digit base 2^7, digits in [-64, 64]
-WEIGHT_DIGITS = 2  # enough for |w| < 2^11
 MAX_PLANES = 3  # activations below 2^23 in magnitude
 
 

@@ -191,6 +191,12 @@ def z_bits(pkg: ModelPackage, z: np.ndarray, ref_z: np.ndarray, tables: np.ndarr
     return codec.y_tables.bits(z - ref_z, np.broadcast_to(tables[:, None], z.shape))
 
 
+def z_tables_for(prior: TemporalPrior | None, quality: int) -> np.ndarray | None:
+    """(N,) the tables a predicted tile's z differences take at a quality (1-based); None when
+    the build codes every z with the factorized prior (and its tiles carry no z modes)."""
+    return prior.z_tables_at(quality) if prior is not None else None
+
+
 def _z_costs(pkg: ModelPackage, z: np.ndarray, ref_z: np.ndarray, tables: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
     """Bits per coded block (z and the reference's, (N, k)) with the factorized prior, and as the
     difference from the reference's z in `tables` (N,) (infinite without tables)."""
@@ -200,10 +206,16 @@ def _z_costs(pkg: ModelPackage, z: np.ndarray, ref_z: np.ndarray, tables: np.nda
     return plain, z_bits(pkg, z, ref_z, tables).sum(axis=0)
 
 
-def _z_block_bits(coded: np.ndarray, costs: tuple[np.ndarray, np.ndarray], z_diff: np.ndarray) -> np.ndarray:
-    """(h, w) what each coded block's z cost in the mode it was coded in, 0 elsewhere."""
+def _z_block_bits(
+    pkg: ModelPackage, coded: np.ndarray, z: np.ndarray, ref_z: np.ndarray, tables: np.ndarray | None, z_diff: np.ndarray
+) -> np.ndarray:
+    """(h, w) what each coded block's z (N, k) cost in the mode it was coded in, 0 elsewhere."""
+    per_block = np.zeros(z.shape[1])
+    per_block[~z_diff] = z_bits(pkg, z[:, ~z_diff], ref_z[:, ~z_diff], None).sum(axis=0)
+    if z_diff.any():
+        per_block[z_diff] = z_bits(pkg, z[:, z_diff], ref_z[:, z_diff], tables).sum(axis=0)
     out = np.zeros(coded.shape)
-    out[coded] = np.where(z_diff, costs[1], costs[0])
+    out[coded] = per_block
     return out
 
 
@@ -228,7 +240,7 @@ def encode_predicted(
     passes = [p & at[0] for p in coding_passes(pkg, *y_int.shape[1:])]
     y_passes = [(y_int[:, p], index[:, p]) for p in passes]
     z_coded, z_ref = z_full[:, coded], ref.z[:, coded]
-    tables = prior.z_tables_at(quality) if prior is not None else None
+    tables = z_tables_for(prior, quality)
     costs = _z_costs(pkg, z_coded, z_ref, tables)
     z_diff = costs[1] < costs[0]  # per coded block, the cheaper mode (never a difference without tables)
     if z_diff.any():
@@ -237,7 +249,9 @@ def encode_predicted(
     else:
         payload = pkg.latent_codec.encode(z_coded, y_passes)
     symbols = TileSymbols(z_full, y_int, index, means)
-    bits = position_bits(pkg, symbols, positions, _z_block_bits(coded, costs, z_diff))
+    z_block_bits = np.zeros(coded.shape)
+    z_block_bits[coded] = np.where(z_diff, costs[1], costs[0])
+    bits = position_bits(pkg, symbols, positions, z_block_bits)
     state = LatentState(z_full, np.where(at, y_int * int(FX) + means, ref.y_fx))
     head = _head(ref, positions, None if tables is None else z_diff)
     return PredictedTile(head + payload, state, bits)
@@ -265,7 +279,7 @@ def decode_predicted(
     (ModelPackage.temporal_of); aligned: the payload layout of format 3; quality: the frame's
     (1-based)."""
     h, w = ref.blocks
-    tables = prior.z_tables_at(quality) if prior is not None else None
+    tables = z_tables_for(prior, quality)
     digest, positions, start, z_diff = read_head(payload, h, w, aligned, tables is not None)
     if digest != ref.digest():
         raise ReferenceMismatchError(
@@ -276,7 +290,7 @@ def decode_predicted(
     if not coded.any():
         if rest:
             raise BitstreamError("predicted tile codes nothing but carries entropy-coded data")
-        return DecodedPredicted(ref, np.zeros(positions.shape))
+        return DecodedPredicted(ref, np.zeros(positions.shape) if with_bits else None)
     n = int(pkg.architecture["N"])
     dec = pkg.latent_codec.decoder(rest)
     z_full = ref.z.copy()
@@ -302,5 +316,5 @@ def decode_predicted(
     state = LatentState(z_full, y_fx, y_hat)
     if not with_bits:
         return DecodedPredicted(state, None)
-    z_bits = _z_block_bits(coded, _z_costs(pkg, block_z, ref.z[:, coded], tables), z_diff)
-    return DecodedPredicted(state, position_bits(pkg, TileSymbols(z_full, y, index, means), positions, z_bits))
+    z_block_bits = _z_block_bits(pkg, coded, block_z, ref.z[:, coded], tables, z_diff)
+    return DecodedPredicted(state, position_bits(pkg, TileSymbols(z_full, y, index, means), positions, z_block_bits))
