@@ -35,8 +35,6 @@ from lsic.codec.tile_pool import CHUNK, TilePool
 from lsic.codec.tiling import DEFAULT_TILE, Grid, Tile, padded_size, place, smooth_seams
 from lsic.codec.windows import REGION_REACH, Window, synthesis_windows, window_tile_pixels
 
-BATCH = 16
-
 
 @dataclass
 class DecodedFrame:
@@ -96,11 +94,12 @@ class Decoder:
             raise result
         return result
 
-    def decode_many(self, jobs: list[DecodeJob], batch: int = BATCH) -> list[DecodedFrame | LsicError]:
+    def decode_many(self, jobs: list[DecodeJob], batch: int | None = None) -> list[DecodedFrame | LsicError]:
         """Decode several frames, batching their tiles together through the synthesis transform
         (across frames and streams: what keeps a GPU busy). Jobs finish in order, so a job's
         `previous` callable may use frames finished before it. A bad frame yields its error
-        and does not stop the others."""
+        and does not stop the others. batch: 256x256 tiles per synthesis call (None: what the
+        synthesis backend runs best at)."""
         states: list[_JobState | LsicError] = []
         pending: dict[tuple[str, tuple[int, ...]], list[tuple[_JobState, Window, np.ndarray]]] = defaultdict(list)
 
@@ -117,7 +116,6 @@ class Decoder:
                 started.append(self._start(job))
             except LsicError as exc:
                 started.append(exc)
-        budget = batch * DEFAULT_TILE * DEFAULT_TILE // 256  # latent positions in one synthesis batch
         for st in started:
             if isinstance(st, LsicError):
                 states.append(st)
@@ -126,6 +124,7 @@ class Decoder:
                 for window, latent in synthesis_windows(st.grid, st.decoded, st.coded, STRIDE):
                     key = (st.pkg.id, latent.shape)
                     pending[key].append((st, window, latent))
+                    budget = (batch or st.synth.batch) * DEFAULT_TILE * DEFAULT_TILE // 256  # latent positions
                     if len(pending[key]) * latent.shape[1] * latent.shape[2] >= budget:
                         flush(key)
                 states.append(st)

@@ -88,3 +88,26 @@ def test_half_precision_synthesis_matches_fp32_quality(encoder):
     fp16 = Decoder(backend="torch", device="cpu", half=True).decode(data).rgb
     assert abs(psnr(fp16, img) - psnr(fp32, img)) < 0.02
     assert np.abs(fp16.astype(np.int16) - fp32).max() <= 3
+
+
+def test_a_cpu_decodes_with_onnx_runtime_in_small_batches_and_a_gpu_with_torch(encoder):
+    """On a CPU, 'auto' runs the synthesis on ONNX Runtime (the faster there, at 4 tiles a call);
+    torch is kept for a GPU. Both give the same picture."""
+    pytest.importorskip("torch")
+    from lsic.codec.decoder import DecodeJob, Decoder
+    from lsic.codec.package import load_package
+    from lsic.codec.synthesis import make_synthesis, synthesis_backend
+
+    pkg = load_package("default")
+    cpu = make_synthesis(pkg, "auto", "cpu")
+    assert (cpu.name, cpu.batch) == ("onnx", 4)
+    assert make_synthesis(pkg, "torch", "cpu").batch == 4
+    assert synthesis_backend("auto", "cuda") == "torch", "a GPU named is a GPU used"
+    assert synthesis_backend("onnx", "cuda") == "onnx", "a backend named is the backend used"
+
+    img = natural_image(512, 768)
+    data = [encoder.encode(img, q) for q in (3, 6)]
+    auto = Decoder(device="cpu").decode_many([DecodeJob(d) for d in data])
+    torch_rgb = [Decoder(backend="torch", device="cpu").decode(d).rgb for d in data]
+    for frame, ref in zip(auto, torch_rgb, strict=True):
+        assert frame.rgb.shape == img.shape and psnr(frame.rgb, ref) > 45

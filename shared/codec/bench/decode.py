@@ -3,8 +3,9 @@
 Three measurements on the same bitstreams, in one run:
 - the entropy path alone (rANS + integer hyper-synthesis + context), in 1..N worker processes,
   with its scaling against N times one process;
-- the synthesis alone, per device, precision and batch size;
-- end to end (Decoder.decode_many with a TilePool): bitstreams in, stitched RGB out.
+- the synthesis alone, per device, backend, precision and batch size;
+- end to end (Decoder.decode_many with a TilePool, the backend and batch the decoder picks):
+  bitstreams in, stitched RGB out.
 
 Inputs are an image folder (Kodak) and a 3840x2160 mosaic cut from the same images, encoded
 once at the start with the edge's int8 analysis. On a machine with CUDA the GPU rows are added.
@@ -21,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from lsic.codec.errors import UsageError
 from lsic.codec.image_io import list_images, read_rgb
 
 UHD = (2160, 3840)
@@ -65,6 +67,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batches", default="1,4,16,64", help="synthesis batch sizes (tiles of 256x256)")
     p.add_argument("--devices", default="auto", help="cpu, cuda or both (auto: cpu, and cuda when present)")
     p.add_argument("--seconds", type=float, default=2.0, help="least time each measurement runs")
+    p.add_argument(
+        "--end-to-end", default="auto",
+        help="synthesis settings of the end-to-end rows, BACKEND[:BATCH] (auto, torch, onnx), e.g. auto,torch:16"
+        " (default auto: what the decoder picks for the device)",
+    )
     p.add_argument("--no-uhd", action="store_true", help="skip the 3840x2160 frame")
     p.add_argument("--out", help="write the JSON results here")
     p.add_argument("--save-streams", help="also write the encoded bitstreams here (SET/NN.lsic)")
@@ -87,6 +94,7 @@ def run(args: argparse.Namespace) -> int:
     from lsic.codec.decoder import DecodeJob, Decoder
     from lsic.codec.tile_pool import TilePool
 
+    end_to_end = _end_to_end_settings(args.end_to_end)  # refused before any work
     if args.streams:
         sets = {d.name: [f.read_bytes() for f in sorted(d.glob("*.lsic"))] for d in sorted(Path(args.streams).iterdir())}
     elif args.data:
@@ -151,32 +159,35 @@ def run(args: argparse.Namespace) -> int:
 
     # The synthesis alone, on real latents (the Kodak tiles, repeated to fill a batch).
     latents = [y for d in first for y in _tile_latents(local, d)]
-    for device in devices:
-        for half in (False, True) if device == "cuda" else (False,):
-            dec = Decoder(backend="torch", device=device, half=half, threads=0 if device == "cuda" else n_cores)
-            synth = dec.synthesis(pkg)
-            for b in [int(v) for v in args.batches.split(",")]:
-                if device == "cpu" and b > 16:
-                    continue
-                batch = np.stack([latents[i % len(latents)] for i in range(b)])
-                t = _repeat(lambda synth=synth, batch=batch: synth.run_rgb8(batch), args.seconds)
-                row = {"device": device, "precision": "fp16" if half else "fp32", "batch": b,
-                       "mp_per_s": b * 256 * 256 / t / 1e6}
-                report["synthesis"].append(row)
-                print(json.dumps({"synthesis": row}), flush=True)
+    for device, backend, half in _synthesis_settings(devices):
+        dec = Decoder(backend=backend, device=device, half=half, threads=0 if device == "cuda" else n_cores)
+        synth = dec.synthesis(pkg)
+        for b in [int(v) for v in args.batches.split(",")]:
+            if device == "cpu" and b > 16:
+                continue
+            batch = np.stack([latents[i % len(latents)] for i in range(b)])
+            t = _repeat(lambda synth=synth, batch=batch: synth.run_rgb8(batch), args.seconds)
+            row = {"device": device, "backend": backend, "precision": "fp16" if half else "fp32", "batch": b,
+                   "mp_per_s": b * 256 * 256 / t / 1e6}
+            report["synthesis"].append(row)
+            print(json.dumps({"synthesis": row}), flush=True)
 
-    # End to end: bitstreams -> RGB, the entropy path in a pool beside the synthesis.
+    # End to end: bitstreams -> RGB, the entropy path in a pool beside the synthesis, the
+    # backend and batch size the decoder picks for the device (as the service runs it).
     for device in devices:
         workers = max(1, n_cores - 1) if device == "cuda" else n_cores
         with TilePool(workers) as pool:
             pool.warm_up()
-            dec = Decoder(backend="torch", device=device, pool=pool)
             for name, streams in sets.items():
-                jobs = [DecodeJob(d) for d in streams]
-                t = _repeat(lambda dec=dec, jobs=jobs: dec.decode_many(jobs, batch=32), args.seconds)
-                row = {"set": name, "device": device, "processes": workers, "mp_per_s": pixels[name] / t / 1e6}
-                report["end_to_end"].append(row)
-                print(json.dumps({"end_to_end": row}), flush=True)
+                for backend, batch in end_to_end:
+                    dec = Decoder(backend, device, pool=pool, threads=0 if device == "cuda" else n_cores)
+                    synth = dec.synthesis(pkg)
+                    jobs = [DecodeJob(d) for d in streams]
+                    t = _repeat(lambda dec=dec, jobs=jobs, b=batch: dec.decode_many(jobs, b), args.seconds)
+                    row = {"set": name, "device": device, "backend": synth.name, "batch": batch or synth.batch,
+                           "processes": workers, "mp_per_s": pixels[name] / t / 1e6}
+                    report["end_to_end"].append(row)
+                    print(json.dumps({"end_to_end": row}), flush=True)
 
     print_tables(report)
     if args.out:
@@ -201,6 +212,28 @@ def _pixels(data: bytes) -> int:
 
     grid = parse(data).header.grid
     return grid.width * grid.height
+
+
+def _end_to_end_settings(spec: str) -> list[tuple[str, int | None]]:
+    """'auto,torch:16' -> [('auto', None), ('torch', 16)]."""
+    out = []
+    for item in spec.split(","):
+        backend, _, batch = item.partition(":")
+        if backend not in ("auto", "torch", "onnx") or (batch and not batch.isdigit()):
+            raise UsageError(f"--end-to-end: {item!r} is not BACKEND[:BATCH] with BACKEND auto, torch or onnx")
+        out.append((backend, int(batch) if batch else None))
+    return out
+
+
+def _synthesis_settings(devices: list[str]) -> list[tuple[str, str, bool]]:
+    """(device, backend, half) of the synthesis rows: both backends on a CPU, fp32 and fp16 on CUDA."""
+    rows = []
+    for device in devices:
+        if device == "cuda":
+            rows += [(device, "torch", False), (device, "torch", True)]
+        else:
+            rows += [(device, "onnx", False), (device, "torch", False)]
+    return rows
 
 
 def _devices(spec: str) -> list[str]:
@@ -237,9 +270,9 @@ def print_tables(report: dict) -> None:
     for r in report["entropy"]:
         scaling = f"{r['scaling']:.2f}" if "scaling" in r else "-"
         print(f"| {r['set']} | {r['processes'] or '1 (in-process)'} | {r['mp_per_s']:.1f} | {scaling} |")
-    print("\n| synthesis | precision | batch | MP/s |\n|---|---|---|---|")
+    print("\n| synthesis | backend | precision | batch | MP/s |\n|---|---|---|---|---|")
     for r in report["synthesis"]:
-        print(f"| {r['device']} | {r['precision']} | {r['batch']} | {r['mp_per_s']:.1f} |")
-    print("\n| end to end | device | processes | MP/s |\n|---|---|---|---|")
+        print(f"| {r['device']} | {r['backend']} | {r['precision']} | {r['batch']} | {r['mp_per_s']:.1f} |")
+    print("\n| end to end | device | backend, batch | processes | MP/s |\n|---|---|---|---|---|")
     for r in report["end_to_end"]:
-        print(f"| {r['set']} | {r['device']} | {r['processes']} | {r['mp_per_s']:.1f} |")
+        print(f"| {r['set']} | {r['device']} | {r['backend']}, {r['batch']} | {r['processes']} | {r['mp_per_s']:.1f} |")
