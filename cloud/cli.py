@@ -76,6 +76,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         decode_device=args.decode_device,
         decode_threads=args.decode_threads,
         decode_precision=args.decode_precision,
+        decode_processes=args.decode_processes,
         max_message_bytes=args.max_message_mb * 1024 * 1024,
         workers=args.max_concurrent_calls,
         limits=IngestLimits(
@@ -119,7 +120,8 @@ def cmd_decode(args: argparse.Namespace) -> int:
         cache_bytes=args.recon_cache_mb << 20,
         reserve_bytes=args.disk_reserve_mb << 20,
     )
-    worker = DecodeWorker(store, Reconstructor(store, blobs, make_decoder(args)), settings)
+    pool = _tile_pool(args.decode_processes)
+    worker = DecodeWorker(store, Reconstructor(store, blobs, make_decoder(args, pool)), settings)
     if args.metrics_port:
         from lsic.cloud.metrics import REGISTRY
         from lsic.cloud.ops_http import start_ops_server
@@ -129,8 +131,22 @@ def cmd_decode(args: argparse.Namespace) -> int:
         except LsicError as exc:  # decoding matters more than its metrics
             log.error("decode worker metrics not served", extra={"reason": str(exc)})
     on_stop_signals(worker.stop)
-    worker.run()
+    try:
+        worker.run()
+    finally:
+        if pool is not None:
+            pool.close()
     return 0
+
+
+def _tile_pool(processes: int | None):
+    """The decode worker's entropy-decoding processes (None: one per usable core), or None for none."""
+    from lsic.codec.tile_pool import TilePool, usable_cores
+
+    if processes is not None and processes < 0:
+        raise UsageError(f"--decode-processes {processes}: give 0 or more")
+    n = usable_cores() if processes is None else processes
+    return TilePool(n) if n > 0 else None
 
 
 def cmd_keygen(args: argparse.Namespace) -> int:
@@ -169,6 +185,11 @@ def add_decode_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--decode-device", default="auto", help="auto, cpu or cuda")
     p.add_argument("--decode-threads", type=int, default=0)
     p.add_argument(
+        "--decode-processes", type=int, default=None,
+        help="processes the decode worker entropy-decodes tiles in, beside its synthesis (default: one per "
+        "usable core; 0: none, the worker decodes its tiles itself)",
+    )
+    p.add_argument(
         "--decode-precision",
         choices=["auto", "fp32", "fp16"],
         default="auto",
@@ -184,7 +205,7 @@ def add_ops_args(p: argparse.ArgumentParser, note: str = "") -> None:
     p.add_argument("--metrics-host", default="127.0.0.1", help="bind address of --metrics-port (default loopback)")
 
 
-def make_decoder(args: argparse.Namespace):
+def make_decoder(args: argparse.Namespace, pool=None):
     from lsic.codec.decoder import Decoder
     from lsic.codec.synthesis import PRECISIONS
 
@@ -193,6 +214,7 @@ def make_decoder(args: argparse.Namespace):
         device=args.decode_device,
         threads=args.decode_threads,
         half=PRECISIONS[args.decode_precision],
+        pool=pool,
         limits=frame_limits(args),
     )
 

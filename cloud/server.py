@@ -13,6 +13,7 @@ import threading
 import time
 from concurrent import futures
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import grpc
@@ -33,6 +34,7 @@ from lsic.codec.bitstream import FrameLimits
 from lsic.codec.decoder import Decoder
 from lsic.codec.errors import LsicError
 from lsic.codec.synthesis import PRECISIONS
+from lsic.lifetime import end_with_parent
 from lsic.v1 import lsic_pb2, lsic_pb2_grpc
 
 log = logging.getLogger("lsic.cloud")
@@ -61,6 +63,7 @@ class ServerConfig:
     decode_device: str = "auto"
     decode_threads: int = 0
     decode_precision: str = "auto"  # a key of lsic.codec.synthesis.PRECISIONS
+    decode_processes: int | None = None  # the decode worker's entropy processes (None: one per core)
     max_message_bytes: int = MAX_MESSAGE
     limits: IngestLimits = field(default_factory=IngestLimits)
     budgets: Budgets = field(default_factory=Budgets)
@@ -91,6 +94,7 @@ def start_decode_process(cfg: ServerConfig) -> subprocess.Popen:
         str(cfg.decode_threads),
         "--decode-precision",
         cfg.decode_precision,
+        *(["--decode-processes", str(cfg.decode_processes)] if cfg.decode_processes is not None else []),
         "--nice",
         "19",
         *(["--metrics-host", cfg.metrics_host, "--metrics-port", str(cfg.metrics_port + 1)] if cfg.metrics_port else []),
@@ -103,18 +107,8 @@ def start_decode_process(cfg: ServerConfig) -> subprocess.Popen:
         *frame_limit_args(cfg.limits.frame),
         *(["--blob-key-file", cfg.blob_key_file] if cfg.blob_key_file else []),
     ]
-    return subprocess.Popen(cmd, stdin=subprocess.DEVNULL, env=os.environ.copy(), preexec_fn=_end_with_parent)
-
-
-def _end_with_parent() -> None:
-    """In the worker, before it runs: SIGTERM it when the service dies, even by SIGKILL (Linux),
-    so no orphaned worker decodes beside the restarted service's own."""
-    import ctypes
-    import signal
-    from contextlib import suppress
-
-    with suppress(OSError, AttributeError):  # not Linux: the worker outlives a killed service
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    # the worker ends with the service, so no orphan decodes beside a restarted one
+    return subprocess.Popen(cmd, stdin=subprocess.DEVNULL, env=os.environ.copy(), preexec_fn=partial(end_with_parent, os.getpid()))
 
 
 def frame_limit_args(limits: FrameLimits) -> list[str]:

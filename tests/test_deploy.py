@@ -52,6 +52,8 @@ def test_commands_parse_and_probes_hit_the_operations_port():
         assert set(re.findall(r"\$\((\w+)\)", " ".join(c["args"]))) <= env, f"{name}: every $(VAR) is defined"
         if args.command == "decode":
             assert c["resources"]["requests"]["nvidia.com/gpu"] == 1
+            cpus = int(c["resources"]["requests"]["cpu"])
+            assert 0 < args.decode_processes < cpus, "tile processes and the worker itself fit the pod's CPUs"
         else:
             assert args.listen == "0.0.0.0:50051" and args.tls_cert and not args.insecure
     assert seen == {"serve", "decode"}

@@ -41,7 +41,7 @@ class DecodedFrame:
     rgb: np.ndarray  # the requested window
     tiles: dict[int, np.ndarray]  # decoded tiles (cropped to their true size), by index
     region: tuple[int, int, int, int]
-    latents: dict[int, LatentState] = field(default_factory=dict)  # decoded tiles' latents (not from a pool)
+    latents: dict[int, LatentState] = field(default_factory=dict)  # decoded tiles' latents (from a pool only for a job with on_latents)
 
 
 class Decoder:
@@ -145,10 +145,24 @@ class Decoder:
         coded = [t for t in needed if not parsed.reuses_pixels(t.index)]
         st.decoded = coded
         if self.pool is not None and not parsed.header.predicted:
-            st.coded = iter(_PooledTiles(self.pool, job.data, coded))
+            # queued now, so every job's tiles are queued before the first is awaited
+            st.coded = self._pooled(st, _PooledTiles(self.pool, job.data, coded, job.on_latents is not None))
         else:  # lazy: tiles are entropy-decoded as the batches take them, so memory stays bounded
             st.coded = self._in_process(st, parsed, coded)
         return st
+
+    @staticmethod
+    def _pooled(st: _JobState, tiles: _PooledTiles) -> Iterator[tuple[Tile, np.ndarray]]:
+        """(tile, y_hat) of an intra-coded frame's tiles from the pool; their latents too when the
+        job wants them (a predicted next frame merges into them)."""
+        keep = tiles.with_latents
+        for t, out in tiles:
+            if keep:
+                st.latents[t.index] = LatentState(out.z.astype(np.int64), out.y_fx.astype(np.int64), out.y_hat)
+                out = out.y_hat
+            yield t, out
+        if keep:
+            st.job.on_latents(st.latents)
 
     def _in_process(self, st: _JobState, parsed: ParsedContainer, tiles: list[Tile]) -> Iterator[tuple[Tile, np.ndarray]]:
         """(tile, y_hat) of coded and predicted tiles, keeping each tile's latents in st.latents;
@@ -222,7 +236,7 @@ def tile_symbols(pkg: ModelPackage, parsed: ParsedContainer, tile: Tile) -> Tile
     return tiles_symbols(pkg, parsed, [tile])[0]
 
 
-def _dequantize(pkg: ModelPackage, parsed: ParsedContainer, tile: Tile, symbols: TileSymbols) -> np.ndarray:
+def dequantize(pkg: ModelPackage, parsed: ParsedContainer, tile: Tile, symbols: TileSymbols) -> np.ndarray:
     """y_hat of a coded tile as the synthesis reads it: its integers, times the inverse gain of
     the frame's quality or, with a quality map, of each position's."""
     h, w = symbols.y.shape[1:]
@@ -230,14 +244,14 @@ def _dequantize(pkg: ModelPackage, parsed: ParsedContainer, tile: Tile, symbols:
 
 
 def dequantized_tiles(pkg: ModelPackage, parsed: ParsedContainer, tiles: list[Tile]) -> list[np.ndarray]:
-    """y_hat of coded tiles as the synthesis reads them (_dequantize)."""
-    return [_dequantize(pkg, parsed, t, s) for t, s in zip(tiles, tiles_symbols(pkg, parsed, tiles), strict=True)]
+    """y_hat of coded tiles as the synthesis reads them (dequantize)."""
+    return [dequantize(pkg, parsed, t, s) for t, s in zip(tiles, tiles_symbols(pkg, parsed, tiles), strict=True)]
 
 
 def coded_tile(pkg: ModelPackage, parsed: ParsedContainer, tile: Tile) -> LatentState:
     """The latents of an intra-coded tile, y_hat dequantized."""
     symbols = tile_symbols(pkg, parsed, tile)
-    return intra_state(symbols, _dequantize(pkg, parsed, tile, symbols))
+    return intra_state(symbols, dequantize(pkg, parsed, tile, symbols))
 
 
 def predicted_tile(pkg: ModelPackage, parsed: ParsedContainer, tile: Tile, ref: LatentState) -> LatentState:
@@ -266,20 +280,20 @@ def resolve_latents(source: Latents | None, indexes: list[int], grid: Grid) -> d
 
 
 class _PooledTiles:
-    """(tile, y_hat) in tile order from a pool, at most `window` tasks of one frame in flight: the
+    """(tile, y_hat or its LatentState) in tile order from a pool, at most `window` tasks of one frame in flight: the
     first are queued at once (so frames overlap), the rest as earlier ones are taken, so memory
     is bounded by the tiles in flight, not by the frame. A worker's bitstream error is raised here."""
 
-    def __init__(self, pool: TilePool, data: bytes, tiles: list[Tile]) -> None:
-        self.pool, self.data = pool, data
+    def __init__(self, pool: TilePool, data: bytes, tiles: list[Tile], with_latents: bool = False) -> None:
+        self.pool, self.data, self.with_latents = pool, data, with_latents
         self.chunks = [tiles[i : i + CHUNK] for i in range(0, len(tiles), CHUNK)]
         self.window = 2 * pool.workers
         self.futures = [self._submit(c) for c in self.chunks[: self.window]]
 
     def _submit(self, chunk: list[Tile]) -> Future:
-        return self.pool.submit_chunk(self.data, [t.index for t in chunk])
+        return self.pool.submit_chunk(self.data, [t.index for t in chunk], self.with_latents)
 
-    def __iter__(self) -> Iterator[tuple[Tile, np.ndarray]]:
+    def __iter__(self) -> Iterator[tuple[Tile, object]]:
         for i, chunk in enumerate(self.chunks):
             result = self.futures[i].result()
             self.futures[i] = None  # type: ignore[call-overload]

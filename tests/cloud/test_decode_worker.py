@@ -175,3 +175,81 @@ def test_the_bits_map_of_a_predicted_frame_is_read_against_its_reference(tmp_pat
     png, scale, mean = recon.bits_map(rows[2])
     assert png.startswith(b"\x89PNG") and scale > 0 and 0 < mean < recon.bits_map(rows[0])[2]
     store.close()
+
+
+def pooled_worker(store, blobs, pool, **kw) -> DecodeWorker:
+    recon = Reconstructor(store, blobs, Decoder(backend="onnx", pool=pool))
+    return DecodeWorker(store, recon, DecodeSettings(owner="w", **kw))
+
+
+def test_a_worker_with_a_tile_pool_decodes_what_one_without_decodes(tmp_path, archive, temporal_stream):
+    """Tiles entropy-decoded in worker processes: stills and a temporal stream (its keyframes'
+    latents come back from the pool for the predicted frames after them) come out pixel for
+    pixel as a worker that decodes its tiles itself makes them."""
+    from lsic.codec.tile_pool import TilePool
+
+    stills_store, stills_blobs = archive
+    store, blobs = SqliteMetadataStore(tmp_path / "t.db"), LocalBlobStore(tmp_path / "tblobs")
+    store_stream(store, blobs, temporal_stream, list(range(8)))
+    with TilePool(2) as pool:
+        for st, bl, batch in ((store, blobs, 3), (stills_store, stills_blobs, 6)):
+            w = pooled_worker(st, bl, pool, batch_frames=batch)
+            while rows := st.claim_decode("w", batch, lease_s=60):
+                w.step(rows)
+            rows = st.list_frames("dev")
+            assert [r.decoded for r in rows] == [DECODED] * len(rows)
+            alone = Reconstructor(st, bl, Decoder(backend="onnx"))
+            for r in rows:
+                assert np.array_equal(w.recon.cached(r), alone.decode(r).rgb), r.seq
+    store.close()
+
+
+def test_a_killed_tile_process_costs_no_frame(archive):
+    """A pool process that dies (killed, out of memory) breaks the pool: the batch is decoded
+    again frame by frame in a new pool, and every frame is decoded."""
+    import multiprocessing
+    import os
+    import signal
+
+    from lsic.codec.tile_pool import TilePool
+
+    store, blobs = archive
+    with TilePool(2) as pool:
+        pool.warm_up()
+        w = pooled_worker(store, blobs, pool, batch_frames=6)
+        victim = multiprocessing.active_children()[0]
+        os.kill(victim.pid, signal.SIGKILL)
+        victim.join(10)
+        w.step(store.claim_decode("w", 6, lease_s=60))
+        assert [r.decoded for r in store.list_frames("dev")] == [DECODED] * 6
+        assert victim.pid not in {p.pid for p in multiprocessing.active_children()}
+
+
+def test_tile_processes_end_with_the_process_that_owns_them(tmp_path):
+    """A decode worker killed outright leaves no tile process behind."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    code = ("from lsic.codec.tile_pool import TilePool\nimport multiprocessing, time\n"
+            "p = TilePool(2)\np.warm_up()\nprint(*[c.pid for c in multiprocessing.active_children()], flush=True)\n"
+            "time.sleep(600)\n")
+    owner = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    children = [int(v) for v in owner.stdout.readline().split()]
+    assert len(children) == 2
+    owner.send_signal(signal.SIGKILL)
+    owner.wait(10)
+
+    def alive(pid: int) -> bool:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        return True
+
+    deadline = time.monotonic() + 10
+    while any(alive(p) for p in children) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not any(alive(p) for p in children)

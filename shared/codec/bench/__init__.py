@@ -21,6 +21,7 @@ BENCHES = {
     "edge": ("lsic.edge.bench", "edge agent frames/s, kbps and RSS against a local cloud service"),
     "ingest": ("lsic.cloud.bench", "concurrent simulated devices against the cloud service"),
     "chaos": ("lsic.cloud.chaos", "devices streaming through service kills, a full disk and hostile clients"),
+    "drain": ("lsic.cloud.drain_bench", "a decode worker emptying a backlog, per setting of its entropy processes"),
 }
 
 
