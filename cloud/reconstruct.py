@@ -280,23 +280,23 @@ class DecodeWorker:
     def decode_batch(self, rows: list[FrameRow]) -> None:
         t0 = time.perf_counter()
         done: dict[tuple[str, str, int], DecodedFrame] = {}
-        jobs, ok_rows = [], []
+        loaded = []
         for row in rows:
             try:
-                data = self.recon.bitstream(row)
+                loaded.append((row, self.recon.bitstream(row)))
             except LsicError as exc:
                 self.finish(row, FAILED, str(exc))
-                continue
-            jobs.append(
-                DecodeJob(
-                    data,
-                    previous=self._previous(row, done),
-                    on_done=self._keeper(row, done),
-                    latents=self.recon.latents_before(row),
-                    on_latents=self._latents_keeper(row),
-                )
+        ok_rows = [row for row, _ in loaded]
+        jobs = [
+            DecodeJob(
+                data,
+                previous=self._previous(row, done),
+                on_done=self._keeper(row, done),
+                latents=self.recon.latents_before(row),
+                on_latents=self._latents_keeper(row) if keep else None,
             )
-            ok_rows.append(row)
+            for (row, data), keep in zip(loaded, _latents_needed(loaded), strict=True)
+        ]
         results = self._decode(jobs)
         for i, (row, result) in enumerate(zip(ok_rows, results, strict=True)):
             waited = now_us() - row.received_us
@@ -407,6 +407,26 @@ class DecodeWorker:
             return {i: self.recon.reference_tile(row, i, grid) for i in indexes}
 
         return resolve
+
+
+def _latents_needed(loaded: list[tuple[FrameRow, bytes]]) -> list[bool]:
+    """Which frames of a batch (sorted by stream and sequence) keep their latents: predicted
+    frames (they have them at no cost, and their successors are predicted from them) and frames
+    whose successor in the batch is predicted. Tiles decoded in the tile processes then send their
+    latents back only where a frame will be predicted from them; a predicted frame whose reference
+    was not kept rebuilds it from the archive."""
+    predicted = []
+    for _, data in loaded:
+        try:
+            predicted.append(parse(data).header.predicted)
+        except LsicError:  # the decode reports it
+            predicted.append(False)
+    keep = list(predicted)
+    for i in range(len(loaded) - 1):
+        (row, _), (after, _) = loaded[i], loaded[i + 1]
+        same_stream = (row.device_id, row.stream_id, row.seq + 1) == (after.device_id, after.stream_id, after.seq)
+        keep[i] = keep[i] or (same_stream and predicted[i + 1])
+    return keep
 
 
 def _reason(exc: BaseException) -> str:
