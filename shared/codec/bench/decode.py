@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import platform
 import time
 from pathlib import Path
@@ -25,15 +24,9 @@ import numpy as np
 
 from lsic.codec.errors import UsageError
 from lsic.codec.image_io import list_images, read_rgb
+from lsic.codec.tile_pool import usable_cores
 
 UHD = (2160, 3840)
-
-
-def cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # pragma: no cover - macOS
-        return os.cpu_count() or 1
 
 
 def default_processes(n: int) -> list[int]:
@@ -117,7 +110,7 @@ def run(args: argparse.Namespace) -> int:
     first = next(iter(sets.values()))
     header = parse(first[0]).header
     pkg = Decoder().package_for(parse(first[0]))
-    n_cores = cores()
+    n_cores = usable_cores()
     processes = [int(v) for v in args.processes.split(",")] if args.processes else default_processes(n_cores)
     devices = _devices(args.devices)
     report: dict = {
@@ -204,7 +197,7 @@ def encode_sets(folder: Path, model: str, quality: int, uhd: bool) -> dict[str, 
     from lsic.codec.encoder import Encoder
 
     images = [read_rgb(f, quiet=True) for f in list_images(folder)]
-    enc = Encoder(model, threads=min(cores(), 8))
+    enc = Encoder(model, threads=min(usable_cores(), 8))
     sets = {"kodak": [enc.encode(img, quality) for img in images]}
     if uhd and images:
         sets["uhd"] = [enc.encode(mosaic(images, *UHD), quality)]
