@@ -46,7 +46,7 @@ def frame_keys(rows) -> list[tuple[str, str, int]]:
 
 def process_chunk(job: Job, keys: list[tuple[str, str, int]]) -> list[dict]:
     """One task: every frame of the chunk, each result or failure reported on its own."""
-    from lsic.cloud.reconstruct import PYRAMID, Reconstructor, downscale, recon_key
+    from lsic.cloud.reconstruct import Reconstructor, pyramid_pngs
     from lsic.cloud.storage.blobs import open_blobs
     from lsic.cloud.storage.encryption import Keyring
     from lsic.cloud.storage.metadata import open_metadata
@@ -72,8 +72,8 @@ def process_chunk(job: Job, keys: list[tuple[str, str, int]]) -> list[dict]:
                     dest.mkdir(parents=True, exist_ok=True)
                     (dest / f"{seq:012d}.png").write_bytes(encode_image(rgb, ".png"))
                 elif job.action == "pyramid":
-                    for level in PYRAMID:
-                        blobs.put(recon_key(row, level), encode_image(downscale(rgb, level), ".png"))
+                    for key, png in pyramid_pngs(row, rgb).items():
+                        blobs.put(key, png)
                 else:
                     from lsic.codec.encoder import Encoder
 
