@@ -1,10 +1,10 @@
 """`lsic bench drain`: how fast a real decode worker empties a backlog of stored frames.
 
-A cloud service (ingest only) takes a folder's images, encoded once, as one device's frames over
-gRPC; then `lsic-cloud decode` runs on that archive, as the service or a cluster runs it
+A cloud service (ingest only) takes a folder's images, encoded once (or bitstreams), as one
+device's frames over gRPC; then `lsic-cloud decode` runs on that archive, as the service or a cluster runs it
 (leases, entropy processes, synthesis, PNG pyramid, cache), once per setting of its entropy
 processes, each on a fresh archive. The rate counts the frames decoded after its first batch
-(the processes' start is reported apart).
+is stored (the start of the worker and its processes is reported apart).
 """
 
 from __future__ import annotations
@@ -27,7 +27,8 @@ POLL_S = 0.1
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--data", required=True, help="image folder (e.g. ../shared/data/eval/kodak)")
+    p.add_argument("--data", help="image folder (e.g. ../shared/data/eval/kodak), encoded with `default` first")
+    p.add_argument("--streams", help="or a folder of .lsic bitstreams (lsic bench decode --save-streams)")
     p.add_argument("--quality", type=int, default=6)
     p.add_argument("--frames", type=int, default=96, help="frames in the backlog (the images repeated)")
     p.add_argument("--processes", default="0,auto", help="the worker's --decode-processes settings, e.g. 0,auto,4")
@@ -37,17 +38,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from lsic.codec.encoder import Encoder
-    from lsic.codec.image_io import list_images, read_rgb
     from lsic.codec.tile_pool import usable_cores
 
     settings = _settings(args.processes)
-    encoder = Encoder("default")
-    images = [read_rgb(f, quiet=True) for f in list_images(Path(args.data))]
-    if not images:
-        raise UsageError(f"no images in {args.data}")
-    frames = [(encoder.encode(images[i % len(images)], args.quality), images[i % len(images)].shape)
-              for i in range(min(args.frames, len(images)))]
+    if args.frames < 2 * args.batch_frames:
+        raise UsageError(f"--frames {args.frames}: give at least two batches ({2 * args.batch_frames})")
+    frames = _bitstreams(args)
     backlog = [frames[i % len(frames)] for i in range(args.frames)]
     pixels = [h * w for _, (h, w, _) in backlog]
     rows = []
@@ -65,6 +61,26 @@ def run(args: argparse.Namespace) -> int:
     if args.out:
         Path(args.out).write_text(json.dumps(rows, indent=1))
     return 0
+
+
+def _bitstreams(args: argparse.Namespace) -> list[tuple[bytes, tuple[int, int, int]]]:
+    """(bitstream, (height, width, 3)) of each frame the backlog repeats."""
+    from lsic.codec.bitstream import parse
+
+    if args.streams:
+        datas = [f.read_bytes() for f in sorted(Path(args.streams).glob("*.lsic"))]
+    elif args.data:
+        from lsic.codec.encoder import Encoder
+        from lsic.codec.image_io import list_images, read_rgb
+
+        encoder = Encoder("default")
+        datas = [encoder.encode(read_rgb(f, quiet=True), args.quality) for f in list_images(Path(args.data))]
+    else:
+        raise UsageError("give --data or --streams")
+    if not datas:
+        raise UsageError(f"no images or bitstreams in {args.streams or args.data}")
+    grids = [parse(d).header.grid for d in datas]
+    return [(d, (g.height, g.width, 3)) for d, g in zip(datas, grids, strict=True)]
 
 
 def _settings(spec: str) -> list[int | None]:
@@ -92,7 +108,7 @@ def _drain(tmp: Path, backlog: list, pixels: list[int], processes: int | None, a
             states = [f.decode_state for f in _frames(cloud, len(backlog))]
             done = sum(s != "waiting" for s in states)
             now = time.perf_counter()
-            if done and first is None:
+            if first is None and done >= min(args.batch_frames, len(backlog)):  # the first batch is stored
                 first = (now, done)
             if done == len(backlog):
                 break

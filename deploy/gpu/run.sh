@@ -2,6 +2,8 @@
 # Runs on a borrowed GPU machine, in a copy of this repository that carries `lsic gpu pack`'s
 # .gpu/a or .gpu/b (see shared/codec/networks/gpu_recipe.py). Results go to $OUT.
 #   deploy/gpu/run.sh bench            lsic bench decode on the GPU (needs .gpu/a), JSON to $OUT
+#   deploy/gpu/run.sh drain            lsic bench drain: a real decode worker (GPU synthesis, tile
+#                                      processes) empties a backlog of 960 Kodak frames (needs .gpu/a)
 #   deploy/gpu/run.sh probe            training samples/s at batch 128 and 256 (24 s each), and 256
 #                                      with --compile (60 s, compilation included)
 #   deploy/gpu/run.sh train MINUTES    train from .gpu/b/init for MINUTES (its last 1.5 at a lower
@@ -39,6 +41,10 @@ case "${1:-}" in
   bench)
     LSIC_MODELS="$ROOT/.gpu/a/models" lsic bench decode --streams .gpu/a/streams --seconds 2 --out "$OUT/decode.json"
     ;;
+  drain)
+    LSIC_MODELS="$ROOT/.gpu/a/models" lsic bench drain --streams .gpu/a/streams/kodak --frames 960 \
+      --batch-frames 32 --processes 0,auto --decode-device cuda --out "$OUT/drain.json"
+    ;;
   probe)  # training samples/s at batch 128 and 256, then 256 compiled, from a new network (nothing kept)
     for setting in "128 0.4" "256 0.4" "256 1 --compile"; do
       read -r batch minutes compile <<< "$setting"
@@ -74,7 +80,7 @@ save_split(torch.load(sys.argv[1], map_location='cpu', weights_only=False), Path
     grep -E '"eval"|steps_per_s' "$OUT/log.jsonl" | tail -n 6
     ;;
   *)
-    echo "usage: deploy/gpu/run.sh bench | train MINUTES" >&2
+    echo "usage: deploy/gpu/run.sh bench | drain | probe | train MINUTES" >&2
     exit 2
     ;;
 esac

@@ -2,11 +2,12 @@
 
 `lsic gpu pack` writes what such a machine needs into an ignored folder (default `.gpu/`), in
 two halves that two calls in a row carry:
-- `a/`: wheels the machine lacks, the training images' first half, and for `lsic bench decode`
-  a decode-only copy of the model and its bitstreams (Kodak and a 3840x2160 frame);
+- `a/`: wheels the machine lacks (the cloud service's too), the training images' first half, and
+  for `lsic bench decode` and `lsic bench drain` a decode-only copy of the model and its
+  bitstreams (Kodak and a 3840x2160 frame);
 - `b/`: the wheels again, the other half of the images, the held-out images, and the checkpoint
   to resume, split into weights and an Adam state in bfloat16 (each under 16 MiB).
-`deploy/gpu/run.sh bench` then `deploy/gpu/run.sh train MINUTES` run there (the second also
+`deploy/gpu/run.sh bench` (and `drain`) then `deploy/gpu/run.sh train MINUTES` run there (the second also
 runs alone, on whatever images it was given); `lsic gpu unpack` joins the checkpoint it returns
 into a run folder that `lsic train` resumes and `lsic export` reads, and the next pack starts
 from it.
@@ -33,6 +34,10 @@ log = logging.getLogger("lsic.gpu")
 # What the GPU machine lacks (../shared/gpu-training.md), as wheels for its CPython 3.12.
 WHEELS = ("compressai==1.2.8", "constriction==0.5.0", "google-crc32c==1.9.0", "pytorch-msssim==1.0.0",
           "threadpoolctl==3.8.0")
+# And for the cloud service there (`deploy/gpu/run.sh drain`), in a/ only: versions whose generated
+# code runs on protobuf 4.21 and later.
+CLOUD_WHEELS = ("grpcio-health-checking==1.62.3", "grpcio-reflection==1.62.3", "prometheus-client==0.26.0",
+                "cryptography==51.0.1", "cffi==2.1.1", "pycparser==3.12")
 PLATFORMS = ("manylinux_2_34_x86_64", "manylinux_2_28_x86_64", "manylinux_2_17_x86_64", "manylinux2014_x86_64")
 JPEG_QUALITY = 95  # 4:4:4: 40-47 dB against the originals, far above any operating point's PSNR
 MIB = 1 << 20
@@ -75,11 +80,11 @@ def load_split(folder: Path) -> dict:
     return join_checkpoint(weights, optimizer)
 
 
-def download_wheels(folder: Path) -> None:
+def download_wheels(folder: Path, wheels: tuple[str, ...] = WHEELS) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     platforms = [arg for p in PLATFORMS for arg in ("--platform", p)]
     cmd = [sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--only-binary=:all:", "--python-version",
-           "3.12", "--implementation", "cp", *platforms, "-d", str(folder), *WHEELS]
+           "3.12", "--implementation", "cp", *platforms, "-d", str(folder), *wheels]
     subprocess.run(cmd, check=True)
 
 
@@ -144,6 +149,7 @@ def pack(source: Path, data: Path, eval_data: Path, kodak: Path, out: Path, mode
     a, b = out / "a", out / "b"
     download_wheels(a / "wheels")
     shutil.copytree(a / "wheels", b / "wheels")
+    download_wheels(a / "wheels", CLOUD_WHEELS)
     write_decode_bench(model, kodak, a)
     state = training_state(source, data)
     save_split(state, b / "init")
