@@ -119,6 +119,7 @@ def cmd_decode(args: argparse.Namespace) -> int:
         lease_s=args.lease_s,
         cache_bytes=args.recon_cache_mb << 20,
         reserve_bytes=args.disk_reserve_mb << 20,
+        store_overlap={"auto": None, "on": True, "off": False}[args.store_overlap],
     )
     pool = _tile_pool(args.decode_processes)
     worker = DecodeWorker(store, Reconstructor(store, blobs, make_decoder(args, pool)), settings)
@@ -364,6 +365,10 @@ def build_parser() -> argparse.ArgumentParser:
         "name takes its unfinished frames back at once)",
     )
     w.add_argument("--batch-frames", type=int, default=16, help="frames claimed and decoded together")
+    w.add_argument(
+        "--store-overlap", choices=["auto", "on", "off"], default="auto",
+        help="store a batch while the next decodes (auto: when the synthesis runs on a GPU)",
+    )
     add_ops_args(w)
     w.add_argument("--lease-s", type=float, default=120.0, help="a claim not renewed this long is free for others")
     w.set_defaults(func=cmd_decode)

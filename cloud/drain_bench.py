@@ -34,6 +34,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--processes", default="0,auto", help="the worker's --decode-processes settings, e.g. 0,auto,4")
     p.add_argument("--batch-frames", type=int, default=16)
     p.add_argument("--decode-device", default="auto")
+    p.add_argument("--store-overlap", default="auto", choices=["auto", "on", "off"], help="the worker's setting")
     p.add_argument("--out", help="write the JSON rows here")
 
 
@@ -98,7 +99,8 @@ def _drain(tmp: Path, backlog: list, pixels: list[int], processes: int | None, a
     try:
         _store(cloud, backlog)
         cmd = [*cloud_command(), "decode", "--data", str(cloud.data), "--owner", "bench",
-               "--batch-frames", str(args.batch_frames), "--decode-device", args.decode_device]
+               "--batch-frames", str(args.batch_frames), "--decode-device", args.decode_device,
+               "--store-overlap", args.store_overlap]
         if processes is not None:
             cmd += ["--decode-processes", str(processes)]
         t0 = time.perf_counter()

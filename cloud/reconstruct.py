@@ -14,7 +14,7 @@ import logging
 import threading
 import time
 from collections import OrderedDict
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
 import cv2
@@ -229,6 +229,10 @@ class DecodeSettings:
     # stream's frames out of order) waits this long after it was received, tried again every
     # REFERENCE_RETRY_S; then it is marked failed, saying which frame is missing.
     reference_wait_s: float = 60.0
+    # Store a batch while the next one decodes: None where the synthesis runs on a GPU. On a CPU
+    # the synthesis's threads would share the cores with the PNG encoding (measured: the drain
+    # rate halves), so there a batch is stored before the next one decodes.
+    store_overlap: bool | None = None
 
 
 REFERENCE_RETRY_S = 2.0  # how soon a frame waiting for its reference is tried again
@@ -247,6 +251,13 @@ class DecodeWorker:
         self.stopping = threading.Event()
         self._pause = PAUSE_S[0]
         self._png_threads = ThreadPoolExecutor(usable_cores(), thread_name_prefix="png")
+        # A decoded batch is stored (pyramids written, results committed) in this thread while
+        # the next batch decodes; at most one batch waits to be stored.
+        self._storer = ThreadPoolExecutor(1, thread_name_prefix="store")
+        self._storing: Future | None = None
+        self._recent: dict[tuple[str, str, int], DecodedFrame] = {}  # the batch being stored
+        overlap = settings.store_overlap
+        self.overlap = recon.decoder.synthesis_on_gpu() if overlap is None else overlap
         self.heartbeat = time.monotonic()  # the loop's last turn (liveness)
 
     def stop(self) -> None:
@@ -268,24 +279,35 @@ class DecodeWorker:
                 self.stopping.wait(self._next_pause())
                 continue
             if not rows:
+                self.wait_stored()
                 self.stopping.wait(cfg.poll_s)
                 continue
-            self.step(rows)
+            self.step(rows, wait=not self.overlap)
+        self.wait_stored()
 
-    def step(self, rows: list[FrameRow]) -> None:
-        """Decode one claimed batch: quarantine, single retries, then the rest batched."""
+    def step(self, rows: list[FrameRow], wait: bool = True) -> None:
+        """Decode one claimed batch: quarantine, single retries, then the rest batched. wait:
+        return once the batch is stored; else it is stored while the next one decodes."""
         batch = []
         for row in rows:
             if row.decode_attempts > MAX_ATTEMPTS:
                 self.finish(row, QUARANTINED, f"stopped a decode worker {MAX_ATTEMPTS} times; set aside")
             elif row.decode_attempts == MAX_ATTEMPTS:
+                self.wait_stored()  # nothing else is in flight if this frame stops the worker again
                 self.decode_batch([row])  # it was in a batch when a worker died: alone this time
             else:
                 batch.append(row)
         if batch:
-            self.decode_batch(sorted(batch, key=lambda r: (r.device_id, r.stream_id, r.seq)))
+            self.decode_batch(sorted(batch, key=lambda r: (r.device_id, r.stream_id, r.seq)), wait)
 
-    def decode_batch(self, rows: list[FrameRow]) -> None:
+    def wait_stored(self) -> None:
+        """Until the batch being stored is (its errors raised here)."""
+        if self._storing is not None:
+            storing, self._storing = self._storing, None
+            storing.result()
+            self._recent = {}
+
+    def decode_batch(self, rows: list[FrameRow], wait: bool = True) -> None:
         t0 = time.perf_counter()
         done: dict[tuple[str, str, int], DecodedFrame] = {}
         loaded = []
@@ -313,6 +335,14 @@ class DecodeWorker:
             for i, (row, result) in enumerate(zip(ok_rows, results, strict=True))
             if not isinstance(result, Exception)
         }
+        self.wait_stored()
+        self._storing = self._storer.submit(self._store, ok_rows, results, pngs, t0)
+        self._recent = done
+        if wait:
+            self.wait_stored()
+
+    def _store(self, ok_rows: list[FrameRow], results: list, pngs: dict[int, Future], t0: float) -> None:
+        """Commit a decoded batch frame by frame: pyramids written, results and leases."""
         for i, (row, result) in enumerate(zip(ok_rows, results, strict=True)):
             waited = now_us() - row.received_us
             if isinstance(result, MissingReferenceError) and waited < self.settings.reference_wait_s * 1e6:
@@ -413,10 +443,14 @@ class DecodeWorker:
         return lambda frame: done.__setitem__((row.device_id, row.stream_id, row.seq), frame)
 
     def _previous(self, row: FrameRow, done: dict):
-        """Reference tiles from the frame just before in this batch, else from the archive."""
+        """Reference tiles from the frame just before, in this batch or the one being stored, else
+        from the archive."""
+
+        recent = self._recent
 
         def resolve(indexes: list[int], grid: Grid) -> dict[int, np.ndarray]:
-            before = done.get((row.device_id, row.stream_id, row.seq - 1))
+            key = (row.device_id, row.stream_id, row.seq - 1)
+            before = done.get(key) or recent.get(key)
             if before is not None:
                 return before.tiles
             return {i: self.recon.reference_tile(row, i, grid) for i in indexes}

@@ -30,7 +30,7 @@ from lsic.codec.entropy.predicted import LatentState, decode_held, decode_predic
 from lsic.codec.errors import BitstreamError, LsicError, MissingReferenceError
 from lsic.codec.package import STRIDE, ModelPackage, package_for_header
 from lsic.codec.quality_map import gains_for
-from lsic.codec.synthesis import make_synthesis
+from lsic.codec.synthesis import make_synthesis, synthesis_on_gpu
 from lsic.codec.tile_pool import CHUNK, TilePool
 from lsic.codec.tiling import DEFAULT_TILE, Grid, Tile, padded_size, place, smooth_seams
 from lsic.codec.windows import REGION_REACH, Window, synthesis_windows, window_tile_pixels
@@ -60,6 +60,9 @@ class Decoder:
         self.backend, self.device, self.threads, self.half = backend, device, threads, half
         self.pool, self.limits = pool, limits
         self._synth: dict[str, object] = {}
+
+    def synthesis_on_gpu(self) -> bool:
+        return synthesis_on_gpu(self.backend, self.device)
 
     def package_for(self, parsed: ParsedContainer) -> ModelPackage:
         return package_for_header(parsed.header)  # the current build or a retired one

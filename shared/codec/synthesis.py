@@ -94,6 +94,15 @@ def make_synthesis(
     return OnnxSynthesis(pkg, threads=threads)
 
 
+def synthesis_on_gpu(backend: str, device: str) -> bool:
+    """Whether make_synthesis(backend, device) runs on a GPU."""
+    if synthesis_backend(backend, device) != "torch" or device == "cpu":
+        return False
+    import torch
+
+    return device != "auto" or bool(torch.cuda.is_available())
+
+
 def synthesis_backend(backend: str, device: str) -> str:
     """The backend that runs: 'auto' is PyTorch where it runs on a GPU (device 'cuda', or 'auto'
     with CUDA present) and ONNX Runtime (fp32), the faster of the two on a CPU, elsewhere."""

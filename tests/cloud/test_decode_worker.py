@@ -253,3 +253,29 @@ def test_tile_processes_end_with_the_process_that_owns_them(tmp_path):
     while any(alive(p) for p in children) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert not any(alive(p) for p in children)
+
+
+def test_the_running_worker_stores_a_batch_while_it_decodes_the_next(tmp_path, temporal_stream):
+    """`run`, as the service runs it: batches of three over a temporal stream, each stored while
+    the next decodes (a frame's reference may be in the batch still being stored). Every frame is
+    decoded, as a fresh reconstructor renders it alone, and the worker stops cleanly."""
+    import threading
+    import time
+
+    store, blobs = SqliteMetadataStore(tmp_path / "m.db"), LocalBlobStore(tmp_path / "blobs")
+    store_stream(store, blobs, temporal_stream, list(range(8)))
+    w = worker(store, blobs, batch_frames=3, poll_s=0.05, store_overlap=True)
+    loop = threading.Thread(target=w.run)
+    loop.start()
+    deadline = time.monotonic() + 120
+    while any(r.decoded == WAITING for r in store.list_frames("dev")) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    w.stop()
+    loop.join(30)
+    assert not loop.is_alive()
+    rows = store.list_frames("dev")
+    assert [r.decoded for r in rows] == [DECODED] * 8
+    fresh = Reconstructor(store, blobs, Decoder(backend="onnx"))
+    for r in rows:
+        assert np.array_equal(fresh.decode(r).rgb, w.recon.cached(r)), r.seq
+    store.close()
