@@ -328,7 +328,7 @@ class DecodeWorker:
             for (row, data), keep in zip(loaded, _latents_needed(loaded), strict=True)
         ]
         results = self._decode(jobs)
-        # PNG encoding takes about a fifth of a CPU decode and more than a GPU's: the batch's
+        # PNG encoding costs a good part of a CPU decode and more than a GPU's: the batch's
         # pyramids are encoded in threads (OpenCV lets go of the GIL) while frames are stored.
         pngs = {
             i: self._png_threads.submit(pyramid_pngs, row, result.rgb)
