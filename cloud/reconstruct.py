@@ -342,7 +342,10 @@ class DecodeWorker:
             self.wait_stored()
 
     def _store(self, ok_rows: list[FrameRow], results: list, pngs: dict[int, Future], t0: float) -> None:
-        """Commit a decoded batch frame by frame: pyramids written, results and leases."""
+        """Commit a decoded batch frame by frame: pyramids written, results, and the leases of
+        the frames still to commit renewed whenever a quarter of a lease has passed since the
+        batch began (t0, when it was claimed)."""
+        renewed = t0
         for i, (row, result) in enumerate(zip(ok_rows, results, strict=True)):
             waited = now_us() - row.received_us
             if isinstance(result, MissingReferenceError) and waited < self.settings.reference_wait_s * 1e6:
@@ -360,7 +363,9 @@ class DecodeWorker:
                 self.finish(row, FAILED, str(exc))
                 continue
             self.finish(row, DECODED, recon_bytes=size)
-            self.store.renew_lease(self.settings.owner, ok_rows[i + 1 :], self.settings.lease_s)
+            if time.perf_counter() - renewed > self.settings.lease_s / 4:
+                self.store.renew_lease(self.settings.owner, ok_rows[i + 1 :], self.settings.lease_s)
+                renewed = time.perf_counter()
         self._pause = PAUSE_S[0]
         if ok_rows:
             metrics.DECODE_LATENCY.observe((time.perf_counter() - t0) / len(ok_rows))
