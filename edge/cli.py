@@ -8,34 +8,35 @@ import json
 import logging
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from lsic import __version__
-from lsic.cli_support import on_stop_signals, run_main
+from lsic.cli_support import PORT, number, on_stop_signals, run_main, whole_number
 from lsic.codec.errors import UsageError
 
 log = logging.getLogger("lsic.edge")
 
-# name -> (type, default, help)
-SETTINGS: dict[str, tuple[type, object, str]] = {
+# name -> (type: str, bool or a parser that checks the range, default, help)
+SETTINGS: dict[str, tuple[Callable, object, str]] = {
     "source": (str, "builtin", "camera index, video file, rtsp:// or http:// URL, image folder or glob, or 'builtin'"),
     "server": (str, "127.0.0.1:50051", "cloud service address HOST:PORT"),
     "device_id": (str, None, "this device's id (registered with `lsic-cloud device add`)"),
     "token": (str, None, "this device's token"),
     "stream_id": (str, "main", "stream id within the device"),
     "model": (str, "default", "model package id"),
-    "quality": (int, 6, "fixed operating point 1..N (higher is better)"),
-    "target_kbps": (float, 0.0, "hold the moving-average rate under this many kbit/s (overrides --quality)"),
-    "tile_size": (int, 256, "tile size, multiple of 64"),
-    "threads": (int, 2, "ONNX Runtime threads"),
-    "max_frames": (int, 0, "exit 0 once this many frames are acknowledged"),
-    "timeout": (float, 0.0, "with --max-frames: exit 1 if not all acknowledged after this many seconds"),
+    "quality": (whole_number(1), 6, "fixed operating point 1..N (higher is better)"),
+    "target_kbps": (number(0), 0.0, "hold the moving-average rate under this many kbit/s (overrides --quality)"),
+    "tile_size": (whole_number(64), 256, "tile size, multiple of 64"),
+    "threads": (whole_number(1, 256), 2, "ONNX Runtime threads"),
+    "max_frames": (whole_number(0), 0, "exit 0 once this many frames are acknowledged"),
+    "timeout": (number(0), 0.0, "with --max-frames: exit 1 if not all acknowledged after this many seconds"),
     "spool": (str, ".lsic-spool", "spool folder (durable queue of unacknowledged frames)"),
-    "spool_max_mb": (float, 512.0, "spool size limit in MiB"),
+    "spool_max_mb": (number(0, above=True), 512.0, "spool size limit in MiB"),
     "spool_policy": (str, "drop-oldest", "when the spool is full: drop-oldest or pause"),
     "temporal": (str, "auto", "code only the blocks that changed since the last frame: auto (on for cameras, streams and video files), on, off"),
-    "keyframe_interval": (int, 250, "with temporal coding: a keyframe (decodable on its own) every N frames"),
-    "max_fps": (float, 0.0, "frame-rate cap (0: none)"),
+    "keyframe_interval": (whole_number(1), 250, "with temporal coding: a keyframe (decodable on its own) every N frames"),
+    "max_fps": (number(0), 0.0, "frame-rate cap (0: none)"),
     "resize": (str, "", "resize frames to WxH"),
     "crop": (str, "", "crop frames to x,y,w,h before resizing"),
     "loop": (bool, False, "restart files and folders at their end"),
@@ -45,12 +46,12 @@ SETTINGS: dict[str, tuple[type, object, str]] = {
     "insecure": (bool, False, "plaintext gRPC; loopback servers only (tests, demo)"),
     "roi": (str, "", "regions of interest coded at a higher quality: any of boxes,motion,people"),
     "roi_boxes": (str, "", "boxes for --roi boxes: x,y,w,h[:steps];... (steps: qualities added, default 3)"),
-    "roi_steps": (float, 3.0, "qualities added in motion and people regions"),
+    "roi_steps": (number(0, above=True), 3.0, "qualities added in motion and people regions"),
     "mask": (str, "", "privacy masks applied before encoding: any of faces,polygons"),
     "mask_polygons": (str, "", "polygons for --mask polygons: 'x,y x,y x,y;...'"),
     "mask_method": (str, "pixelate", "how masked pixels are obscured: pixelate or fill"),
-    "metrics_port": (int, 0, "Prometheus metrics on 127.0.0.1:PORT (0: off)"),
-    "status_every": (float, 5.0, "seconds between status lines"),
+    "metrics_port": (PORT, 0, "Prometheus metrics on 127.0.0.1:PORT (0: off)"),
+    "status_every": (number(0, above=True), 5.0, "seconds between status lines"),
 }
 
 
@@ -59,12 +60,40 @@ def load_config(path: str | None) -> dict:
         return {}
     p = Path(path)
     text = p.read_text()
-    if p.suffix == ".json":
-        return json.loads(text)
-    import tomllib
+    kind = "JSON" if p.suffix == ".json" else "TOML"
+    try:
+        if kind == "JSON":
+            data = json.loads(text)
+        else:
+            import tomllib
 
-    data = tomllib.loads(text)
-    return data.get("edge", data)
+            data = tomllib.loads(text)
+    except ValueError as exc:  # json.JSONDecodeError and tomllib.TOMLDecodeError
+        raise UsageError(f"{path}: not valid {kind}: {exc}") from None
+    settings = data.get("edge", data) if isinstance(data, dict) else data
+    if not isinstance(settings, dict):
+        raise UsageError(f"{path}: expected a table of settings (name = value), got {type(settings).__name__}")
+    return settings
+
+
+def _setting(name: str, value: object, where: str) -> object:
+    """A setting from the environment or the config file, checked as its flag would be."""
+    typ = SETTINGS[name][0]
+    if typ is bool:
+        if isinstance(value, str):
+            return value.lower() in ("1", "true", "yes")
+        if isinstance(value, bool):
+            return value
+    elif typ is str:
+        if isinstance(value, (str, int)) and not isinstance(value, bool):  # source = 0: a camera index
+            return str(value)
+    elif isinstance(value, (str, int, float)) and not isinstance(value, bool):
+        try:
+            return typ(str(value))
+        except argparse.ArgumentTypeError as exc:
+            raise UsageError(f"{name} in {where}: {exc}") from None
+    expected = "true or false" if typ is bool else "a string" if typ is str else "a number"
+    raise UsageError(f"{name} in {where}: expected {expected}, got {value!r}")
 
 
 def resolve(args: argparse.Namespace) -> dict:
@@ -74,15 +103,15 @@ def resolve(args: argparse.Namespace) -> dict:
     if unknown:
         raise UsageError(f"unknown settings in {args.config}: {', '.join(sorted(unknown))}")
     out = {}
-    for name, (typ, default, _) in SETTINGS.items():
+    for name, (_, default, _) in SETTINGS.items():
         flag = getattr(args, name)
         env = os.environ.get(f"LSIC_EDGE_{name.upper()}")
-        if flag not in (None, False):
+        if flag is not None and flag is not False:  # a flag given as 0 is given
             value = flag
         elif env is not None:
-            value = env.lower() in ("1", "true", "yes") if typ is bool else typ(env)
+            value = _setting(name, env, f"LSIC_EDGE_{name.upper()}")
         elif name in config:
-            value = config[name]
+            value = _setting(name, config[name], args.config)
         else:
             value = default
         out[name] = value

@@ -4,6 +4,7 @@ exit code (never a traceback)."""
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import signal
 import sys
@@ -77,3 +78,42 @@ def region_arg(text: str) -> tuple[int, int, int, int]:
     if x < 0 or y < 0 or w <= 0 or h <= 0:
         raise argparse.ArgumentTypeError(f"x and y must be 0 or more, w and h positive, got {text!r}")
     return x, y, w, h
+
+
+def whole_number(low: int, high: int | None = None) -> Callable[[str], int]:
+    """argparse type for a count, size or port: an integer in low..high (high: no cap when None),
+    refused with the range it must be in rather than passed on to fail later."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+        if value < low or (high is not None and value > high):
+            raise argparse.ArgumentTypeError(f"must be {_span(low, high)}, got {value}")
+        return value
+
+    return parse
+
+
+def number(low: float, *, above: bool = False) -> Callable[[str], float]:
+    """argparse type for a duration or rate: a finite number at least `low` (above it, when
+    `above`)."""
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+        if not math.isfinite(value) or value < low or (above and value == low):
+            raise argparse.ArgumentTypeError(f"must be {'above' if above else 'at least'} {low:g}, got {text}")
+        return value
+
+    return parse
+
+
+def _span(low: int, high: int | None) -> str:
+    return f"{low} or more" if high is None else f"{low}..{high}"
+
+
+PORT = whole_number(0, 65535)

@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 from lsic import __version__
-from lsic.cli_support import on_stop_signals, region_arg, run_main
+from lsic.cli_support import number, on_stop_signals, region_arg, run_main, whole_number
 from lsic.codec.entropy.context import CONTEXT_KINDS
 
 log = logging.getLogger("lsic")
@@ -292,7 +292,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("-q", "--quality", type=int, default=6, help="operating point 1..N, higher is better (default 6)")
     e.add_argument("-m", "--model", default="default", help="model package id or folder (default: default)")
     e.add_argument("--tile-size", type=int, default=256, help="tile size in pixels, multiple of 64 (default 256)")
-    e.add_argument("--threads", type=int, default=2, help="ONNX Runtime threads (default 2)")
+    e.add_argument("--threads", type=whole_number(1, 256), default=2, help="ONNX Runtime threads (default 2)")
     e.add_argument(
         "--roi", type=roi_arg, action="append",
         help="region of interest x,y,w,h[:steps]: its 64x64 blocks coded STEPS qualities above --quality "
@@ -313,7 +313,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="synthesis backend (default: onnx, which starts fast; torch with --device cuda)",
     )
     d.add_argument("--device", default="auto", help="torch device: auto, cpu, cuda (default auto)")
-    d.add_argument("--threads", type=int, default=0, help="CPU threads (0: library default)")
+    d.add_argument("--threads", type=whole_number(0, 256), default=0, help="CPU threads (0: library default)")
     d.set_defaults(func=cmd_decode)
 
     i = sub.add_parser("info", help="print a .lsic header as JSON")
@@ -348,15 +348,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="what the loss minimizes: mse (lambda * 255^2 * MSE, CompressAI's MSE ladder) or ms-ssim "
         "(lambda * (1 - MS-SSIM), its MS-SSIM ladder; crops of 192 or more); default: the run's own, mse for a new run",
     )
-    t.add_argument("--batch-size", type=int, default=8)
+    t.add_argument("--batch-size", type=whole_number(1), default=8)
     t.add_argument("--crop", type=int, default=192, help="random crop size, multiple of 64")
-    t.add_argument("--lr", type=float, default=2e-4)
-    t.add_argument("--max-steps", type=int, default=1_000_000)
-    t.add_argument("--max-minutes", type=float, default=0.0, help="stop after this many minutes (0: no limit)")
-    t.add_argument("--checkpoint-minutes", type=float, default=4.0)
-    t.add_argument("--eval-every", type=int, default=2000)
+    t.add_argument("--lr", type=number(0, above=True), default=2e-4)
+    t.add_argument("--max-steps", type=whole_number(1), default=1_000_000)
+    t.add_argument("--max-minutes", type=number(0), default=0.0, help="stop after this many minutes (0: no limit)")
+    t.add_argument("--checkpoint-minutes", type=number(0, above=True), default=4.0)
+    t.add_argument("--eval-every", type=whole_number(1), default=2000)
     t.add_argument(
-        "--log-every", type=int, default=100, help="steps between log lines (the only steps that wait for a GPU)"
+        "--log-every", type=whole_number(1), default=100, help="steps between log lines (the only steps that wait for a GPU)"
     )
     t.add_argument(
         "--compile", action="store_true", help="torch.compile the transforms (worth it for long GPU runs)"
@@ -365,9 +365,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--channels-last", choices=["auto", "on", "off"], default="auto",
         help="NHWC activations (auto: on CUDA, where cuDNN's bfloat16 kernels want them)",
     )
-    t.add_argument("--final-lr", type=float, help="learning rate of the last --final-minutes (needs --max-minutes)")
-    t.add_argument("--final-minutes", type=float, default=0.0)
-    t.add_argument("--threads", type=int, default=2)
+    t.add_argument("--final-lr", type=number(0, above=True), help="learning rate of the last --final-minutes (needs --max-minutes)")
+    t.add_argument("--final-minutes", type=number(0), default=0.0)
+    t.add_argument("--threads", type=whole_number(1, 256), default=2)
     t.add_argument("--device", default="cpu", help="cpu or cuda")
     t.add_argument(
         "--init", help="start a new run from a model package folder (e.g. shared/models/default) or a checkpoint"

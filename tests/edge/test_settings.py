@@ -34,3 +34,44 @@ def test_missing_identity_and_unknown_settings_are_clear_errors(tmp_path, monkey
     bad.write_text('{"devic_id": "typo"}')
     with pytest.raises(UsageError, match="unknown settings"):
         resolve(parse("--config", str(bad)))
+
+
+def test_a_flag_given_as_zero_wins_over_the_file(tmp_path):
+    cfg = tmp_path / "edge.toml"
+    cfg.write_text('device_id = "cam"\ntoken = "t:x"\nmax_fps = 5.0\nsource = 0\n')
+    s = resolve(parse("--config", str(cfg), "--max-fps", "0"))
+    assert s["max_fps"] == 0.0
+    assert s["source"] == "0", "a camera index written as a number"
+
+
+@pytest.mark.parametrize("flag", ["--quality=0", "--threads=-1", "--spool-max-mb=-1", "--keyframe-interval=0",
+                                  "--max-fps=-5", "--status-every=0", "--metrics-port=70000", "--spool-max-mb=nan"])
+def test_out_of_range_flags_are_refused_by_name(flag, capsys):
+    with pytest.raises(SystemExit) as exc:
+        parse("--device-id", "cam", "--token", "t:x", flag)
+    assert exc.value.code == 2
+    assert f"argument {flag.split('=')[0]}: must be" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "where, text, says",
+    [
+        ("env", "abc", "quality in LSIC_EDGE_QUALITY: expected a whole number, got 'abc'"),
+        ("toml", 'quality = "abc"', "quality in .*edge.toml: expected a whole number"),
+        ("toml", "quality = 0", "quality in .*edge.toml: must be 1 or more, got 0"),
+        ("toml", "quality = [1", "edge.toml: not valid TOML"),
+        ("toml", "insecure = 3", "insecure in .*edge.toml: expected true or false"),
+        ("json", '{"quality": ', "edge.json: not valid JSON"),
+        ("json", "[1, 2]", "edge.json: expected a table of settings"),
+    ],
+)
+def test_bad_environment_and_config_values_are_clear_errors(tmp_path, monkeypatch, where, text, says):
+    argv = ["--device-id", "cam", "--token", "t:x"]
+    if where == "env":
+        monkeypatch.setenv("LSIC_EDGE_QUALITY", text)
+    else:
+        cfg = tmp_path / f"edge.{where}"
+        cfg.write_text(text + "\n")
+        argv += ["--config", str(cfg)]
+    with pytest.raises(UsageError, match=says):
+        resolve(parse(*argv))
