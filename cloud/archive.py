@@ -8,16 +8,17 @@ import grpc
 
 from lsic.cloud.auth import DEVICE_ID_RE, OPERATOR, Authenticator, hash_token, new_token, shown
 from lsic.cloud.frames import frame_info
-from lsic.cloud.ingest import status_of
 from lsic.cloud.reconstruct import Reconstructor
 from lsic.cloud.storage.metadata import FrameRow, SqlMetadataStore
-from lsic.codec.errors import LsicError
 from lsic.codec.image_io import encode_image
 from lsic.v1 import lsic_pb2 as pb
 from lsic.v1 import lsic_pb2_grpc as pb_grpc
 
 
 class ArchiveService(pb_grpc.ArchiveServicer):
+    """Operators' reads of the archive. An LsicError a handler raises reaches the client as its
+    own status (cloud.call_errors)."""
+
     def __init__(self, store: SqlMetadataStore, recon: Reconstructor, auth: Authenticator) -> None:
         self.store, self.recon, self.auth = store, recon, auth
 
@@ -70,19 +71,11 @@ class ArchiveService(pb_grpc.ArchiveServicer):
 
     def GetBitstream(self, request, context):
         self.auth.operator(context)
-        row = self._row(request, context)
-        try:
-            return pb.BitstreamResponse(bitstream=self.recon.bitstream(row))
-        except LsicError as exc:
-            context.abort(status_of(exc), str(exc))
+        return pb.BitstreamResponse(bitstream=self.recon.bitstream(self._row(request, context)))
 
     def GetBitsMap(self, request, context):
         self.auth.operator(context)
-        row = self._row(request, context)
-        try:
-            png, scale, mean = self.recon.bits_map(row)
-        except LsicError as exc:
-            context.abort(status_of(exc), str(exc))
+        png, scale, mean = self.recon.bits_map(self._row(request, context))
         return pb.BitsMapResponse(png=png, max_bits_per_pixel=scale, mean_bits_per_pixel=mean)
 
     def Reconstruct(self, request, context):
@@ -90,10 +83,7 @@ class ArchiveService(pb_grpc.ArchiveServicer):
         row = self._row(request.key, context)
         region = (request.x, request.y, request.width, request.height) if request.width and request.height else None
         t0 = time.perf_counter()
-        try:
-            rgb, tiles = self.recon.render(row, region, request.downscale or 1)
-        except LsicError as exc:
-            context.abort(status_of(exc), str(exc))
+        rgb, tiles = self.recon.render(row, region, request.downscale or 1)
         return pb.ReconstructResponse(
             png=encode_image(rgb, ".png"),
             width=rgb.shape[1],

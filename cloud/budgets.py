@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 import grpc
 
 from lsic.cloud import metrics
+from lsic.cloud.handlers import rewrap
 
 log = logging.getLogger("lsic.cloud.budgets")
 
@@ -144,24 +145,10 @@ class BudgetInterceptor(grpc.ServerInterceptor):
         if handler is None:
             return None
         kind = kind_of(details.method)
-        if handler.unary_unary:
-            return grpc.unary_unary_rpc_method_handler(
-                self._unary(kind, handler.unary_unary), handler.request_deserializer, handler.response_serializer
-            )
-        if handler.unary_stream:
-            return grpc.unary_stream_rpc_method_handler(
-                self._streaming(kind, handler.unary_stream, False),
-                handler.request_deserializer,
-                handler.response_serializer,
-            )
-        if handler.stream_unary:
-            return grpc.stream_unary_rpc_method_handler(
-                self._unary(kind, handler.stream_unary, True), handler.request_deserializer, handler.response_serializer
-            )
-        return grpc.stream_stream_rpc_method_handler(
-            self._streaming(kind, handler.stream_stream, True),
-            handler.request_deserializer,
-            handler.response_serializer,
+        return rewrap(
+            handler,
+            lambda behavior, streamed: self._unary(kind, behavior, streamed),
+            lambda behavior, streamed: self._streaming(kind, behavior, streamed),
         )
 
     def _unary(self, kind: str, behavior: Callable, request_streaming: bool = False) -> Callable:

@@ -12,7 +12,7 @@ from pathlib import Path
 import grpc
 
 from lsic import __version__
-from lsic.cli_support import on_stop_signals, region_arg, run_main
+from lsic.cli_support import PORT, number, on_stop_signals, region_arg, run_main, whole_number
 from lsic.cloud.auth import OPERATOR_TOKEN_FILE
 from lsic.codec.errors import LsicError, UsageError
 
@@ -128,7 +128,7 @@ def cmd_decode(args: argparse.Namespace) -> int:
         from lsic.cloud.ops_http import start_ops_server
 
         try:
-            start_ops_server(args.metrics_host, args.metrics_port, REGISTRY, live=worker.stuck, ready=[store.ping])
+            start_ops_server(args.metrics_host, args.metrics_port, REGISTRY, live=worker.stuck, ready=[store.ping, blobs.ping])
         except LsicError as exc:  # decoding matters more than its metrics
             log.error("decode worker metrics not served", extra={"reason": str(exc)})
     on_stop_signals(worker.stop)
@@ -144,8 +144,6 @@ def _tile_pool(processes: int | None):
     """The decode worker's entropy-decoding processes (None: one per usable core), or None for none."""
     from lsic.codec.tile_pool import TilePool, usable_cores
 
-    if processes is not None and processes < 0:
-        raise UsageError(f"--decode-processes {processes}: give 0 or more")
     n = usable_cores() if processes is None else processes
     return TilePool(n) if n > 0 else None
 
@@ -170,23 +168,23 @@ def add_decode_args(p: argparse.ArgumentParser) -> None:
     from lsic.codec.bitstream import DEFAULT_LIMITS
 
     p.add_argument(
-        "--max-frame-pixels", type=int, default=DEFAULT_LIMITS.max_pixels,
+        "--max-frame-pixels", type=whole_number(1), default=DEFAULT_LIMITS.max_pixels,
         help=f"largest frame accepted and decoded (default {DEFAULT_LIMITS.max_pixels}, 134 MP)",
     )
-    p.add_argument("--max-frame-side", type=int, default=DEFAULT_LIMITS.max_side)
-    p.add_argument("--max-tile", type=int, default=DEFAULT_LIMITS.max_tile, help="largest tile size accepted")
+    p.add_argument("--max-frame-side", type=whole_number(1), default=DEFAULT_LIMITS.max_side)
+    p.add_argument("--max-tile", type=whole_number(64), default=DEFAULT_LIMITS.max_tile, help="largest tile size accepted")
     p.add_argument(
         "--blob-key-file", help="encrypt blobs at rest with these keys (lsic-cloud keygen; default $LSIC_BLOB_KEYS)"
     )
-    p.add_argument("--recon-cache-mb", type=int, default=2048, help="cap on the reconstruction cache")
+    p.add_argument("--recon-cache-mb", type=whole_number(0), default=2048, help="cap on the reconstruction cache")
     p.add_argument(
-        "--disk-reserve-mb", type=int, default=1024, help="free space the reconstruction cache never takes"
+        "--disk-reserve-mb", type=whole_number(0), default=1024, help="free space the reconstruction cache never takes"
     )
     p.add_argument("--decode-backend", choices=["auto", "torch", "onnx"], default="auto")
     p.add_argument("--decode-device", default="auto", help="auto, cpu or cuda")
-    p.add_argument("--decode-threads", type=int, default=0)
+    p.add_argument("--decode-threads", type=whole_number(0), default=0)
     p.add_argument(
-        "--decode-processes", type=int, default=None,
+        "--decode-processes", type=whole_number(0), default=None,
         help="processes the decode worker entropy-decodes tiles in, beside its synthesis (default: one per "
         "usable core; 0: none, the worker decodes its tiles itself)",
     )
@@ -200,7 +198,7 @@ def add_decode_args(p: argparse.ArgumentParser) -> None:
 
 def add_ops_args(p: argparse.ArgumentParser, note: str = "") -> None:
     p.add_argument(
-        "--metrics-port", type=int, default=0,
+        "--metrics-port", type=PORT, default=0,
         help="Prometheus /metrics and /healthz, /readyz on METRICS_HOST:PORT (0: off)" + (f"; {note}" if note else ""),
     )
     p.add_argument("--metrics-host", default="127.0.0.1", help="bind address of --metrics-port (default loopback)")
@@ -314,7 +312,7 @@ def add_client_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--ca", help="CA certificate that signed the service's TLS certificate")
     p.add_argument("--client-cert", help="client certificate, when the service requires one")
     p.add_argument("--client-key", help="client key, when the service requires one")
-    p.add_argument("--timeout", type=float, default=60.0, help="deadline of each call in seconds")
+    p.add_argument("--timeout", type=number(0, above=True), default=60.0, help="deadline of each call in seconds")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -335,22 +333,22 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--metadata", default="", help="metadata store: default SQLite in DATA, or postgresql://...")
     s.add_argument("--blobs", default="", help="blob store: default DATA/blobs, a folder, or s3://bucket/prefix")
     add_ops_args(s, "its decode worker uses PORT+1")
-    s.add_argument("--http-port", type=int, default=0, help="web viewer on HTTP_HOST:PORT (0: off)")
+    s.add_argument("--http-port", type=PORT, default=0, help="web viewer on HTTP_HOST:PORT (0: off)")
     s.add_argument("--http-host", default="127.0.0.1", help="web viewer bind address (default loopback)")
     s.add_argument("--no-decode", action="store_true", help="ingest only; no background decoding")
     add_decode_args(s)
-    s.add_argument("--max-message-mb", type=int, default=32, help="largest accepted message (default 32 MiB)")
-    s.add_argument("--max-fps-per-device", type=float, default=60.0)
-    s.add_argument("--max-streams-per-device", type=int, default=8)
+    s.add_argument("--max-message-mb", type=whole_number(1), default=32, help="largest accepted message (default 32 MiB)")
+    s.add_argument("--max-fps-per-device", type=number(0, above=True), default=60.0)
+    s.add_argument("--max-streams-per-device", type=whole_number(1), default=8)
     s.add_argument(
-        "--max-concurrent-calls", type=int, default=512, help="open streams and calls served at once (one thread each)"
+        "--max-concurrent-calls", type=whole_number(1), default=512, help="open streams and calls served at once (one thread each)"
     )
     s.add_argument(
-        "--max-anonymous-calls", type=int, default=16, help="of those, unauthenticated (health, reflection) calls"
+        "--max-anonymous-calls", type=whole_number(1), default=16, help="of those, unauthenticated (health, reflection) calls"
     )
-    s.add_argument("--max-calls-per-peer", type=int, default=256, help="calls one address may hold open")
+    s.add_argument("--max-calls-per-peer", type=whole_number(1), default=256, help="calls one address may hold open")
     s.add_argument(
-        "--idle-timeout", type=float, default=300.0, help="seconds a device or operator stream may stay silent"
+        "--idle-timeout", type=number(0, above=True), default=300.0, help="seconds a device or operator stream may stay silent"
     )
     s.set_defaults(func=cmd_serve)
 
@@ -359,18 +357,18 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument("--metadata", default="")
     w.add_argument("--blobs", default="")
     add_decode_args(w)
-    w.add_argument("--nice", type=int, default=0, help="lower this process's CPU priority by N")
+    w.add_argument("--nice", type=whole_number(0, 19), default=0, help="lower this process's CPU priority by N")
     w.add_argument(
         "--owner", help="name this worker's leases carry (default host:pid; a restarted worker under the same "
         "name takes its unfinished frames back at once)",
     )
-    w.add_argument("--batch-frames", type=int, default=16, help="frames claimed and decoded together")
+    w.add_argument("--batch-frames", type=whole_number(1), default=16, help="frames claimed and decoded together")
     w.add_argument(
         "--store-overlap", choices=["auto", "on", "off"], default="auto",
         help="store a batch while the next decodes (auto: when the synthesis runs on a GPU)",
     )
     add_ops_args(w)
-    w.add_argument("--lease-s", type=float, default=120.0, help="a claim not renewed this long is free for others")
+    w.add_argument("--lease-s", type=number(0, above=True), default=120.0, help="a claim not renewed this long is free for others")
     w.set_defaults(func=cmd_decode)
 
     k = sub.add_parser("keygen", help="add a blob encryption key to a key file (created with mode 0600)")
@@ -379,6 +377,7 @@ def build_parser() -> argparse.ArgumentParser:
     k.set_defaults(func=cmd_keygen)
 
     from lsic.cloud import reprocess
+    from lsic.cloud.storage.metadata import MAX_SEQUENCE
 
     rp = sub.add_parser("reprocess", help="re-decode, export or re-encode a device's time range as Ray tasks")
     reprocess.add_arguments(rp, DEFAULT_DATA)
@@ -394,11 +393,11 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("action", choices=["ls", "get", "bitstream"])
     f.add_argument("--device", required=True)
     f.add_argument("--stream", default="", help="stream id (default: all for ls, 'main' otherwise)")
-    f.add_argument("--seq", type=int, help="sequence number (default: the newest frame)")
+    f.add_argument("--seq", type=whole_number(0, MAX_SEQUENCE), help="sequence number (default: the newest frame)")
     f.add_argument("-o", "--output", default="frame.png")
     f.add_argument("--region", type=region_arg, help="x,y,w,h in full-resolution pixels")
     f.add_argument("--downscale", type=int, default=1, choices=[1, 2, 4, 8])
-    f.add_argument("--limit", type=int, default=1000)
+    f.add_argument("--limit", type=whole_number(1, 10000), default=1000)
     f.add_argument("--json", action="store_true")
     add_client_args(f)
     f.set_defaults(func=cmd_frames)

@@ -25,9 +25,10 @@ import grpc
 
 from lsic.cloud import metrics
 from lsic.cloud.auth import Authenticator, shown
+from lsic.cloud.call_errors import status_of
 from lsic.cloud.errors import FrameBusyError
 from lsic.cloud.frames import regions_json
-from lsic.cloud.storage.metadata import FrameRow, SqlMetadataStore, now_us
+from lsic.cloud.storage.metadata import MAX_SEQUENCE, FrameRow, SqlMetadataStore, now_us
 from lsic.codec.bitstream import DEFAULT_LIMITS, TILE_SAME_AS_PREVIOUS, FrameLimits, parse
 from lsic.codec.errors import LsicError
 from lsic.codec.package import package_for_header
@@ -36,7 +37,6 @@ from lsic.v1 import lsic_pb2_grpc as pb_grpc
 
 log = logging.getLogger("lsic.cloud.ingest")
 STREAM_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
-MAX_SEQUENCE = (1 << 63) - 1  # the databases' BIGINT
 MAX_REGIONS = 256
 
 
@@ -53,10 +53,6 @@ class Rejected(Exception):
     def __init__(self, code: grpc.StatusCode, message: str) -> None:
         super().__init__(message)
         self.code, self.message = code, message
-
-
-def status_of(exc: LsicError) -> grpc.StatusCode:
-    return grpc.StatusCode[exc.grpc_status]
 
 
 class TokenBucket:
@@ -234,10 +230,7 @@ class IngestService(pb_grpc.IngestServicer):
         device_id = self.auth.device(context)
         if not STREAM_ID_RE.fullmatch(request.stream_id):
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"invalid stream id {shown(request.stream_id)}")
-        try:
-            last = self.store.stream_position(device_id, request.stream_id)
-        except LsicError as exc:
-            context.abort(status_of(exc), str(exc))
+        last = self.store.stream_position(device_id, request.stream_id)  # LsicError: cloud.call_errors
         return pb.StreamState(
             stream_id=request.stream_id, exists=last is not None, next_sequence=0 if last is None else last + 1
         )

@@ -24,6 +24,10 @@ DECODE_WORKER_RESTARTS = Counter(
 CALLS_REFUSED = Counter(
     "lsic_calls_refused_total", "Calls refused by a concurrency budget or idle timeout", ["budget"], registry=REGISTRY
 )
+CALLS_FAILED = Counter(
+    "lsic_calls_failed_total", "Calls ended by an unexpected error (INTERNAL; the log has the trace)", ["method"],
+    registry=REGISTRY,
+)
 REJECTED = Counter("lsic_frames_rejected_total", "Frames rejected", ["code"], registry=REGISTRY)
 ERRORS = Counter("lsic_rpc_errors_total", "Calls ended with an error status", ["method", "code"], registry=REGISTRY)
 ACK_LATENCY = Histogram(

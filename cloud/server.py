@@ -24,6 +24,7 @@ from lsic.cloud import metrics
 from lsic.cloud.archive import AdminService, ArchiveService
 from lsic.cloud.auth import Authenticator, load_or_create_operator_token
 from lsic.cloud.budgets import BudgetInterceptor, Budgets
+from lsic.cloud.call_errors import ErrorInterceptor
 from lsic.cloud.errors import ConfigError
 from lsic.cloud.ingest import IngestLimits, IngestService
 from lsic.cloud.reconstruct import Reconstructor
@@ -161,7 +162,7 @@ class CloudServer:
             futures.ThreadPoolExecutor(max_workers=cfg.workers),
             options=opts,
             maximum_concurrent_rpcs=cfg.workers,
-            interceptors=[self.budgets],
+            interceptors=[self.budgets, ErrorInterceptor()],  # budgets first: a refused call does no work
         )
         lsic_pb2_grpc.add_IngestServicer_to_server(self.ingest, self.server)
         lsic_pb2_grpc.add_ArchiveServicer_to_server(ArchiveService(self.store, self.recon, self.auth), self.server)
@@ -225,7 +226,7 @@ class CloudServer:
                 self.cfg.metrics_port,
                 metrics.REGISTRY,
                 live=lambda: "stopping" if self.stopping else None,
-                ready=[self.store.ping],
+                ready=[self.store.ping, self.blobs.ping],
             )
         if self.cfg.http_port:
             from lsic.cloud.web import start_web

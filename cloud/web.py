@@ -11,6 +11,7 @@ import hmac
 import json
 import logging
 import threading
+import uuid
 from http import cookies
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from importlib import resources
@@ -19,11 +20,15 @@ from urllib.parse import parse_qs, urlparse
 from lsic.cloud.auth import hash_token
 from lsic.cloud.errors import ConfigError
 from lsic.cloud.frames import frame_info, frame_summary
-from lsic.codec.errors import LsicError
+from lsic.cloud.storage.metadata import MAX_SEQUENCE
+from lsic.codec.errors import LsicError, UsageError
 from lsic.codec.image_io import encode_image
 
 log = logging.getLogger("lsic.cloud.web")
 COOKIE = "lsic_operator"
+# An LsicError's gRPC status as an HTTP status, as Google's API design guide maps them.
+HTTP_STATUS = {"INVALID_ARGUMENT": 400, "FAILED_PRECONDITION": 400, "OUT_OF_RANGE": 400, "NOT_FOUND": 404,
+               "RESOURCE_EXHAUSTED": 429, "UNAVAILABLE": 503}
 
 
 VENDOR = {
@@ -86,12 +91,29 @@ def make_handler(server):  # server: lsic.cloud.server.CloudServer
                     {"Set-Cookie": f"{COOKIE}={token}; HttpOnly; SameSite=Strict; Path=/"} if from_query else None,
                 )
             except LsicError as exc:
-                self._json({"error": str(exc)}, 400)
-            except (KeyError, ValueError) as exc:
-                self._json({"error": f"bad request: {exc}"}, 400)
+                self._json({"error": str(exc)}, HTTP_STATUS.get(exc.grpc_status, 500))
+            except Exception as exc:  # the client gets a status and a reference, the log the trace
+                ref = uuid.uuid4().hex[:12]
+                log.error("request failed", exc_info=exc, extra={"path": url.path, "ref": ref})
+                self._json({"error": f"internal error (the service log has it as ref {ref})"}, 500)
 
         def route(self, path: str, q: dict, page: bytes, extra: dict | None) -> None:
             arg = lambda name, default=None: q.get(name, [default])[0]  # noqa: E731
+
+            def number(name: str, default: int | None = None, low: int = 0, high: int = MAX_SEQUENCE) -> int:
+                text = arg(name)
+                if text is None:
+                    if default is None:
+                        raise UsageError(f"{name} is required")
+                    return default
+                try:
+                    value = int(text)
+                except ValueError:
+                    raise UsageError(f"{name} must be a whole number, got {text[:32]!r}") from None
+                if not low <= value <= high:
+                    raise UsageError(f"{name} must be {low}..{high}, got {value}")
+                return value
+
             if path == "/":
                 self._send(200, page, "text/html; charset=utf-8", extra)
             elif path == "/api/devices":
@@ -112,13 +134,13 @@ def make_handler(server):  # server: lsic.cloud.server.CloudServer
                 rows = store.list_frames(
                     arg("device"),
                     arg("stream", ""),
-                    limit=min(int(arg("limit", 200)), 1000),
-                    after_seq=int(arg("after", -1)),
+                    limit=number("limit", 200, low=1, high=1000),
+                    after_seq=number("after", -1, low=-1),
                     newest_first=arg("newest") == "1",
                 )
                 self._json([frame_summary(frame_info(r)) for r in rows])
             elif path == "/api/bits.png":
-                row = store.get_frame(arg("device"), arg("stream"), int(arg("seq")))
+                row = store.get_frame(arg("device", ""), arg("stream", "main"), number("seq"))
                 if row is None:
                     self._json({"error": "no such frame"}, 404)
                     return
@@ -126,13 +148,14 @@ def make_handler(server):  # server: lsic.cloud.server.CloudServer
                 self._send(200, png, "image/png", {"X-Max-Bits-Per-Pixel": f"{scale:.4f}",
                                                    "X-Mean-Bits-Per-Pixel": f"{mean:.4f}"})
             elif path == "/api/frame.png":
-                row = store.get_frame(arg("device"), arg("stream"), int(arg("seq")))
+                row = store.get_frame(arg("device", ""), arg("stream", "main"), number("seq"))
                 if row is None:
                     self._json({"error": "no such frame"}, 404)
                     return
-                w, h = int(arg("w", 0)), int(arg("h", 0))
-                region = (int(arg("x", 0)), int(arg("y", 0)), w, h) if w and h else None
-                rgb, tiles = recon.render(row, region, int(arg("downscale", 1)))
+                side = row.width if row.width > row.height else row.height
+                w, h = number("w", 0, high=side), number("h", 0, high=side)
+                region = (number("x", 0, high=side), number("y", 0, high=side), w, h) if w and h else None
+                rgb, tiles = recon.render(row, region, number("downscale", 1, low=1, high=8))
                 self._send(200, encode_image(rgb, ".png"), "image/png", {"X-Tiles-Decoded": str(tiles)})
             else:
                 self._json({"error": "not found"}, 404)

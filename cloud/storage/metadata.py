@@ -22,8 +22,10 @@ from contextlib import contextmanager, suppress
 from dataclasses import astuple, dataclass, fields
 from pathlib import Path
 
-from lsic.cloud.errors import MetadataUnavailableError, StorageFullError
+from lsic.cloud.errors import ConfigError, MetadataUnavailableError, StorageFullError
 from lsic.codec.errors import LsicError
+
+MAX_SEQUENCE = (1 << 63) - 1  # the databases' BIGINT: a larger sequence number names no frame
 
 SCHEMA = [
     """CREATE TABLE IF NOT EXISTS devices (
@@ -283,6 +285,8 @@ class SqlMetadataStore:
         return FrameRow(*row) if row else None
 
     def get_frame(self, device_id: str, stream_id: str, seq: int) -> FrameRow | None:
+        if not 0 <= seq <= MAX_SEQUENCE:
+            return None
         with self._tx() as cur:
             row = self._get(cur, device_id, stream_id, seq)
         return row if row is not None and row.stored == 1 else None
@@ -343,7 +347,9 @@ class SqlMetadataStore:
         if to_us:
             sql += " AND capture_us < ?"
             params.append(to_us)
-        if after_seq >= 0:
+        if after_seq > MAX_SEQUENCE and not newest_first:
+            return []
+        if 0 <= after_seq <= MAX_SEQUENCE:
             sql += " AND seq < ?" if newest_first else " AND seq > ?"
             params.append(after_seq)
         sql += " ORDER BY capture_us DESC, seq DESC LIMIT ?" if newest_first else " ORDER BY stream_id, seq LIMIT ?"
@@ -546,9 +552,12 @@ class PostgresMetadataStore(SqlMetadataStore):
 
 
 def open_metadata(url: str, data_dir: Path) -> SqlMetadataStore:
-    """'sqlite' (default: DATA/metadata.db), 'sqlite:///path' or a postgresql:// DSN."""
+    """'' (default: DATA/metadata.db), 'sqlite:///path' or a postgresql:// DSN. Anything else is
+    refused: replicas that fell back to a SQLite file each would split the archive between them."""
     if url.startswith(("postgres://", "postgresql://")):
         return PostgresMetadataStore(url)
     if url.startswith("sqlite:///"):
         return SqliteMetadataStore(Path(url[len("sqlite:///") :]))
+    if url:
+        raise ConfigError(f"unknown metadata store {url!r}: give postgresql://... or sqlite:///PATH")
     return SqliteMetadataStore(data_dir / "metadata.db")

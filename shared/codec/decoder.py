@@ -142,8 +142,8 @@ class Decoder:
         pkg = self.package_for(parsed)
         grid = parsed.header.grid
         x, y, w, h = job.region if job.region else (0, 0, grid.width, grid.height)
+        needed = _with_neighbours(grid, x, y, w, h)  # refuses a region outside the image before allocating it
         st = _JobState(job, pkg, self.synthesis(pkg), grid, x, y, np.zeros((h, w, 3), dtype=np.uint8))
-        needed = _with_neighbours(grid, x, y, w, h)
         st.refs = [t for t in needed if parsed.reuses_pixels(t.index)]
         coded = [t for t in needed if not parsed.reuses_pixels(t.index)]
         st.decoded = coded

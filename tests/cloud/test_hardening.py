@@ -143,6 +143,35 @@ def test_exact_validation_and_bounded_messages(cloud, frames):
     assert "invalid device id" in exc.value.stderr
 
 
+def test_archive_requests_beyond_any_frame_get_a_status_and_a_reason(cloud, frames):
+    token = cloud.add_device("cam-keys")
+    with grpc.insecure_channel(cloud.address) as ch:
+        assert pb_grpc.IngestStub(ch).PutFrame(record(0, frames[7]), metadata=md(token), timeout=30).status == (
+            pb.FrameAck.STORED
+        )
+        archive, op = pb_grpc.ArchiveStub(ch), md(cloud.operator_token())
+        for seq in ((1 << 63) - 1, 1 << 63, (1 << 64) - 1):
+            with pytest.raises(grpc.RpcError) as exc:
+                archive.GetFrame(pb.FrameKey(device_id="cam-keys", stream_id="main", sequence=seq), metadata=op)
+            assert exc.value.code() == grpc.StatusCode.NOT_FOUND, seq
+        listed = archive.ListFrames(pb.ListFramesRequest(device_id="cam-keys", after_sequence=(1 << 64) - 1),
+                                    metadata=op, timeout=10)
+        assert list(listed.frames) == []
+        key = pb.FrameKey(device_id="cam-keys", stream_id="main", sequence=0)
+        t0 = time.monotonic()
+        for region in ((0, 0, 4_000_000_000, 4_000_000_000), (100, 0, 64, 64)):  # the frame is 96x120
+            with pytest.raises(grpc.RpcError) as exc:
+                archive.Reconstruct(pb.ReconstructRequest(key=key, x=region[0], y=region[1], width=region[2],
+                                                          height=region[3]), metadata=op, timeout=30)
+            assert exc.value.code() == grpc.StatusCode.OUT_OF_RANGE and "not inside the 96x120 image" in (
+                exc.value.details()
+            )
+        assert time.monotonic() - t0 < 10, "refused before anything was allocated"
+    bad = subprocess.run([*cloud_command(), "frames", "get", "--device", "cam-keys", "--seq", "-1"],
+                         capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 2 and "--seq: must be 0.." in bad.stderr and "Traceback" not in bad.stderr
+
+
 def test_files_holding_secrets_are_the_owners_alone(cloud):
     for name in ("metadata.db", "operator.token"):
         mode = stat.S_IMODE((cloud.data / name).stat().st_mode)

@@ -4,6 +4,7 @@ by drag, and saving. The tests check what is on screen: pixels of screenshots.""
 
 from __future__ import annotations
 
+import json
 import shutil
 import urllib.error
 import urllib.request
@@ -151,3 +152,27 @@ def test_bits_map_from_the_archive_api(viewer):
         r = pb_grpc.ArchiveStub(ch).GetBitsMap(key, metadata=(("authorization", f"Bearer {cloud.operator_token()}"),))
     img = cv2.imdecode(np.frombuffer(r.png, np.uint8), cv2.IMREAD_COLOR)
     assert img.shape == (512, 768, 3) and r.max_bits_per_pixel > r.mean_bits_per_pixel > 0
+
+
+@pytest.mark.parametrize(
+    "query, status, says",
+    [
+        ("/api/frame.png?device=cam-web&stream=main", 400, "seq is required"),
+        ("/api/frame.png?device=cam-web&stream=main&seq=abc", 400, "seq must be a whole number"),
+        ("/api/frame.png?device=cam-web&stream=main&seq=99999999999999999999999", 400, "seq must be 0.."),
+        ("/api/frame.png?device=cam-web&stream=main&seq=9223372036854775807", 404, "no such frame"),
+        ("/api/frame.png?device=cam-web&stream=main&seq=0&x=0&y=0&w=100000000&h=100000000", 400, "w must be 0..768"),
+        ("/api/frame.png?device=cam-web&stream=main&seq=0&x=700&y=0&w=100&h=100", 400, "not inside the 768x512"),
+        ("/api/frame.png?device=cam-web&stream=main&seq=0&w=-10&h=10", 400, "w must be 0..768"),
+        ("/api/frame.png?device=cam-web&stream=main&seq=0&downscale=3", 400, "downscale must be one of"),
+        ("/api/bits.png?device=cam-web", 400, "seq is required"),
+        ("/api/frames?device=cam-web&limit=0", 400, "limit must be 1..1000"),
+    ],
+)
+def test_malformed_viewer_requests_get_a_status_and_a_reason(viewer, query, status, says):
+    cloud, base = viewer
+    req = urllib.request.Request(base + query, headers={"Authorization": f"Bearer {cloud.operator_token()}"})
+    with pytest.raises(urllib.error.HTTPError) as exc:
+        urllib.request.urlopen(req, timeout=10)
+    assert exc.value.code == status
+    assert says in json.loads(exc.value.read())["error"]
