@@ -13,7 +13,7 @@ import os
 import shutil
 from pathlib import Path
 
-from lsic.cloud.errors import BlobStoreError, StorageFullError
+from lsic.cloud.errors import BlobStoreError, ConfigError, StorageFullError
 from lsic.fsutil import atomic_write
 
 
@@ -59,6 +59,14 @@ class LocalBlobStore:
         """Room left on the store's file system (None where unknown, as for S3)."""
         return shutil.disk_usage(self.root).free
 
+    def ping(self) -> str | None:
+        """None when blobs can be written here, else why not (a readiness check)."""
+        if not self.root.is_dir():
+            return f"blob folder {self.root} is gone"
+        if not os.access(self.root, os.W_OK | os.X_OK):
+            return f"blob folder {self.root} is not writable by this user"
+        return None
+
 
 class S3BlobStore:
     """S3 or any S3-compatible service (MinIO, Ceph, moto) through boto3."""
@@ -95,7 +103,13 @@ class S3BlobStore:
             raise self._typed(exc, "read") from exc
 
     def exists(self, key: str) -> bool:
-        return self.get(key) is not None
+        try:
+            self.s3.head_object(Bucket=self.bucket, Key=self._key(key))
+        except self._errors as exc:
+            if getattr(exc, "response", {}).get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+                return False
+            raise self._typed(exc, "read") from exc
+        return True
 
     def delete(self, key: str) -> None:
         try:
@@ -106,15 +120,31 @@ class S3BlobStore:
     def free_bytes(self) -> int | None:
         return None
 
+    def ping(self) -> str | None:
+        """None when the bucket answers, else why not (a readiness check)."""
+        try:
+            self.s3.head_bucket(Bucket=self.bucket)
+        except self._errors as exc:
+            return f"bucket {self.bucket!r} does not answer: {exc}"
+        return None
+
 
 def open_blobs(url: str, data_dir: Path, keyring=None):
     """'' (default: DATA/blobs), a folder path, or s3://bucket/prefix (endpoint from $LSIC_S3_ENDPOINT);
-    with a keyring (lsic.cloud.storage.encryption), every blob is encrypted at rest."""
+    with a keyring (lsic.cloud.storage.encryption), every blob is encrypted at rest. Raises
+    ConfigError for any other scheme, and BlobStoreError when the store cannot be used now."""
     if url.startswith("s3://"):
         bucket, _, prefix = url[len("s3://") :].partition("/")
+        if not bucket:
+            raise ConfigError(f"blob store {url!r} names no bucket: give s3://BUCKET[/PREFIX]")
         store = S3BlobStore(bucket, prefix, os.environ.get("LSIC_S3_ENDPOINT") or None)
+    elif "://" in url:
+        raise ConfigError(f"unknown blob store {url!r}: give a folder or s3://BUCKET[/PREFIX]")
     else:
         store = LocalBlobStore(Path(url) if url else data_dir / "blobs")
+    problem = store.ping()
+    if problem is not None:
+        raise BlobStoreError(f"cannot use the blob store: {problem}")
     if keyring is None:
         return store
     from lsic.cloud.storage.encryption import EncryptedBlobStore

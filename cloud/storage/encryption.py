@@ -134,3 +134,6 @@ class EncryptedBlobStore:
 
     def free_bytes(self) -> int | None:
         return self.inner.free_bytes()
+
+    def ping(self) -> str | None:
+        return self.inner.ping()

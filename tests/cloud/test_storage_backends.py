@@ -3,6 +3,8 @@ on a local folder and an S3-compatible server; and the service running on Postgr
 
 from __future__ import annotations
 
+import subprocess
+
 import boto3
 import grpc
 import pytest
@@ -18,7 +20,7 @@ from lsic.cloud.storage.metadata import (
     SqliteMetadataStore,
     now_us,
 )
-from lsic.testing import CloudProcess
+from lsic.testing import CloudProcess, cloud_command
 from lsic.v1 import lsic_pb2 as pb
 from lsic.v1 import lsic_pb2_grpc as pb_grpc
 
@@ -185,6 +187,33 @@ def test_blob_contract(tmp_path, s3):
         blobs.delete("a/b.lsic")  # deleting what is gone is not an error
     with pytest.raises(ValueError):
         LocalBlobStore(tmp_path / "b").put("../escape", b"x")
+
+
+@pytest.mark.parametrize(
+    "flags, code, says",
+    [
+        (["--metadata", "mysql://db/lsic"], 25, "unknown metadata store 'mysql://db/lsic'"),
+        (["--metadata", "postgresq://typo"], 25, "unknown metadata store"),
+        (["--blobs", "ftp://host/x"], 25, "unknown blob store 'ftp://host/x'"),
+        (["--blobs", "s3://"], 25, "names no bucket"),
+        (["--blobs", "s3://no-such-bucket/x"], 26, "bucket 'no-such-bucket' does not answer"),
+    ],
+)
+def test_a_store_the_service_cannot_use_stops_it_at_once(tmp_path, s3, monkeypatch, flags, code, says):
+    """A typo must not start a replica on a SQLite file or a folder of its own, splitting the archive."""
+    monkeypatch.setenv("LSIC_S3_ENDPOINT", s3.endpoint)
+    r = subprocess.run([*cloud_command(), "serve", "--insecure", "--data", str(tmp_path / "d"), *flags],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == code and says in r.stderr and "Traceback" not in r.stderr
+    assert not (tmp_path / "d" / "metadata.db").exists() or flags[0] == "--blobs"
+    assert not any(p.name.endswith(":") for p in tmp_path.rglob("*")), "no folder named after a URL"
+
+
+def test_blob_stores_say_when_they_cannot_be_used(tmp_path, s3):
+    local = LocalBlobStore(tmp_path / "b")
+    assert local.ping() is None and S3BlobStore("lsic", "t", s3.endpoint).ping() is None
+    (tmp_path / "b").rmdir()
+    assert "is gone" in local.ping()
 
 
 def test_service_on_postgres_and_s3(tmp_path, postgres, s3, encoder, monkeypatch):
