@@ -22,6 +22,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from lsic.cli_support import whole_number
+from lsic.codec.errors import UsageError
+
 log = logging.getLogger("lsic.cloud.reprocess")
 ACTIONS = ("png", "pyramid", "reencode")
 
@@ -88,21 +91,37 @@ def process_chunk(job: Job, keys: list[tuple[str, str, int]]) -> list[dict]:
     return results
 
 
+def finished_frames(manifest: Path) -> set[tuple[str, str, int]]:
+    """The frames a run before this one finished. A line cut short by a crash is skipped: its
+    frame is done again."""
+    done: set[tuple[str, str, int]] = set()
+    if manifest.is_file():
+        for line in manifest.read_text().splitlines():
+            try:
+                entry = json.loads(line)
+                done.add((entry["device"], entry["stream"], int(entry["seq"])))
+            except (ValueError, KeyError, TypeError):
+                log.warning("unreadable manifest line skipped", extra={"manifest": str(manifest), "line": line[:80]})
+    return done
+
+
 def run(args: argparse.Namespace) -> int:
     import ray
 
     from lsic.cloud.storage.metadata import open_metadata
 
+    if args.action == "reencode":  # refused here, not once per frame in every task
+        from lsic.codec.package import load_package
+
+        load_package(args.model).check_quality(args.quality)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     done_path = out / "done.jsonl"
-    done = set()
-    if done_path.is_file():
-        for line in done_path.read_text().splitlines():
-            entry = json.loads(line)
-            done.add((entry["device"], entry["stream"], entry["seq"]))
+    done = finished_frames(done_path)
     store = open_metadata(args.metadata, Path(args.data))
     try:
+        if store.get_device(args.device) is None:
+            raise UsageError(f"no device {args.device!r} is registered")
         rows = store.list_frames(args.device, args.stream or "", args.from_us, args.to_us, limit=args.limit)
     finally:
         store.close()
@@ -143,14 +162,14 @@ def add_arguments(p: argparse.ArgumentParser, default_data: str) -> None:
     p.add_argument("action", choices=ACTIONS)
     p.add_argument("--device", required=True)
     p.add_argument("--stream", default="", help="one stream (default: all of the device's)")
-    p.add_argument("--from-us", type=int, default=0, help="capture time from (µs since the epoch, inclusive)")
-    p.add_argument("--to-us", type=int, default=0, help="capture time to (exclusive; 0: no bound)")
+    p.add_argument("--from-us", type=whole_number(0), default=0, help="capture time from (µs since the epoch, inclusive)")
+    p.add_argument("--to-us", type=whole_number(0), default=0, help="capture time to (exclusive; 0: no bound)")
     p.add_argument("--out", required=True, help="output folder (and done.jsonl, the resume manifest)")
     p.add_argument("--model", default="default", help="model package for reencode")
-    p.add_argument("--quality", type=int, default=6, help="quality for reencode")
-    p.add_argument("--chunk", type=int, default=16, help="frames per Ray task")
-    p.add_argument("--limit", type=int, default=1_000_000, help="frames listed at most")
-    p.add_argument("--max-frames", type=int, default=0, help="stop after this many (0: all)")
+    p.add_argument("--quality", type=whole_number(1), default=6, help="quality for reencode")
+    p.add_argument("--chunk", type=whole_number(1), default=16, help="frames per Ray task")
+    p.add_argument("--limit", type=whole_number(1), default=1_000_000, help="frames listed at most")
+    p.add_argument("--max-frames", type=whole_number(0), default=0, help="stop after this many (0: all)")
     p.add_argument("--ray-address", help="Ray cluster address (default: a local Ray started for the run)")
     p.add_argument("--data", default=default_data, help="service data folder (local blobs, SQLite metadata)")
     p.add_argument("--metadata", default="")

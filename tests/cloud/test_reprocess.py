@@ -67,6 +67,8 @@ def test_export_a_range_as_png_resuming_where_it_stopped(archive, ray_cluster, t
     out = tmp_path / "png"
     first = reprocess(data, ray_cluster, "png", "--out", str(out), "--max-frames", "5")
     assert first["done"] == 5
+    with (out / "done.jsonl").open("a") as manifest:  # a run killed while writing its manifest
+        manifest.write('{"device": "cam-bulk", "str')
     rest = reprocess(data, ray_cluster, "png", "--out", str(out), "--from-us", "10000", "--to-us", "10012")
     assert rest == {**rest, "frames": 12, "skipped": 5, "done": 7, "failed": 0}
     pngs = sorted((out / "cam-bulk" / "main").glob("*.png"))
@@ -85,3 +87,20 @@ def test_reencode_with_another_model_package(archive, ray_cluster, tmp_path):
     files = sorted((out / "cam-bulk" / "main").glob("*.lsic"))
     assert len(files) == 12 and parse(files[4].read_bytes()).header.model_id == "lite"
     assert Decoder(backend="onnx").decode(files[4].read_bytes()).rgb.shape == images[4].shape
+
+
+@pytest.mark.parametrize(
+    "args, code, says",
+    [
+        (["reencode", "--model", "nosuch"], 9, "unknown model 'nosuch'"),
+        (["reencode", "--model", "lite", "--quality", "11"], 11, "quality must be 1..10 for model lite"),
+        (["png", "--device", "cam-none"], 2, "no device 'cam-none' is registered"),
+        (["png", "--chunk", "0"], 2, "--chunk: must be 1 or more"),
+    ],
+)
+def test_a_job_that_cannot_run_is_refused_before_ray_starts(archive, tmp_path, args, code, says):
+    data, _, _ = archive
+    cmd = [*cloud_command(), "reprocess", "--device", "cam-bulk", *args, "--data", str(data), "--out",
+           str(tmp_path / "out"), "--ray-address", "127.0.0.1:1"]  # no cluster there: it is never asked
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert r.returncode == code and says in r.stderr and "Traceback" not in r.stderr
