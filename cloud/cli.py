@@ -239,6 +239,10 @@ def cmd_device(args: argparse.Namespace) -> int:
 def cmd_frames(args: argparse.Namespace) -> int:
     from lsic.v1 import lsic_pb2 as pb
 
+    if args.action == "get":
+        from lsic.codec.image_io import check_writable
+
+        output = check_writable(args.output or "frame.png")
     archive, _, md = operator_channel(args)
     if args.action == "ls":
         frames = archive.ListFrames(
@@ -274,18 +278,24 @@ def cmd_frames(args: argparse.Namespace) -> int:
     key = pb.FrameKey(device_id=args.device, stream_id=stream, sequence=seq)
     if args.action == "bitstream":
         data = archive.GetBitstream(key, metadata=md, timeout=args.timeout).bitstream
-        Path(args.output).write_bytes(data)
-        print(json.dumps({"output": args.output, "bytes": len(data)}))
+        path = Path(args.output or "frame.lsic")
+        path.write_bytes(data)
+        print(json.dumps({"output": str(path), "bytes": len(data)}))
         return 0
     req = pb.ReconstructRequest(key=key, downscale=args.downscale)
     if args.region:
         req.x, req.y, req.width, req.height = args.region
     r = archive.Reconstruct(req, metadata=md, timeout=args.timeout)
-    Path(args.output).write_bytes(r.png)
+    if output.suffix.lower() == ".png":
+        output.write_bytes(r.png)
+    else:  # the service answers PNG; any other format the codec writes is converted here
+        from lsic.codec.image_io import decode_image, write_rgb
+
+        write_rgb(output, decode_image(r.png))
     print(
         json.dumps(
             {
-                "output": args.output,
+                "output": str(output),
                 "width": r.width,
                 "height": r.height,
                 "tiles_decoded": r.tiles_decoded,
@@ -394,7 +404,7 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--device", required=True)
     f.add_argument("--stream", default="", help="stream id (default: all for ls, 'main' otherwise)")
     f.add_argument("--seq", type=whole_number(0, MAX_SEQUENCE), help="sequence number (default: the newest frame)")
-    f.add_argument("-o", "--output", default="frame.png")
+    f.add_argument("-o", "--output", help="file to write (default frame.png for get, frame.lsic for bitstream)")
     f.add_argument("--region", type=region_arg, help="x,y,w,h in full-resolution pixels")
     f.add_argument("--downscale", type=int, default=1, choices=[1, 2, 4, 8])
     f.add_argument("--limit", type=whole_number(1, 10000), default=1000)

@@ -427,7 +427,9 @@ def parse(data: bytes, limits: FrameLimits | None = DEFAULT_LIMITS) -> ParsedCon
     limits: the largest frame accepted (FrameLimitError beyond it); None for a bitstream whose
     size was already checked (a decoder's worker processes).
     """
-    if not data or data[:4] != MAGIC[: len(data[:4])]:
+    if not data:
+        raise TruncatedBitstreamError("bitstream is empty (0 bytes)")
+    if data[:4] != MAGIC[: len(data[:4])]:
         raise BitstreamError("not an LSIC bitstream (bad magic)")
     if len(data) < 5:
         raise TruncatedBitstreamError(f"bitstream is {len(data)} bytes, shorter than a header")

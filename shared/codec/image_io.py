@@ -73,14 +73,18 @@ def read_rgb(path: str | Path, quiet: bool = False) -> np.ndarray:
         raise InputImageError(f"{path}: no such file")
     if path.stat().st_size == 0:
         raise InputImageError(f"{path}: empty file")
-    data = np.fromfile(path, dtype=np.uint8)
-    img = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
+    return decode_image(np.fromfile(path, dtype=np.uint8), str(path), quiet=quiet)
+
+
+def decode_image(data: bytes | np.ndarray, source: str = "image", quiet: bool = False) -> np.ndarray:
+    """An encoded image (PNG, JPEG, ...) held in memory as (H, W, 3) uint8 RGB."""
+    img = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_UNCHANGED)
     if img is None:
-        raise InputImageError(f"{path}: not a readable image")
+        raise InputImageError(f"{source}: not a readable image")
     if img.ndim == 3 and img.shape[2] >= 3:
         code = cv2.COLOR_BGRA2RGBA if img.shape[2] == 4 else cv2.COLOR_BGR2RGB
         img = cv2.cvtColor(img, code)
-    return to_rgb8(img, str(path), quiet=quiet)
+    return to_rgb8(img, source, quiet=quiet)
 
 
 def read_folder(folder: Path, min_side: int = 0) -> list[np.ndarray]:

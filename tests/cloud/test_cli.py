@@ -72,3 +72,15 @@ def test_frames_of_an_unknown_device(stored):
     r = cli("frames", "ls", "--device", "nosuch", "--server", stored.address, "--data", str(stored.data),
             "--insecure")
     one_error_line(r, 3, "no device 'nosuch' is registered")
+
+
+def test_frames_are_written_as_their_file_names_say(stored, tmp_path):
+    where = ("--server", stored.address, "--data", str(stored.data), "--insecure")
+    r = cli("frames", "get", "--device", "cam-cli", "--seq", "1", "-o", "f.jpg", *where, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert (tmp_path / "f.jpg").read_bytes()[:2] == b"\xff\xd8"
+    r = cli("frames", "bitstream", "--device", "cam-cli", "--seq", "1", *where, cwd=tmp_path)
+    assert r.returncode == 0 and (tmp_path / "frame.lsic").read_bytes()[:4] == b"LSIC"
+    one_error_line(cli("frames", "get", "--device", "cam-cli", "-o", "f.xyz", *where, cwd=tmp_path), 2,
+                   "cannot write .xyz images")
+    assert not (tmp_path / "f.xyz").exists()
