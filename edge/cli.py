@@ -12,8 +12,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 from lsic import __version__
-from lsic.cli_support import PORT, number, on_stop_signals, run_main, whole_number
+from lsic.cli_support import PORT, number, on_stop_signals, one_of, run_main, whole_number
 from lsic.codec.errors import UsageError
+from lsic.edge.regions import MASK_METHODS
+from lsic.edge.spool import POLICIES
 
 log = logging.getLogger("lsic.edge")
 
@@ -33,8 +35,8 @@ SETTINGS: dict[str, tuple[Callable, object, str]] = {
     "timeout": (number(0), 0.0, "with --max-frames: exit 1 if not all acknowledged after this many seconds"),
     "spool": (str, ".lsic-spool", "spool folder (durable queue of unacknowledged frames)"),
     "spool_max_mb": (number(0, above=True), 512.0, "spool size limit in MiB"),
-    "spool_policy": (str, "drop-oldest", "when the spool is full: drop-oldest or pause"),
-    "temporal": (str, "auto", "code only the blocks that changed since the last frame: auto (on for cameras, streams and video files), on, off"),
+    "spool_policy": (one_of(*POLICIES), "drop-oldest", "when the spool is full: drop-oldest or pause"),
+    "temporal": (one_of("auto", "on", "off"), "auto", "code only the blocks that changed since the last frame: auto (on for cameras, streams and video files), on, off"),
     "keyframe_interval": (whole_number(1), 250, "with temporal coding: a keyframe (decodable on its own) every N frames"),
     "max_fps": (number(0), 0.0, "frame-rate cap (0: none)"),
     "resize": (str, "", "resize frames to WxH"),
@@ -49,7 +51,7 @@ SETTINGS: dict[str, tuple[Callable, object, str]] = {
     "roi_steps": (number(0, above=True), 3.0, "qualities added in motion and people regions"),
     "mask": (str, "", "privacy masks applied before encoding: any of faces,polygons"),
     "mask_polygons": (str, "", "polygons for --mask polygons: 'x,y x,y x,y;...'"),
-    "mask_method": (str, "pixelate", "how masked pixels are obscured: pixelate or fill"),
+    "mask_method": (one_of(*MASK_METHODS), "pixelate", "how masked pixels are obscured: pixelate or fill"),
     "metrics_port": (PORT, 0, "Prometheus metrics on 127.0.0.1:PORT (0: off)"),
     "status_every": (number(0, above=True), 5.0, "seconds between status lines"),
 }
@@ -135,8 +137,6 @@ def _ints(text: str, n: int, sep: str, what: str) -> tuple[int, ...] | None:
 def _temporal(mode: str, source: str) -> bool:
     from lsic.edge.sources import is_video_source
 
-    if mode not in ("auto", "on", "off"):
-        raise UsageError(f"--temporal must be auto, on or off, not {mode!r}")
     return mode == "on" or (mode == "auto" and is_video_source(source))
 
 
@@ -169,8 +169,6 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     roi = regions.kinds(s["roi"], regions.ROI_KINDS, "--roi")
     mask = regions.kinds(s["mask"], regions.MASK_KINDS, "--mask")
-    if s["mask_method"] not in regions.MASK_METHODS:
-        raise UsageError(f"--mask-method must be one of {', '.join(regions.MASK_METHODS)}")
     interest = (
         regions.InterestFinder(roi, regions.parse_boxes(s["roi_boxes"]), s["roi_steps"]) if roi else None
     )

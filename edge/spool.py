@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lsic.fsutil import atomic_write
+from lsic.v1 import lsic_pb2 as pb
 
 log = logging.getLogger("lsic.edge.spool")
 POLICIES = ("drop-oldest", "pause")
@@ -57,17 +58,50 @@ class Spool:
         self.cond = threading.Condition()
         self.stream_id = stream_id
         self.conflicts_dir = self.dir / "conflicts"
-        self._sizes = {self._seq(p): p.stat().st_size for p in self.dir.glob("*.rec")}
+        self._sizes = self._frames_on_disk()
         self._state_path = self.dir / "state.json"
-        state = json.loads(self._state_path.read_text()) if self._state_path.is_file() else {}
+        state = self._read_state()
         self._persisted_seq = int(state.get("next_seq", 0))
         # a spool with a history has its numbering from a cloud it talked to; only a new one is unsynced
         self.synced = bool(state.get("synced", bool(state) or bool(self._sizes)))
         self.next_seq = max([self._persisted_seq, *(s + 1 for s in self._sizes)])
 
-    @staticmethod
-    def _seq(path: Path) -> int:
-        return int(path.stem)
+    def _frames_on_disk(self) -> dict[int, int]:
+        """Sequence number -> size of the frame files. A file named otherwise than the spool names
+        them is renamed if it holds a number, else set aside in rejected/: never in the way, never lost."""
+        sizes = {}
+        for path in sorted(self.dir.glob("*.rec")):
+            if not path.stem.isdigit():
+                self._quarantine(path, "not a spool frame file name")
+                continue
+            seq = int(path.stem)
+            if path != self._path(seq):
+                if self._path(seq).exists():
+                    self._quarantine(path, f"a second file for frame {seq}")
+                    continue
+                os.replace(path, self._path(seq))
+            sizes[seq] = self._path(seq).stat().st_size
+        return sizes
+
+    def _read_state(self) -> dict:
+        """state.json, or {} when there is none or it cannot be read (then kept aside, and the
+        spool numbers as a spool without state does: from its frames, or from the cloud)."""
+        if not self._state_path.is_file():
+            return {}
+        try:
+            state = json.loads(self._state_path.read_text())
+            int(state.get("next_seq", 0))
+            return state
+        except (ValueError, TypeError, AttributeError) as exc:
+            aside = self._state_path.with_name(f"state.unreadable-{int(time.time())}.json")
+            os.replace(self._state_path, aside)
+            log.error("spool state unreadable; kept aside", extra={"file": str(aside), "reason": str(exc)})
+            return {}
+
+    def _quarantine(self, path: Path, reason: str) -> None:
+        os.replace(path, self.rejected_dir / path.name)
+        (self.rejected_dir / f"{path.name}.reason.txt").write_text(reason + "\n")
+        log.error("spool file set aside in rejected/", extra={"file": path.name, "reason": reason})
 
     def _path(self, seq: int) -> Path:
         return self.dir / f"{seq:012d}.rec"
@@ -131,17 +165,17 @@ class Spool:
         """Learn where the stream stands in the cloud: an unsynced spool renumbers the frames it
         holds to start at `cloud_next` (their order kept) and continues from there. Returns the
         shift applied (0 when synced already or nothing had to move)."""
-        from lsic.v1 import lsic_pb2 as pb
-
         with self.cond:
             if self.synced:
                 return 0
             first = min(self._sizes, default=self.next_seq)
             shift = max(0, cloud_next - first)
             for seq in sorted(self._sizes, reverse=True) if shift else ():
-                rec = pb.FrameRecord.FromString(self._path(seq).read_bytes())
-                rec.sequence = seq + shift
-                atomic_write(self._path(seq + shift), rec.SerializeToString())
+                loaded = self.load(seq)
+                if loaded is None:  # damaged: set aside under its old number
+                    continue
+                loaded[0].sequence = seq + shift
+                atomic_write(self._path(seq + shift), loaded[0].SerializeToString())
                 self._path(seq).unlink()
             self._sizes = {seq + shift: size for seq, size in self._sizes.items()}
             self.next_seq += shift
@@ -154,11 +188,25 @@ class Spool:
         with self.cond:
             return sorted(self._sizes)
 
-    def read(self, seq: int) -> bytes | None:
+    def load(self, seq: int) -> tuple[pb.FrameRecord, int] | None:
+        """A pending frame's record and its size on disk; None when it has left the spool, or when
+        its file is unreadable (damaged on disk): that file is set aside in rejected/ with the
+        reason, so one bad file never holds up the frames behind it."""
+        from google.protobuf.message import DecodeError
+
         try:
-            return self._path(seq).read_bytes()
+            data = self._path(seq).read_bytes()
         except FileNotFoundError:
             return None
+        try:
+            rec = pb.FrameRecord.FromString(data)
+            if rec.sequence != seq:
+                raise DecodeError(f"it holds frame {rec.sequence}")
+        except DecodeError as exc:
+            self.reject(seq, f"unreadable spool file (damaged on disk): {exc}")
+            log.error("damaged spool file set aside in rejected/", extra={"seq": seq, "reason": str(exc)})
+            return None
+        return rec, len(data)
 
     def ack(self, seq: int) -> bool:
         """Remove an acknowledged frame; False when it had already left (a repeated ack)."""

@@ -158,13 +158,13 @@ class Sender(threading.Thread):
                     self.spool.cond.wait(0.2)
                 continue
             for seq in todo:
-                data = self.spool.read(seq)
-                if data is None:
+                loaded = self.spool.load(seq)
+                if loaded is None:
                     continue
                 with self._lock:
                     self._in_flight[seq] = time.monotonic()
-                self.stats.bytes_sent += len(data)
-                yield pb.FrameRecord.FromString(data)
+                self.stats.bytes_sent += loaded[1]
+                yield loaded[0]
 
     def _sync(self, stub: pb_grpc.IngestStub, md) -> None:
         """An unsynced (new) spool asks where its stream stands before sending anything."""

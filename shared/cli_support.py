@@ -112,6 +112,18 @@ def number(low: float, *, above: bool = False) -> Callable[[str], float]:
     return parse
 
 
+def one_of(*values: str) -> Callable[[str], str]:
+    """argparse type for a setting with a few named values (where a config file or the
+    environment can give it too, so argparse's own `choices` would not check them)."""
+
+    def parse(text: str) -> str:
+        if text not in values:
+            raise argparse.ArgumentTypeError(f"must be one of {', '.join(values)}, got {text!r}")
+        return text
+
+    return parse
+
+
 def _span(low: int, high: int | None) -> str:
     return f"{low} or more" if high is None else f"{low}..{high}"
 

@@ -45,3 +45,36 @@ def test_a_revoked_device_stops_too(cloud, video, tmp_path):
     run = EdgeRun(cloud, token, "cam-revoked", tmp_path / "spool", "--source", str(video), "--max-frames", "3")
     code, summary = run.wait(90)
     assert code == 5 and "revoked" in summary["error"]
+
+
+def test_damaged_spool_files_are_set_aside_and_the_frames_behind_them_go(cloud, video, encoder, tmp_path):
+    """A frame file damaged on disk (a bad SD card sector), a stray file and an unreadable state
+    file: each is kept aside with its reason, and every other frame is delivered."""
+    from lsic.edge.spool import Spool
+    from lsic.v1 import lsic_pb2 as pb
+
+    from ..conftest import natural_image
+
+    token = cloud.add_device("cam-damaged")
+    spool_root = tmp_path / "spool"
+    spool = Spool(spool_root / "cam-damaged", "main")
+    spool.rebase(0)
+    for i in range(3):
+        data = encoder.encode(natural_image(64, 96 + 32 * i), 3)
+        spool.append(lambda seq, data=data: pb.FrameRecord(stream_id="main", sequence=seq, capture_time_us=10 + seq,
+                                                           bitstream=data).SerializeToString())
+    folder = spool_root / "cam-damaged" / "main"
+    (folder / "000000000001.rec").write_bytes((folder / "000000000001.rec").read_bytes()[:40])
+    (folder / "notes.rec").write_text("not a frame")
+    (folder / "state.json").write_text('{"next_seq": ')
+    run = EdgeRun(cloud, token, "cam-damaged", spool_root, "--source", str(video), "--max-frames", "4",
+                  "--timeout", "120")
+    code, _ = run.wait(180)
+    assert code == 0, run.log.read_text()[-3000:]
+    seqs = [f.key.sequence for f in archive_frames(cloud, "cam-damaged")]
+    assert seqs == [0, *range(2, len(seqs) + 1)] and len(seqs) >= 5, "all but the damaged frame, new ones after"
+    rejected = folder / "rejected"
+    assert "damaged on disk" in (rejected / "000000000001.reason.txt").read_text()
+    assert (rejected / "000000000001.rec").stat().st_size == 40, "kept as it was"
+    assert (rejected / "notes.rec").read_text() == "not a frame"
+    assert len(list(folder.glob("state.unreadable-*.json"))) == 1

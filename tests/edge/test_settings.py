@@ -75,3 +75,12 @@ def test_bad_environment_and_config_values_are_clear_errors(tmp_path, monkeypatc
         argv += ["--config", str(cfg)]
     with pytest.raises(UsageError, match=says):
         resolve(parse(*argv))
+
+
+def test_named_values_are_checked_wherever_they_are_given(tmp_path, monkeypatch, capsys):
+    with pytest.raises(SystemExit):
+        parse("--device-id", "cam", "--token", "t:x", "--spool-policy", "foo")
+    assert "argument --spool-policy: must be one of drop-oldest, pause, got 'foo'" in capsys.readouterr().err
+    monkeypatch.setenv("LSIC_EDGE_TEMPORAL", "sometimes")
+    with pytest.raises(UsageError, match="temporal in LSIC_EDGE_TEMPORAL: must be one of auto, on, off"):
+        resolve(parse("--device-id", "cam", "--token", "t:x"))
