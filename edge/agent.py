@@ -173,7 +173,7 @@ class Agent:
         try:
             # under a bit-rate budget a video file plays at its own frame rate, as a camera would
             source_opts = replace(cfg.source_opts, file_rate=cfg.source_opts.file_rate or cfg.target_kbps > 0)
-            for frame in frames(cfg.source, source_opts):
+            for frame in frames(cfg.source, source_opts, self.stopping):
                 if self.stopping.is_set() or self.sender.fatal:
                     break
                 if first_frame is None:

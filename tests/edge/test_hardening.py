@@ -78,3 +78,26 @@ def test_damaged_spool_files_are_set_aside_and_the_frames_behind_them_go(cloud, 
     assert (rejected / "000000000001.rec").stat().st_size == 40, "kept as it was"
     assert (rejected / "notes.rec").read_text() == "not a frame"
     assert len(list(folder.glob("state.unreadable-*.json"))) == 1
+
+
+def test_an_unreadable_image_in_a_folder_is_skipped_with_an_error(cloud, tmp_path):
+    import cv2
+
+    from ..conftest import natural_image
+
+    folder = tmp_path / "shots"
+    folder.mkdir()
+    for i in range(4):
+        cv2.imwrite(str(folder / f"{i}.png"), natural_image(64, 96))
+    (folder / "2.png").write_bytes(b"\x89PNG truncated by a full card")
+    token = cloud.add_device("cam-folder")
+    run = EdgeRun(cloud, token, "cam-folder", tmp_path / "spool", "--source", str(folder), "--timeout", "60")
+    code, summary = run.wait(120)
+    assert code == 0 and summary["acknowledged"] == 3, run.log.read_text()[-2000:]
+    assert '"msg": "image skipped", "file": "' + str(folder / "2.png") in run.log.read_text()
+    (folder / "0.png").write_bytes(b"")
+    for i in (1, 3):
+        (folder / f"{i}.png").unlink()
+    bad = EdgeRun(cloud, token, "cam-folder", tmp_path / "spool", "--source", str(folder))
+    code, _ = bad.wait(60)
+    assert code == 3 and "no readable frames in" in bad.log.read_text()
