@@ -104,7 +104,7 @@ class AdminService(pb_grpc.AdminServicer):
         token = new_token(request.device_id)
         if not self.store.add_device(request.device_id, hash_token(token)):
             context.abort(
-                grpc.StatusCode.ALREADY_EXISTS, f"device {request.device_id} exists (use IssueToken for a new token)"
+                grpc.StatusCode.ALREADY_EXISTS, f"device {request.device_id} exists (a new token: `lsic-cloud device token {request.device_id}`)"
             )
         return pb.DeviceToken(device_id=request.device_id, token=token)
 

@@ -153,8 +153,8 @@ def cmd_keygen(args: argparse.Namespace) -> int:
     when it is moved to the file's first line."""
     from lsic.cloud.storage.encryption import new_key_line
 
-    line = new_key_line(args.key_id)
     path = Path(args.key_file)
+    line = new_key_line(args.key_id, path)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
     with os.fdopen(fd, "a") as f:
         f.write(line + "\n")

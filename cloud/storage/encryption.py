@@ -57,6 +57,8 @@ class Keyring:
                 key = b""
             if len(key) != 32:
                 raise ConfigError(f"{source}: key {key_id.strip()!r} is not 32 bytes of base64")
+            if key_id.strip() in keys:  # blobs written under one of the two would not read
+                raise ConfigError(f"{source}: key id {key_id.strip()!r} appears twice; each key needs its own id")
             keys[key_id.strip()] = key
             order.append(key_id.strip())
         if not keys:
@@ -84,9 +86,13 @@ class Keyring:
         return None
 
 
-def new_key_line(key_id: str) -> str:
+def new_key_line(key_id: str, existing: Path | None = None) -> str:
+    """A new key's line for a key file; `existing`, when it has keys, must not hold its id."""
     if not KEY_ID_RE.fullmatch(key_id):
         raise ConfigError(f"key id must be 1-64 of [A-Za-z0-9._-], got {key_id[:64]!r}")
+    has_keys = existing is not None and existing.is_file() and existing.read_text().strip()
+    if has_keys and key_id in Keyring.from_file(existing).keys:
+        raise ConfigError(f"{existing} already has a key {key_id!r}; give the new key its own id")
     return f"{key_id}={base64.urlsafe_b64encode(secrets.token_bytes(32)).decode().rstrip('=')}"
 
 

@@ -59,6 +59,23 @@ def test_key_files_are_checked(tmp_path):
     for bad in ("nokey", "k=short", "bad id=" + "A" * 43):
         with pytest.raises(ConfigError):
             Keyring.parse(bad, "test")
+    with pytest.raises(ConfigError, match="appears twice"):
+        Keyring.parse(new_key_line("k1") + "\n" + new_key_line("k1"), "test")
+
+
+def test_keygen_refuses_an_id_the_file_has(tmp_path):
+    """Two keys under one id: the blobs of one of them would never read again."""
+    import subprocess
+
+    from lsic.testing import cloud_command
+
+    path = tmp_path / "keys"
+    keygen = [*cloud_command(), "keygen", str(path), "--key-id"]
+    assert subprocess.run([*keygen, "2026-11"], capture_output=True, timeout=60).returncode == 0
+    again = subprocess.run([*keygen, "2026-11"], capture_output=True, text=True, timeout=60)
+    assert again.returncode == 25 and "already has a key '2026-11'" in again.stderr
+    assert subprocess.run([*keygen, "2026-12"], capture_output=True, timeout=60).returncode == 0
+    assert sorted(Keyring.from_file(path).keys) == ["2026-11", "2026-12"]
 
 
 def test_the_service_stores_bitstreams_encrypted(tmp_path, encoder):
