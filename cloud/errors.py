@@ -57,6 +57,13 @@ class BlobIntegrityError(CloudError):
     grpc_status = "DATA_LOSS"
 
 
+class BlobMissingError(CloudError):
+    """A stored frame's bitstream is not in the blob store (deleted or lost underneath the service)."""
+
+    exit_code = 27
+    grpc_status = "DATA_LOSS"
+
+
 class ConfigError(CloudError):
     """The service's settings cannot work (port taken, TLS files missing, bad key file)."""
 

@@ -21,7 +21,7 @@ import cv2
 import numpy as np
 
 from lsic.cloud import metrics
-from lsic.cloud.errors import StorageFullError
+from lsic.cloud.errors import BlobMissingError, StorageFullError
 from lsic.cloud.storage.metadata import DECODED, FAILED, QUARANTINED, STATE_NAMES, FrameRow, SqlMetadataStore, now_us
 from lsic.codec.bitstream import TILE_CODED, parse
 from lsic.codec.decoder import DecodedFrame, DecodeJob, Decoder, coded_tile, predicted_tile
@@ -105,7 +105,8 @@ class Reconstructor:
     def bitstream(self, row: FrameRow) -> bytes:
         data = self.blobs.get(row.blob_key)
         if data is None:
-            raise BitstreamError(f"bitstream of frame {row.seq} is missing from the blob store")
+            raise BlobMissingError(f"the bitstream of frame {row.device_id}/{row.stream_id}/{row.seq} is missing "
+                                   "from the blob store")
         return data
 
     def cached(self, row: FrameRow, level: int = 1) -> np.ndarray | None:

@@ -172,6 +172,21 @@ def test_archive_requests_beyond_any_frame_get_a_status_and_a_reason(cloud, fram
     assert bad.returncode == 2 and "--seq: must be 0.." in bad.stderr and "Traceback" not in bad.stderr
 
 
+def test_a_bitstream_lost_from_the_blob_store_is_data_loss_by_name(cloud, frames):
+    token = cloud.add_device("cam-lost")
+    with grpc.insecure_channel(cloud.address) as ch:
+        assert pb_grpc.IngestStub(ch).PutFrame(record(0, frames[6]), metadata=md(token), timeout=30).status == (
+            pb.FrameAck.STORED
+        )
+        (blob,) = (cloud.data / "blobs" / "frames" / "cam-lost" / "main").glob("*.lsic")
+        blob.unlink()
+        key = pb.FrameKey(device_id="cam-lost", stream_id="main", sequence=0)
+        with pytest.raises(grpc.RpcError) as exc:
+            pb_grpc.ArchiveStub(ch).GetBitstream(key, metadata=md(cloud.operator_token()), timeout=30)
+    assert exc.value.code() == grpc.StatusCode.DATA_LOSS
+    assert exc.value.details() == "the bitstream of frame cam-lost/main/0 is missing from the blob store"
+
+
 def test_files_holding_secrets_are_the_owners_alone(cloud):
     for name in ("metadata.db", "operator.token"):
         mode = stat.S_IMODE((cloud.data / name).stat().st_mode)
