@@ -45,4 +45,6 @@ ACTIVE_STREAMS = Gauge("lsic_active_streams", "Open ingest streams", registry=RE
 FRAMES_FINISHED = Counter(
     "lsic_decode_frames_finished_total", "Frames this worker finished, by result", ["state"], registry=REGISTRY
 )
-DECODE_PAUSED = Gauge("lsic_decode_paused", "1 while this worker waits for disk space", registry=REGISTRY)
+DECODE_PAUSED = Gauge(
+    "lsic_decode_paused", "1 while this worker waits for disk space or for the blob store", registry=REGISTRY
+)

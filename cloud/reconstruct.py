@@ -21,7 +21,7 @@ import cv2
 import numpy as np
 
 from lsic.cloud import metrics
-from lsic.cloud.errors import BlobMissingError, StorageFullError
+from lsic.cloud.errors import BlobMissingError, BlobStoreError, StorageFullError
 from lsic.cloud.storage.metadata import DECODED, FAILED, QUARANTINED, STATE_NAMES, FrameRow, SqlMetadataStore, now_us
 from lsic.codec.bitstream import TILE_CODED, parse
 from lsic.codec.decoder import DecodedFrame, DecodeJob, Decoder, coded_tile, predicted_tile
@@ -236,6 +236,8 @@ class DecodeSettings:
     store_overlap: bool | None = None
 
 
+# Failures of the stores, not of a frame: the worker hands its batch back and waits (PAUSE_S).
+RETRY_LATER = (StorageFullError, BlobStoreError)
 REFERENCE_RETRY_S = 2.0  # how soon a frame waiting for its reference is tried again
 MAX_ATTEMPTS = 2  # a frame whose worker died this many times while holding it is quarantined
 PAUSE_S = (1.0, 30.0)  # first and longest wait while the disk is full
@@ -315,6 +317,9 @@ class DecodeWorker:
         for row in rows:
             try:
                 loaded.append((row, self.recon.bitstream(row)))
+            except RETRY_LATER as exc:
+                self.pause(rows, str(exc))
+                return
             except LsicError as exc:
                 self.finish(row, FAILED, str(exc))
         ok_rows = [row for row, _ in loaded]
@@ -352,12 +357,15 @@ class DecodeWorker:
             if isinstance(result, MissingReferenceError) and waited < self.settings.reference_wait_s * 1e6:
                 self.store.defer_decode(row, self.settings.owner, REFERENCE_RETRY_S)  # its reference may be on its way
                 continue
+            if isinstance(result, RETRY_LATER):  # a reference's bitstream could not be read just now
+                self.pause(ok_rows[i:], str(result))
+                return
             if isinstance(result, Exception):
                 self.finish(row, FAILED, _reason(result))
                 continue
             try:
                 size = self.make_room_and_store(row, pngs[i].result())
-            except StorageFullError as exc:
+            except RETRY_LATER as exc:
                 self.pause(ok_rows[i:], str(exc))
                 return
             except LsicError as exc:
@@ -416,12 +424,13 @@ class DecodeWorker:
         return size
 
     def pause(self, rows: list[FrameRow], reason: str) -> None:
-        """Give the batch's remaining frames back and wait: the disk is full, and deleting
-        nothing the worker may delete would help."""
+        """Give the batch's remaining frames back and wait: the disk is full (and nothing the
+        worker may delete would help), or the blob store does not answer. Either says nothing
+        about the frames, which are decoded once it passes."""
         for row in rows:
             self.store.release_decode(row, self.settings.owner)
         wait = self._next_pause()
-        log.error("disk full: decoding paused", extra={"reason": reason, "retry_in_s": wait})
+        log.error("decoding paused", extra={"reason": reason, "retry_in_s": wait})
         metrics.DECODE_PAUSED.set(1)
         self.stopping.wait(wait)
         metrics.DECODE_PAUSED.set(0)
