@@ -285,7 +285,12 @@ class DecodeWorker:
                 self.wait_stored()
                 self.stopping.wait(cfg.poll_s)
                 continue
-            self.step(rows, wait=not self.overlap)
+            try:
+                self.step(rows, wait=not self.overlap)
+            except LsicError as exc:  # the database went away mid-batch: the leases bring the frames back
+                self._storing = None
+                log.error("decode batch interrupted", extra={"reason": str(exc)})
+                self.stopping.wait(self._next_pause())
         self.wait_stored()
 
     def step(self, rows: list[FrameRow], wait: bool = True) -> None:
