@@ -11,13 +11,12 @@ from __future__ import annotations
 
 import json
 import logging
-import threading
 from collections.abc import Callable
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
-from lsic.cloud.errors import ConfigError
+from lsic.cloud.http_server import BoundedHTTPServer, serve_http
 
 log = logging.getLogger("lsic.cloud.ops")
 
@@ -26,7 +25,7 @@ Check = Callable[[], str | None]  # None when healthy, else why not
 
 def start_ops_server(
     host: str, port: int, registry: CollectorRegistry, live: Check, ready: list[Check]
-) -> ThreadingHTTPServer:
+) -> BoundedHTTPServer:
     class Handler(BaseHTTPRequestHandler):
         def log_message(self, fmt, *args):
             log.debug("http", extra={"request": fmt % args})
@@ -54,12 +53,7 @@ def start_ops_server(
             else:
                 self._send(404, b'{"error": "not found"}', "application/json")
 
-    try:
-        httpd = ThreadingHTTPServer((host, port), Handler)
-    except OSError as exc:
-        raise ConfigError(f"cannot serve metrics and health on {host}:{port}: {exc.strerror}") from exc
-    httpd.daemon_threads = True
-    threading.Thread(target=httpd.serve_forever, name="lsic-ops-http", daemon=True).start()
+    httpd = serve_http(host, port, Handler, "metrics and health")
     log.info("metrics and health", extra={"url": f"http://{host}:{httpd.server_address[1]}/metrics"})
     return httpd
 

@@ -10,16 +10,15 @@ from __future__ import annotations
 import hmac
 import json
 import logging
-import threading
 import uuid
 from http import cookies
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from importlib import resources
 from urllib.parse import parse_qs, urlparse
 
 from lsic.cloud.auth import hash_token
-from lsic.cloud.errors import ConfigError
 from lsic.cloud.frames import frame_info, frame_summary
+from lsic.cloud.http_server import BoundedHTTPServer, serve_http
 from lsic.cloud.storage.metadata import MAX_SEQUENCE
 from lsic.codec.errors import LsicError, UsageError
 from lsic.codec.image_io import encode_image
@@ -163,11 +162,7 @@ def make_handler(server):  # server: lsic.cloud.server.CloudServer
     return Handler
 
 
-def start_web(server, host: str, port: int) -> ThreadingHTTPServer:
-    try:
-        httpd = ThreadingHTTPServer((host, port), make_handler(server))
-    except OSError as exc:
-        raise ConfigError(f"cannot serve the web viewer on {host}:{port}: {exc.strerror}") from exc
-    threading.Thread(target=httpd.serve_forever, name="lsic-web", daemon=True).start()
+def start_web(server, host: str, port: int) -> BoundedHTTPServer:
+    httpd = serve_http(host, port, make_handler(server), "the web viewer")
     log.info("web viewer", extra={"url": f"http://{host}:{httpd.server_address[1]}/"})
     return httpd

@@ -187,6 +187,37 @@ def test_a_bitstream_lost_from_the_blob_store_is_data_loss_by_name(cloud, frames
     assert exc.value.details() == "the bitstream of frame cam-lost/main/0 is missing from the blob store"
 
 
+def test_idle_http_connections_from_one_address_cannot_take_the_metrics_port(cloud):
+    """Prometheus and the kubelet keep their answers while one address holds connections open."""
+    import socket
+
+    from lsic.cloud.http_server import PER_PEER
+
+    def connect(source: str) -> socket.socket:
+        s = socket.socket()
+        s.bind((source, 0))
+        s.settimeout(5)
+        s.connect(("127.0.0.1", cloud.metrics_port))
+        return s
+
+    idle = [connect("127.0.0.2") for _ in range(PER_PEER)]
+    try:
+        time.sleep(0.5)
+        extra = connect("127.0.0.2")
+        assert extra.recv(100).startswith(b"HTTP/1.1 503"), "refused at once, not left hanging"
+        extra.close()
+        assert urllib.request.urlopen(f"http://127.0.0.1:{cloud.metrics_port}/readyz", timeout=5).status == 200
+        assert metric(cloud, 'lsic_calls_refused_total{budget="http"}') >= 1
+    finally:
+        for s in idle:
+            s.close()
+    time.sleep(0.5)
+    again = connect("127.0.0.2")
+    again.sendall(b"GET /healthz HTTP/1.0\r\n\r\n")
+    assert again.recv(100).startswith(b"HTTP/1.0 200")
+    again.close()
+
+
 def test_files_holding_secrets_are_the_owners_alone(cloud):
     for name in ("metadata.db", "operator.token"):
         mode = stat.S_IMODE((cloud.data / name).stat().st_mode)
