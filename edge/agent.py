@@ -197,7 +197,11 @@ class Agent:
                 )
                 if not self.spool.make_room(rec.ByteSize() + 10, self.stopping):  # + the sequence's varint
                     break
-                seq = self.spool.append(lambda n, rec=rec: _numbered(rec, n))
+                seq = self.spool.append(lambda n, rec=rec: _numbered(rec, n), self.stopping)
+                if seq is None:  # the disk is full (spool.append): dropped and counted, or stopping
+                    if not self.stopping.is_set():
+                        metrics.FRAMES_DROPPED.labels("disk-full").inc()
+                    continue
                 self.rate.record(now, decision.quality, 8 * len(data), predicted)
                 r = self.report
                 r.encoded += 1

@@ -18,6 +18,7 @@ cloud refuses as a CONFLICT (its number holds other content there) moves to conf
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import os
@@ -32,6 +33,8 @@ from lsic.v1 import lsic_pb2 as pb
 
 log = logging.getLogger("lsic.edge.spool")
 POLICIES = ("drop-oldest", "pause")
+DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
+DISK_FULL_LOG_S = 10.0
 
 
 @dataclass
@@ -55,6 +58,7 @@ class Spool:
             stale.unlink(missing_ok=True)
         self.max_bytes, self.policy = max_bytes, policy
         self.stats = SpoolStats()
+        self._disk_full_logged = -DISK_FULL_LOG_S
         self.cond = threading.Condition()
         self.stream_id = stream_id
         self.conflicts_dir = self.dir / "conflicts"
@@ -114,17 +118,57 @@ class Spool:
         with self.cond:
             return len(self._sizes)
 
-    def append(self, build: Callable[[int], bytes]) -> int:
+    def append(self, build: Callable[[int], bytes], stop: threading.Event | None = None) -> int | None:
         """Take the next sequence number and durably write the record `build(seq)` makes for it,
-        in one step (a rebase cannot fall between the two). Returns the number."""
+        in one step (a rebase cannot fall between the two). Returns the number.
+
+        A full disk (not the spool's own limit: the card is shared) is met with the spool's policy:
+        drop-oldest drops the oldest frame and tries again, and drops this one (None) when there
+        is none left; pause waits for the sender to free room, or for `stop` (None)."""
         with self.cond:
-            seq = self.next_seq
-            record = build(seq)
-            atomic_write(self._path(seq), record)
+            while True:
+                seq = self.next_seq
+                record = build(seq)
+                try:
+                    atomic_write(self._path(seq), record)
+                    break
+                except OSError as exc:
+                    if exc.errno not in DISK_FULL:
+                        raise
+                if not self._room_on_full_disk(stop):
+                    if self.policy != "pause":  # paused until the agent stopped: not a drop
+                        self.stats.dropped += 1
+                        self._warn_disk_full("frame dropped")
+                    return None
             self.next_seq += 1
             self._sizes[seq] = len(record)
             self.cond.notify_all()
             return seq
+
+    def _room_on_full_disk(self, stop: threading.Event | None) -> bool:
+        """Whether to try the write again: a frame was dropped to make room, or room was waited
+        for (caller holds cond)."""
+        if self.policy == "pause":
+            self._warn_disk_full("waiting for the sender to free room")
+            t0 = time.monotonic()
+            self.cond.wait(0.5)
+            self.stats.paused_s += time.monotonic() - t0
+            return not (stop is not None and stop.is_set())
+        if not self._sizes:
+            return False
+        oldest = min(self._sizes)
+        self._remove(oldest)
+        del self._sizes[oldest]
+        self.stats.dropped += 1
+        self._warn_disk_full("dropped the oldest frame")
+        return True
+
+    def _warn_disk_full(self, what: str) -> None:
+        """One line per DISK_FULL_LOG_S at most: the log shares the full disk."""
+        now = time.monotonic()
+        if now - self._disk_full_logged >= DISK_FULL_LOG_S:
+            self._disk_full_logged = now
+            log.error(f"disk full under the spool: {what}", extra={"dropped_total": self.stats.dropped})
 
     def _save_state(self, next_seq: int) -> None:
         atomic_write(self._state_path, json.dumps({"next_seq": next_seq, "synced": self.synced}).encode())
@@ -133,7 +177,16 @@ class Spool:
     def _remove(self, seq: int, dest: Path | None = None) -> None:
         """Take a frame file away, first recording that its number was used (caller holds cond)."""
         if seq + 1 > self._persisted_seq:
-            self._save_state(seq + 1)
+            try:
+                self._save_state(seq + 1)
+            except OSError as exc:
+                if exc.errno not in DISK_FULL or dest is not None:
+                    raise
+                # No room for state.json on a full disk: the frame's own room first. Only a crash
+                # between the two could hand its number out again.
+                self._path(seq).unlink(missing_ok=True)
+                self._save_state(seq + 1)
+                return
         src = self._path(seq)
         if dest is None:
             src.unlink(missing_ok=True)

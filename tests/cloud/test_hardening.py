@@ -316,18 +316,6 @@ def test_a_killed_decode_worker_is_restarted_and_decoding_goes_on(cloud, frames)
     assert metric(cloud, "lsic_decode_worker_restarts_total") >= 1
 
 
-@pytest.fixture()
-def small_disk(tmp_path):
-    """A 24 MiB tmpfs: a disk that can really fill up (skipped where mounting is not allowed)."""
-    mount = tmp_path / "disk"
-    mount.mkdir()
-    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=24m", "tmpfs", str(mount)], capture_output=True)
-    if r.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {r.stderr.decode().strip()}")
-    yield mount
-    subprocess.run(["umount", "-l", str(mount)], check=False)
-
-
 def test_a_full_disk_refuses_frames_one_by_one_and_nothing_stops(small_disk, frames):
     port = free_port()
     extra = ["--decode-backend", "onnx", "--metrics-port", str(port), "--recon-cache-mb", "1", "--disk-reserve-mb", "2"]

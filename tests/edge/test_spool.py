@@ -77,3 +77,36 @@ def test_conflicting_frames_are_kept_aside(tmp_path):
     assert spool.pending() == [] and spool.stats.conflicts == 1
     assert (tmp_path / "main" / "conflicts" / "000000000000.rec").is_file()
     assert Spool(tmp_path, "main").append(record) == 1, "its number stays used"
+
+
+def big_record(seq: int) -> bytes:
+    return pb.FrameRecord(stream_id="main", sequence=seq, bitstream=bytes(1 << 20)).SerializeToString()
+
+
+def test_a_full_disk_drops_the_oldest_frames_and_never_reuses_a_number(small_disk):
+    """The card fills up (the spool's own limit is far away): the newest frames are kept."""
+    spool = Spool(small_disk, "main", max_bytes=1 << 40)
+    seqs = [spool.append(big_record) for _ in range(40)]
+    assert seqs == list(range(40)), "every frame got its number"
+    assert spool.stats.dropped > 15 and spool.pending() == list(range(spool.stats.dropped, 40))
+    reopened = Spool(small_disk, "main", max_bytes=1 << 40)
+    assert reopened.pending() == spool.pending()
+    for seq in reopened.pending():
+        reopened.ack(seq)
+    assert reopened.append(record) == 40
+
+
+def test_a_full_disk_with_the_pause_policy_waits_for_room(small_disk):
+    import threading
+
+    spool = Spool(small_disk, "main", max_bytes=1 << 40, policy="pause")
+    while spool.stats.paused_s == 0:
+        stop = threading.Event()
+        threading.Timer(0.3, stop.set).start()
+        if spool.append(big_record, stop) is None:
+            break
+    assert spool.stats.dropped == 0 and len(spool) > 15
+    first = spool.pending()[0]
+    threading.Timer(0.3, spool.ack, args=(first,)).start()  # the cloud acknowledges the oldest
+    assert spool.append(big_record, threading.Event()) == spool.pending()[-1]
+    assert first not in spool.pending() and spool.stats.dropped == 0
