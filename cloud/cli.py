@@ -37,12 +37,9 @@ def operator_channel(args: argparse.Namespace):
     if args.insecure:
         channel = grpc.insecure_channel(args.server)
     else:
-        creds = grpc.ssl_channel_credentials(
-            root_certificates=Path(args.ca).read_bytes() if args.ca else None,
-            private_key=Path(args.client_key).read_bytes() if args.client_key else None,
-            certificate_chain=Path(args.client_cert).read_bytes() if args.client_cert else None,
-        )
-        channel = grpc.secure_channel(args.server, creds)
+        from lsic.tls import channel_credentials
+
+        channel = grpc.secure_channel(args.server, channel_credentials(args.ca, args.client_cert, args.client_key))
     md = (("authorization", f"Bearer {token}"),)
     return pb_grpc.ArchiveStub(channel), pb_grpc.AdminStub(channel), md
 

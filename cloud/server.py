@@ -33,9 +33,10 @@ from lsic.cloud.storage.encryption import Keyring
 from lsic.cloud.storage.metadata import open_metadata
 from lsic.codec.bitstream import FrameLimits
 from lsic.codec.decoder import Decoder
-from lsic.codec.errors import LsicError
+from lsic.codec.errors import LsicError, UsageError
 from lsic.codec.synthesis import PRECISIONS
 from lsic.lifetime import end_with_parent
+from lsic.tls import server_credentials
 from lsic.v1 import lsic_pb2, lsic_pb2_grpc
 
 log = logging.getLogger("lsic.cloud")
@@ -193,14 +194,10 @@ class CloudServer:
                 raise ConfigError(f"--insecure is allowed only on a loopback address, not {cfg.listen}")
             log.warning("serving without TLS on %s (--insecure: for localhost and tests only)", cfg.listen)
             return self._checked_port(lambda: self.server.add_insecure_port(cfg.listen))
-        if not (cfg.tls_cert and cfg.tls_key):
-            raise ConfigError("TLS needs --tls-cert and --tls-key (or --insecure on localhost)")
         try:
-            key, cert = cfg.tls_key.read_bytes(), cfg.tls_cert.read_bytes()
-            ca = cfg.client_ca.read_bytes() if cfg.client_ca else None
-        except OSError as exc:
-            raise ConfigError(f"cannot read a TLS file: {exc.strerror}: {exc.filename}") from exc
-        creds = grpc.ssl_server_credentials([(key, cert)], root_certificates=ca, require_client_auth=ca is not None)
+            creds = server_credentials(cfg.tls_cert, cfg.tls_key, cfg.client_ca)
+        except UsageError as exc:
+            raise ConfigError(str(exc)) from None
         return self._checked_port(lambda: self.server.add_secure_port(cfg.listen, creds))
 
     def _checked_port(self, bind) -> int:

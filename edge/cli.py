@@ -165,6 +165,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         client_cert=Path(s["client_cert"]) if s["client_cert"] else None,
         client_key=Path(s["client_key"]) if s["client_key"] else None,
     )
+    if not link.insecure:
+        link.credentials()  # a bad TLS file is an error now, not a sender that cannot connect
     from lsic.edge import regions
 
     roi = regions.kinds(s["roi"], regions.ROI_KINDS, "--roi")

@@ -18,13 +18,14 @@ import logging
 import random
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import grpc
 
 from lsic.codec.errors import UsageError
 from lsic.edge.spool import Spool
+from lsic.tls import channel_credentials
 from lsic.v1 import lsic_pb2 as pb
 from lsic.v1 import lsic_pb2_grpc as pb_grpc
 
@@ -48,6 +49,13 @@ class LinkOptions:
     window: int = 32
     max_backoff_s: float = 30.0
     max_auth_failures: int = 3  # refused credentials in a row before the sender gives up
+    _credentials: grpc.ChannelCredentials | None = field(default=None, init=False, repr=False)
+
+    def credentials(self) -> grpc.ChannelCredentials:
+        """The TLS credentials, read and checked the first time (the agent asks before it starts)."""
+        if self._credentials is None:
+            self._credentials = channel_credentials(self.ca, self.client_cert, self.client_key)
+        return self._credentials
 
 
 def is_loopback_target(server: str) -> bool:
@@ -72,12 +80,7 @@ def make_channel(opts: LinkOptions) -> grpc.Channel:
         if not is_loopback_target(opts.server):
             raise UsageError(f"--insecure is allowed only for a loopback server, not {opts.server}")
         return grpc.insecure_channel(opts.server, options=options)
-    creds = grpc.ssl_channel_credentials(
-        root_certificates=opts.ca.read_bytes() if opts.ca else None,
-        private_key=opts.client_key.read_bytes() if opts.client_key else None,
-        certificate_chain=opts.client_cert.read_bytes() if opts.client_cert else None,
-    )
-    return grpc.secure_channel(opts.server, creds, options=options)
+    return grpc.secure_channel(opts.server, opts.credentials(), options=options)
 
 
 @dataclass
@@ -144,6 +147,10 @@ class Sender(threading.Thread):
                     "link down, will retry",
                     extra={"code": code.name, "detail": exc.details(), "retry_in_s": round(backoff, 2)},
                 )
+            except Exception as exc:  # the sender must outlive what it did not foresee (a disk error, a bug)
+                self.stats.connected = False
+                self.stats.last_error = f"{type(exc).__name__}: {exc}"
+                log.error("sender failed, will retry", exc_info=exc, extra={"retry_in_s": round(backoff, 2)})
             self.stats.reconnects += 1
             self.stopping.wait(backoff * (0.5 + random.random()))
             backoff = min(backoff * 2, self.opts.max_backoff_s)

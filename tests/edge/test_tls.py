@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from lsic.testing import CloudProcess, free_port, wait_serving_tls
+from lsic.testing import CloudProcess, cloud_command, free_port, wait_serving_tls
 
 from .conftest import archive_frames
 
@@ -156,3 +156,31 @@ def test_insecure_refused_for_a_remote_server(tmp_path):
     ]
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
     assert r.returncode != 0 and "loopback" in (r.stderr + r.stdout)
+
+
+@pytest.mark.parametrize(
+    "flags, says",
+    [
+        (["--ca", "{d}/missing.crt"], "--ca {d}/missing.crt: No such file or directory"),
+        (["--ca", "{d}/server.csr.txt"], "not a PEM file"),
+        (["--ca", "{d}/ca.crt", "--client-cert", "{d}/client.crt"], "--client-cert and --client-key go together"),
+    ],
+)
+def test_tls_files_that_cannot_work_are_refused_before_anything_is_captured(tmp_path, pki, flags, says):
+    """Not a sender thread that dies (or gRPC aborting the process) while frames pile up."""
+    (pki / "server.csr.txt").write_text("not a certificate\n")
+    cmd = [sys.executable, "-m", "lsic.edge.cli", "run", "--server", "192.0.2.10:50051", "--device-id", "x",
+           "--token", "x:y", "--spool", str(tmp_path / "spool"), *(f.format(d=pki) for f in flags)]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2 and says.format(d=pki) in r.stderr and "Traceback" not in r.stderr
+    assert not (tmp_path / "spool").exists() or not list((tmp_path / "spool").rglob("*.rec"))
+
+
+def test_a_service_given_a_file_that_is_not_a_certificate_says_which(tmp_path, pki):
+    (pki / "server.csr.txt").write_text("not a certificate\n")
+    serve = subprocess.run(
+        [*cloud_command(), "serve", "--data", str(tmp_path / "d"), "--listen", f"127.0.0.1:{free_port()}",
+         "--tls-cert", str(pki / "server.csr.txt"), "--tls-key", str(pki / "server.key")],
+        capture_output=True, text=True, timeout=60,
+    )
+    assert serve.returncode == 25 and "--tls-cert" in serve.stderr and "not a PEM file" in serve.stderr
