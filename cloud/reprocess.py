@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import socket
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -91,6 +92,19 @@ def process_chunk(job: Job, keys: list[tuple[str, str, int]]) -> list[dict]:
     return results
 
 
+def check_reachable(address: str, timeout_s: float = 5.0) -> None:
+    """A Ray head's host:port (or ray://host:port) must accept a connection: ray.init would wait
+    minutes for one that never answers."""
+    target = address.removeprefix("ray://")
+    host, _, port = target.rpartition(":")
+    if not host or not port.isdigit():
+        return  # "auto" and other forms Ray resolves itself
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout_s).close()
+    except OSError as exc:
+        raise UsageError(f"no Ray cluster answers at {address} ({exc.strerror or exc})") from None
+
+
 def finished_frames(manifest: Path) -> set[tuple[str, str, int]]:
     """The frames a run before this one finished. A line cut short by a crash is skipped: its
     frame is done again."""
@@ -131,8 +145,13 @@ def run(args: argparse.Namespace) -> int:
         keys = keys[: args.max_frames]
     job = Job(args.data, args.metadata, args.blobs, args.blob_key_file, args.action, str(out), args.model,
               args.quality)
-    ray.init(address=args.ray_address or None, log_to_driver=False, include_dashboard=False,
-             configure_logging=False)
+    if args.ray_address:
+        check_reachable(args.ray_address)
+    try:
+        ray.init(address=args.ray_address or None, log_to_driver=False, include_dashboard=False,
+                 configure_logging=False)
+    except ConnectionError as exc:
+        raise UsageError(f"cannot join the Ray cluster at {args.ray_address}: {exc}") from None
     task = ray.remote(num_cpus=1)(process_chunk)
     pending = [task.remote(job, keys[i : i + args.chunk]) for i in range(0, len(keys), args.chunk)]
     finished = failed = 0

@@ -96,11 +96,12 @@ def test_reencode_with_another_model_package(archive, ray_cluster, tmp_path):
         (["reencode", "--model", "lite", "--quality", "11"], 11, "quality must be 1..10 for model lite"),
         (["png", "--device", "cam-none"], 2, "no device 'cam-none' is registered"),
         (["png", "--chunk", "0"], 2, "--chunk: must be 1 or more"),
+        (["png"], 2, "no Ray cluster answers at 127.0.0.1:1"),
     ],
 )
-def test_a_job_that_cannot_run_is_refused_before_ray_starts(archive, tmp_path, args, code, says):
+def test_a_job_that_cannot_run_is_refused_at_once(archive, tmp_path, args, code, says):
     data, _, _ = archive
     cmd = [*cloud_command(), "reprocess", "--device", "cam-bulk", *args, "--data", str(data), "--out",
-           str(tmp_path / "out"), "--ray-address", "127.0.0.1:1"]  # no cluster there: it is never asked
+           str(tmp_path / "out"), "--ray-address", "127.0.0.1:1"]  # no cluster there
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
     assert r.returncode == code and says in r.stderr and "Traceback" not in r.stderr
