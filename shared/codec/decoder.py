@@ -30,7 +30,7 @@ from lsic.codec.entropy.predicted import LatentState, decode_held, decode_predic
 from lsic.codec.errors import BitstreamError, LsicError, MissingReferenceError
 from lsic.codec.package import STRIDE, ModelPackage, package_for_header
 from lsic.codec.quality_map import gains_for
-from lsic.codec.synthesis import make_synthesis, synthesis_on_gpu
+from lsic.codec.synthesis import check_device, make_synthesis, synthesis_on_gpu
 from lsic.codec.tile_pool import CHUNK, TilePool
 from lsic.codec.tiling import DEFAULT_TILE, Grid, Tile, padded_size, place, smooth_seams
 from lsic.codec.windows import REGION_REACH, Window, synthesis_windows, window_tile_pixels
@@ -57,6 +57,7 @@ class Decoder:
         """pool: worker processes that entropy-decode tiles while this process runs the synthesis
         (decode_many overlaps the two); None decodes tiles in this process, as the batches need them.
         limits: the largest frame this decoder takes on (FrameLimitError beyond, before allocating)."""
+        check_device(backend, device)
         self.backend, self.device, self.threads, self.half = backend, device, threads, half
         self.pool, self.limits = pool, limits
         self._synth: dict[str, object] = {}

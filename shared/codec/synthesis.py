@@ -9,9 +9,11 @@ MP/s at 16 tiles, 900 at 64). Each backend says how many tiles it runs best at (
 from __future__ import annotations
 
 import os
+import re
 
 import numpy as np
 
+from lsic.codec.errors import UsageError
 from lsic.codec.package import ModelPackage
 
 # Synthesis precision by name -> TorchSynthesis(half=...): None picks fp16 on CUDA only.
@@ -115,3 +117,21 @@ def synthesis_backend(backend: str, device: str) -> str:
     except ImportError:
         return "onnx"
     return "torch" if device != "auto" or torch.cuda.is_available() else "onnx"
+
+
+def check_device(backend: str, device: str) -> None:
+    """Refuse a backend and device that cannot run here (UsageError), before any frame meets
+    them: a decoder asked for CUDA on a machine without it would fail every frame it is given."""
+    if device != "auto" and device != "cpu" and not re.fullmatch(r"cuda(:\d+)?", device):
+        raise UsageError(f"device must be auto, cpu, cuda or cuda:N, got {device!r}")
+    if not device.startswith("cuda"):
+        return
+    if backend == "onnx":
+        raise UsageError(f"the onnx synthesis runs on the CPU; device {device} needs the torch backend")
+    try:
+        import torch
+    except ImportError:
+        raise UsageError(f"device {device} needs PyTorch (the cloud install)") from None
+    index = int(device.partition(":")[2] or 0)
+    if not torch.cuda.is_available() or index >= torch.cuda.device_count():
+        raise UsageError(f"device {device}: this machine has {torch.cuda.device_count()} CUDA devices")

@@ -89,6 +89,8 @@ def test_errors_are_one_line_with_their_own_exit_codes(photo, tmp_path):
         (("decode", trunc), TruncatedBitstreamError.exit_code, "truncated"),
         (("decode", flipped, "--backend", "onnx"), ChecksumError.exit_code, "checksum"),
         (("info", junk), 4, "bad magic"),
+        (("decode", good, "--device", "tpu"), 2, "device must be auto, cpu, cuda or cuda:N"),
+        (("decode", good, "--device", "cuda:7"), 2, "CUDA devices"),  # no machine here has eight
     ]
     for args, code, text in cases:
         r = run(*args, ok=False)
