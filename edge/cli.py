@@ -134,6 +134,16 @@ def _ints(text: str, n: int, sep: str, what: str) -> tuple[int, ...] | None:
     return tuple(int(p) for p in parts)
 
 
+def _frame_size(text: str) -> tuple[int, int] | None:
+    """--resize WxH, within what the cloud accepts (FrameLimits)."""
+    from lsic.codec.bitstream import DEFAULT_LIMITS as LIMITS
+
+    size = _ints(text, 2, "x", "resize")
+    if size and not (min(size) > 0 and max(size) <= LIMITS.max_side and size[0] * size[1] <= LIMITS.max_pixels):
+        raise UsageError(f"--resize {text}: sides 1..{LIMITS.max_side} and at most {LIMITS.max_pixels} pixels")
+    return size
+
+
 def _temporal(mode: str, source: str) -> bool:
     from lsic.edge.sources import is_video_source
 
@@ -194,7 +204,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         status_every_s=s["status_every"],
         source_opts=SourceOptions(
             max_fps=s["max_fps"],
-            resize=_ints(s["resize"], 2, "x", "resize"),
+            resize=_frame_size(s["resize"]),
             crop=_ints(s["crop"], 4, ",", "crop"),
             loop=s["loop"],
         ),

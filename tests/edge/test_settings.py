@@ -84,3 +84,12 @@ def test_named_values_are_checked_wherever_they_are_given(tmp_path, monkeypatch,
     monkeypatch.setenv("LSIC_EDGE_TEMPORAL", "sometimes")
     with pytest.raises(UsageError, match="temporal in LSIC_EDGE_TEMPORAL: must be one of auto, on, off"):
         resolve(parse("--device-id", "cam", "--token", "t:x"))
+
+
+@pytest.mark.parametrize("size", ["0x0", "100000x10", "20000x20000"])
+def test_a_resize_the_cloud_would_refuse_is_refused_here(size):
+    from lsic.edge.cli import _frame_size
+
+    with pytest.raises(UsageError, match=f"--resize {size}: sides 1..32768"):
+        _frame_size(size)
+    assert _frame_size("640x480") == (640, 480)
