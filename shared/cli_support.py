@@ -80,9 +80,9 @@ def region_arg(text: str) -> tuple[int, int, int, int]:
     return x, y, w, h
 
 
-def whole_number(low: int, high: int | None = None) -> Callable[[str], int]:
-    """argparse type for a count, size or port: an integer in low..high (high: no cap when None),
-    refused with the range it must be in rather than passed on to fail later."""
+def whole_number(low: int, high: int | None = None, multiple: int = 1) -> Callable[[str], int]:
+    """argparse type for a count, size or port: an integer in low..high (high: no cap when None)
+    and a multiple of `multiple`, refused with what it must be rather than passed on to fail later."""
 
     def parse(text: str) -> int:
         try:
@@ -91,6 +91,8 @@ def whole_number(low: int, high: int | None = None) -> Callable[[str], int]:
             raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
         if value < low or (high is not None and value > high):
             raise argparse.ArgumentTypeError(f"must be {_span(low, high)}, got {value}")
+        if value % multiple:
+            raise argparse.ArgumentTypeError(f"must be a multiple of {multiple}, got {value}")
         return value
 
     return parse

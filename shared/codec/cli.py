@@ -330,8 +330,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--data", required=True, help="folder of training images")
     t.add_argument("--out", required=True, help="run folder (checkpoint.pt, log.jsonl); resumes if present")
     t.add_argument("--eval-data", help="held-out image folder evaluated every --eval-every steps")
-    t.add_argument("--N", type=int, help="analysis/synthesis width (default: the resumed or --init network's, else 64)")
-    t.add_argument("--M", type=int, help="latent channels (default: the resumed or --init network's, else 96)")
+    t.add_argument("--N", type=whole_number(1), help="analysis/synthesis width (default: the resumed or --init network's, else 64)")
+    t.add_argument("--M", type=whole_number(1), help="latent channels (default: the resumed or --init network's, else 96)")
     t.add_argument(
         "--hyper-widths",
         type=width_pair,
@@ -349,7 +349,7 @@ def build_parser() -> argparse.ArgumentParser:
         "(lambda * (1 - MS-SSIM), its MS-SSIM ladder; crops of 192 or more); default: the run's own, mse for a new run",
     )
     t.add_argument("--batch-size", type=whole_number(1), default=8)
-    t.add_argument("--crop", type=int, default=192, help="random crop size, multiple of 64")
+    t.add_argument("--crop", type=whole_number(64, multiple=64), default=192, help="random crop size, multiple of 64")
     t.add_argument("--lr", type=number(0, above=True), default=2e-4)
     t.add_argument("--max-steps", type=whole_number(1), default=1_000_000)
     t.add_argument("--max-minutes", type=number(0), default=0.0, help="stop after this many minutes (0: no limit)")
