@@ -12,7 +12,7 @@ from pathlib import Path
 import grpc
 
 from lsic import __version__
-from lsic.cli_support import PORT, number, on_stop_signals, region_arg, run_main, whole_number
+from lsic.cli_support import PORT, number, on_stop_signals, region_arg, run_main, server_address, whole_number
 from lsic.cloud.auth import OPERATOR_TOKEN_FILE
 from lsic.codec.errors import LsicError, UsageError
 
@@ -306,6 +306,7 @@ def cmd_frames(args: argparse.Namespace) -> int:
 def add_client_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--server",
+        type=server_address,
         default=os.environ.get("LSIC_SERVER", DEFAULT_SERVER),
         help=f"service address (default {DEFAULT_SERVER})",
     )

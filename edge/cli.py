@@ -12,7 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from lsic import __version__
-from lsic.cli_support import PORT, number, on_stop_signals, one_of, run_main, whole_number
+from lsic.cli_support import PORT, number, on_stop_signals, one_of, run_main, server_address, whole_number
 from lsic.codec.errors import UsageError
 from lsic.edge.regions import MASK_METHODS
 from lsic.edge.spool import POLICIES
@@ -22,7 +22,7 @@ log = logging.getLogger("lsic.edge")
 # name -> (type: str, bool or a parser that checks the range, default, help)
 SETTINGS: dict[str, tuple[Callable, object, str]] = {
     "source": (str, "builtin", "camera index, video file, rtsp:// or http:// URL, image folder or glob, or 'builtin'"),
-    "server": (str, "127.0.0.1:50051", "cloud service address HOST:PORT"),
+    "server": (server_address, "127.0.0.1:50051", "cloud service address HOST:PORT"),
     "device_id": (str, None, "this device's id (registered with `lsic-cloud device add`)"),
     "token": (str, None, "this device's token"),
     "stream_id": (str, "main", "stream id within the device"),

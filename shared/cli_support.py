@@ -126,6 +126,19 @@ def one_of(*values: str) -> Callable[[str], str]:
     return parse
 
 
+def server_address(text: str) -> str:
+    """argparse type for a gRPC service address: HOST:PORT (a bracketed IPv6 host too), or a
+    target gRPC names by scheme (dns:///..., unix:...)."""
+    if text.startswith(("http://", "https://")):
+        raise argparse.ArgumentTypeError(f"give HOST:PORT, not a URL: {text!r}")
+    if text.startswith(("dns:", "unix:", "ipv4:", "ipv6:")):
+        return text
+    host, _, port = text.rpartition(":")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise argparse.ArgumentTypeError(f"expected HOST:PORT with a port of 1..65535, got {text!r}")
+    return text
+
+
 def _span(low: int, high: int | None) -> str:
     return f"{low} or more" if high is None else f"{low}..{high}"
 
