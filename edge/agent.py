@@ -106,7 +106,7 @@ class Agent:
         self.video = (
             VideoEncoder(self.encoder, cfg.tile_size, VideoSettings(cfg.keyframe_interval)) if cfg.temporal else None
         )
-        self._spool_dropped = 0
+        self._frames_lost = 0  # frames the cloud will never store: dropped, rejected, in conflict
         self.stopping = threading.Event()
         self.report = AgentReport()
         self.on_frame = None  # optional callback (seq, frame, bitstream), e.g. for quality reports
@@ -135,8 +135,10 @@ class Agent:
             data, predicted = self.encoder.encode(frame.rgb, quality, self.cfg.tile_size, quality_map=qmap), False
             r.keyframes, r.blocks, r.coded_blocks = r.keyframes + 1, r.blocks + 1, r.coded_blocks + 1
         else:
-            if self.spool.stats.dropped != self._spool_dropped:  # the cloud will miss a reference: start afresh
-                self._spool_dropped = self.spool.stats.dropped
+            stats = self.spool.stats
+            lost = stats.dropped + stats.rejected + stats.conflicts
+            if lost != self._frames_lost:  # the cloud will miss a reference: start afresh
+                self._frames_lost = lost
                 self.video.force_keyframe()
             coded = self.video.encode(frame.rgb, quality, qmap)
             data, predicted = coded.data, not coded.keyframe
