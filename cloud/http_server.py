@@ -43,16 +43,23 @@ class BoundedHTTPServer(ThreadingHTTPServer):
                 request.sendall(BUSY)
             self.shutdown_request(request)
             return
-        super().process_request(request, client_address)
+        try:
+            super().process_request(request, client_address)  # a thread for the connection
+        except BaseException:
+            self._release(peer)
+            raise
 
     def process_request_thread(self, request: socket.socket, client_address) -> None:
         try:
             super().process_request_thread(request, client_address)
         finally:
-            with self.lock:
-                self.open_by_peer[client_address[0]] -= 1
-                if not self.open_by_peer[client_address[0]]:
-                    del self.open_by_peer[client_address[0]]
+            self._release(client_address[0])
+
+    def _release(self, peer: str) -> None:
+        with self.lock:
+            self.open_by_peer[peer] -= 1
+            if not self.open_by_peer[peer]:
+                del self.open_by_peer[peer]
 
 
 def serve_http(host: str, port: int, handler: type[BaseHTTPRequestHandler], what: str) -> BoundedHTTPServer:
