@@ -60,7 +60,12 @@ def _answer(method: str, exc: Exception, context: grpc.ServicerContext) -> None:
         raise exc
     if isinstance(exc, LsicError):
         context.abort(status_of(exc), str(exc))
-    ref = uuid.uuid4().hex[:12]
     metrics.CALLS_FAILED.labels(method).inc()
-    log.error("call failed", exc_info=exc, extra={"method": method, "ref": ref})
-    context.abort(grpc.StatusCode.INTERNAL, f"internal error in {method} (the service log has it as ref {ref})")
+    context.abort(grpc.StatusCode.INTERNAL, f"internal error in {method} (the service log has it as ref {logged(exc, method)})")
+
+
+def logged(exc: BaseException, where: str) -> str:
+    """Log an unforeseen failure with its trace under a new reference, returned for the client."""
+    ref = uuid.uuid4().hex[:12]
+    log.error("request failed", exc_info=exc, extra={"where": where, "ref": ref})
+    return ref

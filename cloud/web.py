@@ -10,13 +10,13 @@ from __future__ import annotations
 import hmac
 import json
 import logging
-import uuid
 from http import cookies
 from http.server import BaseHTTPRequestHandler
 from importlib import resources
 from urllib.parse import parse_qs, urlparse
 
 from lsic.cloud.auth import hash_token
+from lsic.cloud.call_errors import logged
 from lsic.cloud.frames import frame_info, frame_summary
 from lsic.cloud.http_server import BoundedHTTPServer, serve_http
 from lsic.cloud.storage.metadata import MAX_SEQUENCE
@@ -92,9 +92,7 @@ def make_handler(server):  # server: lsic.cloud.server.CloudServer
             except LsicError as exc:
                 self._json({"error": str(exc)}, HTTP_STATUS.get(exc.grpc_status, 500))
             except Exception as exc:  # the client gets a status and a reference, the log the trace
-                ref = uuid.uuid4().hex[:12]
-                log.error("request failed", exc_info=exc, extra={"path": url.path, "ref": ref})
-                self._json({"error": f"internal error (the service log has it as ref {ref})"}, 500)
+                self._json({"error": f"internal error (the service log has it as ref {logged(exc, url.path)})"}, 500)
 
         def route(self, path: str, q: dict, page: bytes, extra: dict | None) -> None:
             arg = lambda name, default=None: q.get(name, [default])[0]  # noqa: E731
@@ -151,7 +149,7 @@ def make_handler(server):  # server: lsic.cloud.server.CloudServer
                 if row is None:
                     self._json({"error": "no such frame"}, 404)
                     return
-                side = row.width if row.width > row.height else row.height
+                side = max(row.width, row.height)
                 w, h = number("w", 0, high=side), number("h", 0, high=side)
                 region = (number("x", 0, high=side), number("y", 0, high=side), w, h) if w and h else None
                 rgb, tiles = recon.render(row, region, number("downscale", 1, low=1, high=8))

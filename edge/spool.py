@@ -104,7 +104,7 @@ class Spool:
 
     def _quarantine(self, path: Path, reason: str) -> None:
         os.replace(path, self.rejected_dir / path.name)
-        (self.rejected_dir / f"{path.name}.reason.txt").write_text(reason + "\n")
+        _write_reason(self.rejected_dir, path, reason)
         log.error("spool file set aside in rejected/", extra={"file": path.name, "reason": reason})
 
     def _path(self, seq: int) -> Path:
@@ -274,7 +274,7 @@ class Spool:
         folder.mkdir(exist_ok=True)
         if self._path(seq).exists():
             self._remove(seq, folder)
-            (folder / f"{self._path(seq).stem}.reason.txt").write_text(reason + "\n")
+            _write_reason(folder, self._path(seq), reason)
         self._sizes.pop(seq, None)
         self.cond.notify_all()
 
@@ -293,3 +293,8 @@ class Spool:
         with self.cond:
             if not (set(self._sizes) - known):
                 self.cond.wait(timeout)
+
+
+def _write_reason(folder: Path, frame_file: Path, reason: str) -> None:
+    """Why a file was set aside, beside it: <stem>.reason.txt."""
+    (folder / f"{frame_file.stem}.reason.txt").write_text(reason + "\n")

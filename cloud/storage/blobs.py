@@ -82,8 +82,13 @@ class S3BlobStore:
     def _key(self, key: str) -> str:
         return f"{self.prefix}/{key}" if self.prefix else key
 
+    @staticmethod
+    def _code(exc: Exception) -> str:
+        """The S3 error code of a botocore error ('' for one without a response)."""
+        return getattr(exc, "response", {}).get("Error", {}).get("Code", "")
+
     def _typed(self, exc: Exception, what: str) -> Exception:
-        code = getattr(exc, "response", {}).get("Error", {}).get("Code", "")
+        code = self._code(exc)
         if code in ("EntityTooLarge", "QuotaExceeded", "XMinioStorageFull"):
             return StorageFullError(f"object store is full ({code})")
         return BlobStoreError(f"object store {what} failed: {exc}")
@@ -106,7 +111,7 @@ class S3BlobStore:
         try:
             self.s3.head_object(Bucket=self.bucket, Key=self._key(key))
         except self._errors as exc:
-            if getattr(exc, "response", {}).get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+            if self._code(exc) in ("404", "NoSuchKey", "NotFound"):
                 return False
             raise self._typed(exc, "read") from exc
         return True
